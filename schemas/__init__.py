@@ -1,0 +1,1 @@
+"""Avro schemas of every event on the log (shipped in the wheel as ``smsroute.schemas``)."""

@@ -1,0 +1,104 @@
+"""Configuration: one TOML file plus ``SMSROUTE_*`` environment variables, validated at start-up.
+
+Precedence, highest first: command-line options, environment variables, the TOML file, defaults.
+Nested keys use ``__`` in the environment: ``SMSROUTE_INGRESS__VONAGE__SIGNATURE_SECRET``.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic.networks import IPvAnyNetwork
+from pydantic_settings import BaseSettings, InitSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
+
+INGRESS_NAME = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+
+_file_values: ContextVar[dict[str, Any]] = ContextVar("smsroute_config_file_values", default={})
+
+
+class ConfigError(Exception):
+    """Configuration that cannot be used; the message names the setting and the reason."""
+
+
+class IngressConfig(BaseModel):
+    """Settings every ingress has; provider adapters extend it with their own (signature secrets...)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    provider: str
+    token: SecretStr | None = Field(None, description="Shared token required in a header or query parameter.")
+    token_header: str = "X-Smsroute-Token"
+    token_param: str = "token"
+    allow_ips: tuple[IPvAnyNetwork, ...] = Field((), description="Client networks allowed; empty allows all.")
+    trusted_proxies: tuple[IPvAnyNetwork, ...] = Field(
+        (), description="Proxies whose X-Forwarded-For is believed when resolving the client address."
+    )
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SMSROUTE_", env_nested_delimiter="__", extra="forbid")
+
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    data_dir: Path = Path("data")
+    routes: Path = Path("routing_rules")
+    max_body_bytes: int = Field(64 * 1024, gt=0, description="Larger request bodies get 413.")
+    log_timeout: float = Field(5.0, gt=0, description="Seconds to wait for a durable write before answering 503.")
+    log_busy_timeout: float = Field(2.0, gt=0, description="Seconds the log waits for a locked database.")
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    ingress: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="Ingress name -> settings. Empty: every built-in provider under its own name, unauthenticated.",
+    )
+
+    @field_validator("ingress")
+    @classmethod
+    def _names(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        for name in value:
+            if not re.match(INGRESS_NAME, name):
+                raise ValueError(f"ingress name {name!r} must match {INGRESS_NAME}")
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, env_settings, InitSettingsSource(settings_cls, init_kwargs=_file_values.get())
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Settings from the file, the environment and ``overrides`` (None values are ignored)."""
+    values: dict[str, Any] = {}
+    if config_file is not None:
+        try:
+            values = tomllib.loads(Path(config_file).read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError(f"{config_file}: cannot read: {exc.strerror}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{config_file}: not valid TOML: {exc}") from exc
+    token = _file_values.set(values)
+    try:
+        return Settings(**{key: value for key, value in overrides.items() if value is not None})
+    except ValidationError as exc:
+        raise ConfigError(describe(exc, source=str(config_file or "configuration"))) from exc
+    finally:
+        _file_values.reset(token)
+
+
+def describe(exc: ValidationError, source: str, prefix: str = "") -> str:
+    """One line per problem: ``<source>: <dotted.setting>: <reason>``."""
+    lines = []
+    for error in exc.errors():
+        where = ".".join(str(part) for part in (prefix, *error["loc"]) if part != "")
+        lines.append(f"{source}: {where or '(top level)'}: {error['msg']}")
+    return "\n".join(lines)

@@ -1,0 +1,156 @@
+"""The ingress application: provider requests in, durable raw events out, provider answered last."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping
+
+from aiohttp import web
+from multidict import MultiDict
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from .. import metrics
+from ..config import Settings
+from ..events import EventKind, RawEvent
+from ..eventlog import EventLog, LogUnavailable
+from .access import check_access, client_address
+from .base import Adapter, Incoming, IngressError
+
+log = logging.getLogger("smsroute.ingress")
+
+ADAPTERS = web.AppKey("adapters", dict[str, Adapter])
+EVENT_LOG = web.AppKey("event_log", EventLog)
+SETTINGS = web.AppKey("settings", Settings)
+
+
+def create_app(settings: Settings, adapters: Mapping[str, Adapter], event_log: EventLog) -> web.Application:
+    app = web.Application(client_max_size=settings.max_body_bytes)
+    app[SETTINGS] = settings
+    app[ADAPTERS] = dict(adapters)
+    app[EVENT_LOG] = event_log
+    app.router.add_route("*", "/inbound/{source}", _inbound)
+    app.router.add_route("*", "/status/{source}", _status)
+    app.router.add_get("/healthz", _healthz)
+    app.router.add_get("/readyz", _readyz)
+    app.router.add_get("/metrics", _metrics)
+    return app
+
+
+async def _inbound(request: web.Request) -> web.Response:
+    return await _receive(request, "inbound")
+
+
+async def _status(request: web.Request) -> web.Response:
+    return await _receive(request, "status")
+
+
+async def _receive(request: web.Request, kind: EventKind) -> web.Response:
+    started = time.perf_counter()
+    received_at_us = time.time_ns() // 1000
+    source = request.match_info["source"]
+    adapter = request.app[ADAPTERS].get(source)
+    label = source if adapter is not None else "unknown"
+    try:
+        if adapter is None:
+            raise IngressError(404, "unknown_source", f"no ingress named {source!r}")
+        response = await _accept(request, adapter, kind, received_at_us)
+        outcome = "accepted"
+    except IngressError as exc:
+        outcome = exc.code
+        response = web.Response(status=exc.status, text=exc.reason + "\n", headers=exc.headers)
+        log.warning(
+            "request refused",
+            extra={
+                "event": "ingress_refused",
+                "source": source,
+                "status": exc.status,
+                "reason": exc.reason,
+                "remote": request.remote,
+            },
+        )
+    metrics.INGRESS_REQUESTS.labels(label, outcome).inc()
+    metrics.INGRESS_LATENCY.labels(label).observe(time.perf_counter() - started)
+    return response
+
+
+async def _accept(request: web.Request, adapter: Adapter, kind: EventKind, received_at_us: int) -> web.Response:
+    if kind not in adapter.kinds:
+        raise IngressError(404, "unsupported_kind", f"{adapter.provider} sends no {kind} events here")
+    if request.method not in adapter.methods:
+        allowed = ", ".join(sorted(adapter.methods))
+        raise IngressError(405, "method_not_allowed", f"method must be {allowed}", {"Allow": allowed})
+    incoming = await _read(request, adapter, kind, received_at_us)
+    check_access(incoming, adapter.config)
+    adapter.authenticate(incoming)
+    messages = adapter.split(incoming, adapter.validate(incoming))
+    events = [
+        RawEvent(
+            ingress=adapter.name,
+            provider=adapter.provider,
+            kind=kind,
+            received_at_us=received_at_us,
+            remote_addr=incoming.remote,
+            method=incoming.method,
+            path=incoming.path,
+            query=incoming.query_string,
+            content_type=message.content_type,
+            headers={name: incoming.headers[name] for name in adapter.headers if name in incoming.headers},
+            body=message.body,
+            key=message.key,
+            batch_index=index,
+            batch_size=len(messages),
+        )
+        for index, message in enumerate(messages)
+    ]
+    settings = request.app[SETTINGS]
+    try:
+        await asyncio.wait_for(
+            request.app[EVENT_LOG].append([(event.key, event.encode()) for event in events]), settings.log_timeout
+        )
+    except (LogUnavailable, TimeoutError) as exc:
+        log.error("log unavailable", extra={"event": "log_unavailable", "source": adapter.name, "error": str(exc)})
+        raise IngressError(503, "log_unavailable", "temporarily unable to store the message; retry later") from None
+    metrics.INGRESS_EVENTS.labels(adapter.name, kind).inc(len(events))
+    return adapter.answer(incoming, messages)
+
+
+async def _read(request: web.Request, adapter: Adapter, kind: EventKind, received_at_us: int) -> Incoming:
+    limit = request.app[SETTINGS].max_body_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise IngressError(413, "too_large", f"body larger than the {limit}-byte limit")
+    try:
+        body = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise IngressError(413, "too_large", f"body larger than the {limit}-byte limit") from None
+    return Incoming(
+        source=adapter.name,
+        kind=kind,
+        method=request.method,
+        url=str(request.url),
+        path=request.path,
+        query=MultiDict(request.query),
+        headers=request.headers,
+        content_type=request.content_type if body else "",
+        charset=request.charset,
+        body=body,
+        remote=client_address(request, adapter.config.trusted_proxies),
+        received_at_us=received_at_us,
+    )
+
+
+async def _healthz(request: web.Request) -> web.Response:
+    return web.Response(text="ok\n")
+
+
+async def _readyz(request: web.Request) -> web.Response:
+    if request.app[EVENT_LOG].ready:
+        return web.Response(text="ready\n")
+    return web.Response(status=503, text="log unavailable\n")
+
+
+async def _metrics(request: web.Request) -> web.Response:
+    response = web.Response(body=generate_latest())
+    response.content_type = CONTENT_TYPE_LATEST.split(";")[0]
+    return response

@@ -1,0 +1,167 @@
+"""What every provider adapter shares: the request as adapters see it, the refusal, the interface.
+
+An adapter is four small steps, called in this order by the ingress handler:
+``authenticate`` (signatures), ``validate`` (content type, required fields), ``split`` (one raw
+event per message) and ``answer`` (the provider's idea of "received"). Access rules common to all
+providers (IP allow-list, shared token) are applied before, by :mod:`smsroute.ingress.access`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+from urllib.parse import parse_qsl, urlencode
+
+from aiohttp import web
+from multidict import CIMultiDictProxy, MultiDict
+
+from ..config import IngressConfig
+from ..events import EventKind
+
+FORM = "application/x-www-form-urlencoded"
+JSON = "application/json"
+
+Fields = Mapping[str, Any]
+
+
+class IngressError(Exception):
+    """A request the ingress answers with ``status`` and a short ``reason``; ``code`` labels metrics."""
+
+    def __init__(self, status: int, code: str, reason: str, headers: Mapping[str, str] | None = None) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.code = code
+        self.reason = reason
+        self.headers = dict(headers or {})
+
+
+def bad_request(reason: str) -> IngressError:
+    return IngressError(400, "bad_request", reason)
+
+
+def unauthorized(reason: str) -> IngressError:
+    return IngressError(401, "unauthorized", reason)
+
+
+@dataclass(slots=True)
+class Incoming:
+    """A provider request, fully read, nothing interpreted yet."""
+
+    source: str
+    kind: EventKind
+    method: str
+    url: str
+    path: str
+    query: MultiDict[str]
+    headers: CIMultiDictProxy[str]
+    content_type: str
+    charset: str | None
+    body: bytes
+    remote: str
+    received_at_us: int
+    _parsed: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def query_string(self) -> str:
+        return urlencode(list(self.query.items()))
+
+    def form(self) -> MultiDict[str]:
+        """The urlencoded body's fields (415 for any other content type)."""
+        if "form" not in self._parsed:
+            self.expect(FORM)
+            text = self.body.decode(self.charset or "utf-8", errors="replace")
+            self._parsed["form"] = MultiDict(parse_qsl(text, keep_blank_values=True, errors="replace"))
+        return self._parsed["form"]
+
+    def json(self) -> Any:
+        """The JSON body (415 for another content type, 400 if it does not parse)."""
+        if "json" not in self._parsed:
+            self.expect(JSON)
+            try:
+                self._parsed["json"] = json.loads(self.body.decode(self.charset or "utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+                raise bad_request(f"body is not valid JSON: {exc}") from None
+        return self._parsed["json"]
+
+    def params(self) -> Mapping[str, Any]:
+        """Fields of a GET (query), form POST or JSON POST, whichever this request is."""
+        if self.method == "GET":
+            return self.query
+        if self.content_type == JSON or self.content_type.endswith("+json"):
+            data = self.json()
+            if not isinstance(data, dict):
+                raise bad_request("JSON body must be an object")
+            return data
+        return self.form()
+
+    def expect(self, *content_types: str) -> None:
+        if self.content_type not in content_types and not (
+            JSON in content_types and self.content_type.endswith("+json")
+        ):
+            raise IngressError(
+                415,
+                "unsupported_media_type",
+                f"content type must be {' or '.join(content_types)}, not {self.content_type or 'missing'}",
+            )
+
+
+def require(fields: Fields, names: Sequence[str], where: str = "") -> None:
+    """400 naming every required field that is absent."""
+    missing = [name for name in names if fields.get(name) is None]
+    if missing:
+        raise bad_request(f"missing required field{'s' if len(missing) > 1 else ''}{where}: {', '.join(missing)}")
+
+
+@dataclass(slots=True, frozen=True)
+class Message:
+    """One message of a request: its payload bytes and its partition key."""
+
+    body: bytes
+    key: str
+    content_type: str
+
+
+class Adapter:
+    """Base of all provider adapters. Subclasses set the class attributes and override what differs."""
+
+    provider: ClassVar[str]
+    kinds: ClassVar[frozenset[EventKind]] = frozenset({"inbound"})
+    methods: ClassVar[frozenset[str]] = frozenset({"POST"})
+    config_class: ClassVar[type[IngressConfig]] = IngressConfig
+    headers: ClassVar[tuple[str, ...]] = ()
+    """Request headers worth keeping in the raw event (never secrets)."""
+
+    def __init__(self, name: str, config: IngressConfig) -> None:
+        self.name = name
+        self.config = config
+
+    @property
+    def signed(self) -> bool:
+        """True when the adapter verifies a provider signature."""
+        return False
+
+    def authenticate(self, request: Incoming) -> None:
+        """Check the provider's signature, if it has one and it is configured (401 if wrong)."""
+
+    def validate(self, request: Incoming) -> list[Fields]:
+        """Each message's fields; 4xx for what can never be processed."""
+        raise NotImplementedError
+
+    def key(self, kind: EventKind, fields: Fields) -> str:
+        """Partition key: every part and every retry of one message must share it."""
+        raise NotImplementedError
+
+    def split(self, request: Incoming, messages: list[Fields]) -> list[Message]:
+        """One payload per message: the body itself, or each element of a batched JSON body."""
+        if len(messages) == 1:
+            return [Message(request.body, self.key(request.kind, messages[0]), request.content_type)]
+        return [
+            Message(json.dumps(fields, ensure_ascii=False).encode(), self.key(request.kind, fields), JSON)
+            for fields in messages
+        ]
+
+    def answer(self, request: Incoming, messages: list[Message]) -> web.Response:
+        """The provider's "received": sent only after the events are durable."""
+        return web.Response(status=200, text="OK")
