@@ -48,9 +48,10 @@ async def start_ingress(tmp_path: Path) -> AsyncIterator[StartIngress]:
 
     async def start(**overrides: Any) -> Ingress:
         settings = load_settings(data_dir=tmp_path / f"data{len(cleanups)}", **overrides)
+        adapters = build_adapters(settings)
         event_log = SQLiteLog(settings.data_dir / "log.db", busy_timeout=settings.log_busy_timeout)
         event_log.start()
-        runner = web.AppRunner(create_app(settings, build_adapters(settings), event_log))
+        runner = web.AppRunner(create_app(settings, adapters, event_log))
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()

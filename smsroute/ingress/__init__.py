@@ -1,0 +1,1 @@
+"""HTTP ingress: provider requests in, durable raw events out."""

@@ -1,0 +1,35 @@
+"""Kaleyra (formerly mGage) inbound SMS and MMS, as forwarded through Acoustic Campaign: a form POST.
+
+The fields are device_address (the sender), inbound_address (our code), router, carrier, channel,
+message, message_orig, message_id, message_subid, status, status_code, a2w_mo_ref_id, country_code,
+and for MMS attachment and mmsID. Real traffic carries junk (the provider's own sample has
+``device_address=1447ß7665544``): it is logged as given and left to normalization, never refused
+here, since a refusal only buys retries (1, 5, 10, 60, 120, 360, 720 min) and then a deletion.
+Only 208.71.240.0/21 is Kaleyra's: set that as the ingress's ``allow_ips``.
+"""
+
+from __future__ import annotations
+
+from ...events import EventKind
+from ..base import Adapter, Fields, Incoming, bad_request, require
+
+REQUIRED = ("device_address", "inbound_address")
+CONTENT = ("message", "message_orig", "attachment", "mmsID")
+"""An SMS has a text, an MMS an attachment id: a post with none of them carries nothing."""
+
+
+class Kaleyra(Adapter):
+    provider = "kaleyra"
+
+    def validate(self, request: Incoming) -> list[Fields]:
+        fields = request.form()
+        require(fields, REQUIRED)
+        if all(fields.get(name) is None for name in CONTENT):
+            raise bad_request(f"missing content: one of {', '.join(CONTENT)} is required")
+        return [fields]
+
+    def key(self, kind: EventKind, fields: Fields) -> str:
+        return f"{self.provider}:{fields['device_address']}:{fields['inbound_address']}"
+
+
+ADAPTER = Kaleyra

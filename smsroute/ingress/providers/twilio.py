@@ -1,0 +1,101 @@
+"""Twilio Messaging inbound SMS/MMS: a form POST (MessageSid, AccountSid, From, To, Body, NumMedia...).
+
+Twilio signs each request in ``X-Twilio-Signature`` with the account's auth token; with a token
+configured the signature is required. The answer is an empty TwiML document: received, no reply
+(auto-replies are the sinks' job, after routing).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+from collections.abc import Iterable
+from urllib.parse import urlsplit
+
+from aiohttp import web
+from pydantic import Field, SecretStr, field_validator
+
+from ...config import IngressConfig
+from ...events import EventKind
+from ..base import Adapter, Fields, Incoming, Message, bad_request, require, unauthorized
+
+REQUIRED = ("MessageSid", "AccountSid", "From", "To")
+SIGNATURE_HEADER = "X-Twilio-Signature"
+EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
+
+
+class TwilioConfig(IngressConfig):
+    auth_token: SecretStr | None = Field(
+        None, description="Account auth token; when set, every request must carry a valid signature."
+    )
+    public_url: str | None = Field(
+        None,
+        description="The URL Twilio calls (scheme, host, path), when a proxy stands between; "
+        "the query string is taken from the request as received. Default: the request's own URL.",
+    )
+
+    @field_validator("public_url")
+    @classmethod
+    def _no_query(cls, value: str | None) -> str | None:
+        if value is not None and ("?" in value or "#" in value):
+            raise ValueError("public_url takes no query string or fragment: the request's own query is appended")
+        return value
+
+
+def signature(auth_token: str, url: str, params: Iterable[tuple[str, str]]) -> str:
+    """Twilio's request signature: base64 HMAC-SHA1 of the URL followed by every POST parameter's
+    name and value, sorted by name; a repeated name's distinct values sorted too, as Twilio's own
+    request validators do."""
+    values: dict[str, set[str]] = {}
+    for name, value in params:
+        values.setdefault(name, set()).add(value)
+    signed = url + "".join(name + value for name in sorted(values) for value in sorted(values[name]))
+    digest = hmac.new(auth_token.encode(), signed.encode(), hashlib.sha1).digest()
+    return base64.b64encode(digest).decode()
+
+
+class Twilio(Adapter):
+    provider = "twilio"
+    config_class = TwilioConfig
+    headers = (SIGNATURE_HEADER,)
+    config: TwilioConfig
+
+    @property
+    def signed(self) -> bool:
+        return self.config.auth_token is not None
+
+    def authenticate(self, request: Incoming) -> None:
+        if self.config.auth_token is None:
+            return
+        given = request.headers.get(SIGNATURE_HEADER)
+        if given is None:
+            raise unauthorized(f"missing {SIGNATURE_HEADER}")
+        token = self.config.auth_token.get_secret_value()
+        expected = signature(token, self._signed_url(request), request.form().items())
+        # surrogateescape: the header's bytes as sent, so junk in it is a mismatch, not an encoding error
+        if not hmac.compare_digest(given.encode("utf-8", "surrogateescape"), expected.encode()):
+            raise unauthorized("bad signature")
+
+    def _signed_url(self, request: Incoming) -> str:
+        """The URL as Twilio called it: the public URL when configured, with the request's query."""
+        if self.config.public_url is None:
+            return request.url
+        query = urlsplit(request.url).query
+        return f"{self.config.public_url}?{query}" if query else self.config.public_url
+
+    def validate(self, request: Incoming) -> list[Fields]:
+        fields = request.form()
+        require(fields, REQUIRED)
+        if fields.get("Body") is None and fields.get("NumMedia") is None:
+            raise bad_request("missing content: Body or NumMedia is required")
+        return [fields]
+
+    def key(self, kind: EventKind, fields: Fields) -> str:
+        return f"{self.provider}:{fields['From']}:{fields['To']}"
+
+    def answer(self, request: Incoming, messages: list[Message]) -> web.Response:
+        return web.Response(text=EMPTY_TWIML, content_type="text/xml")
+
+
+ADAPTER = Twilio

@@ -1,0 +1,1 @@
+"""Sinks: webhook, email and SMS reply deliveries with retries and dead letters."""
