@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, ClassVar
 from urllib.parse import parse_qsl, urlencode
 
@@ -18,7 +19,8 @@ from aiohttp import web
 from multidict import CIMultiDictProxy, MultiDict
 
 from ..config import IngressConfig
-from ..events import EventKind
+from ..events import EventKind, RawEvent
+from ..streams.parts import Part, Unprocessable, phone
 
 FORM = "application/x-www-form-urlencoded"
 JSON = "application/json"
@@ -84,6 +86,11 @@ class Incoming:
             except (UnicodeDecodeError, json.JSONDecodeError) as exc:
                 raise bad_request(f"body is not valid JSON: {exc}") from None
         return self._parsed["json"]
+
+    @property
+    def batched(self) -> bool:
+        """True when the body is a JSON list of messages, however many."""
+        return isinstance(self._parsed.get("json"), list)
 
     def params(self) -> Mapping[str, Any]:
         """Fields of a GET (query), form POST or JSON POST, whichever this request is."""
@@ -155,7 +162,7 @@ class Adapter:
 
     def split(self, request: Incoming, messages: list[Fields]) -> list[Message]:
         """One payload per message: the body itself, or each element of a batched JSON body."""
-        if len(messages) == 1:
+        if not request.batched:
             return [Message(request.body, self.key(request.kind, messages[0]), request.content_type)]
         return [
             Message(json.dumps(fields, ensure_ascii=False).encode(), self.key(request.kind, fields), JSON)
@@ -165,3 +172,36 @@ class Adapter:
     def answer(self, request: Incoming, messages: list[Message]) -> web.Response:
         """The provider's "received": sent only after the events are durable."""
         return web.Response(status=200, text="OK")
+
+    def normalize(self, event: RawEvent, region: str | None) -> Part:
+        """The logged event as a canonical part; :class:`Unprocessable` when it never can be one."""
+        raise Unprocessable(f"{self.provider} events of kind {event.kind} are not processed")
+
+    def part(self, event: RawEvent, region: str | None, *, sender: str, recipient: str, **fields: Any) -> Part:
+        """A part of this provider's, with numbers in E.164 where they parse (flagged where not)."""
+        sender, sender_flags = phone(str(sender), region, "from")
+        recipient, recipient_flags = phone(str(recipient), region, "to")
+        return Part(
+            provider=self.provider,
+            source=event.ingress,
+            sender=sender,
+            recipient=recipient,
+            received_at=datetime.fromtimestamp(event.received_at_us / 1_000_000, UTC),
+            flags=sender_flags + recipient_flags,
+            **fields,
+        )
+
+
+def fields_of(event: RawEvent) -> Fields:
+    """The fields of a logged event, parsed as the ingress parsed the request."""
+    if event.method == "GET" or not event.body:
+        return dict(parse_qsl(event.query, keep_blank_values=True))
+    if event.content_type == JSON or event.content_type.endswith("+json"):
+        try:
+            data = json.loads(event.body)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise Unprocessable(f"body is not valid JSON: {exc}") from None
+        if not isinstance(data, dict):
+            raise Unprocessable("JSON body is not an object")
+        return data
+    return dict(parse_qsl(event.body.decode("utf-8", errors="replace"), keep_blank_values=True))

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ...events import EventKind
-from ..base import Adapter, Fields, Incoming, Message, require
+from ...events import EventKind, RawEvent
+from ...streams.parts import Part, parse_time, sha256_key
+from ..base import Adapter, Fields, Incoming, Message, fields_of, require
 
 REQUIRED = ("originator", "destination", "date_time", "text")
 
@@ -27,6 +28,19 @@ class AgileTelecom(Adapter):
 
     def answer(self, request: Incoming, messages: list[Message]) -> web.Response:
         return web.Response(text="+OK", content_type="text/plain")
+
+    def normalize(self, event: RawEvent, region: str | None) -> Part:
+        fields = fields_of(event)
+        values = [str(fields.get(name, "")) for name in REQUIRED]
+        return self.part(
+            event,
+            region,
+            sender=values[0],
+            recipient=values[1],
+            text=values[3],
+            dedupe_key=f"{self.provider}:{sha256_key(*values)}",
+            provider_time=parse_time(values[2], "%Y-%m-%d %H:%M:%S", "%d/%m/%Y %H:%M:%S"),
+        )
 
 
 ADAPTER = AgileTelecom

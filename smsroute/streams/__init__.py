@@ -1,0 +1,1 @@
+"""Stream processing: normalize, dedupe, stitch, route. Plain Python, no engine knowledge."""
