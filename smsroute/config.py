@@ -12,7 +12,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic.networks import IPvAnyNetwork
 from pydantic_settings import BaseSettings, InitSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -63,6 +63,14 @@ class Settings(BaseSettings):
             if not re.match(INGRESS_NAME, name):
                 raise ValueError(f"ingress name {name!r} must match {INGRESS_NAME}")
         return value
+
+    @model_validator(mode="after")
+    def _log_waits(self) -> Settings:
+        if self.log_busy_timeout >= self.log_timeout:
+            # Otherwise a request gives up (503) while its write still waits for the lock, and
+            # /readyz keeps saying ready because no commit has failed yet.
+            raise ValueError("log_busy_timeout must be shorter than log_timeout")
+        return self
 
     @classmethod
     def settings_customise_sources(

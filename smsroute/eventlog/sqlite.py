@@ -31,6 +31,8 @@ CREATE TABLE IF NOT EXISTS raw_events (
 """
 
 _Pending = tuple[Sequence[tuple[str, bytes]], asyncio.Future[None]]
+_PROBE_INTERVAL = 1.0
+"""Seconds between write probes while the last commit failed."""
 
 
 def connect(path: Path, busy_timeout: float) -> sqlite3.Connection:
@@ -93,7 +95,11 @@ class SQLiteLog:
     def _write_loop(self, conn: sqlite3.Connection) -> None:
         stopping = False
         while not stopping:
-            first = self._queue.get()
+            try:
+                first = self._queue.get(timeout=None if self._healthy else _PROBE_INTERVAL)
+            except queue.Empty:
+                self._probe(conn)
+                continue
             if first is None:
                 break
             batch = [first]
@@ -108,6 +114,17 @@ class SQLiteLog:
                 batch.append(item)
             self._commit(conn, batch)
         conn.close()
+
+    def _probe(self, conn: sqlite3.Connection) -> None:
+        """After a failed commit, find out with no traffic when writes work again: a not-ready
+        instance gets no requests from its load balancer, so it must recover on its own."""
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            return
+        self._healthy = True
+        log.info("log writable again", extra={"event": "log_recovered"})
 
     def _commit(self, conn: sqlite3.Connection, batch: list[_Pending]) -> None:
         started = time.perf_counter()

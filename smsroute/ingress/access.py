@@ -40,7 +40,7 @@ def check_access(request: Incoming, config: IngressConfig) -> None:
     request.query.popall(config.token_param, None)
     if given is None:
         raise unauthorized(f"missing token ({config.token_header} header or {config.token_param} parameter)")
-    if not hmac.compare_digest(given.encode(), expected):
+    if not hmac.compare_digest(given.encode("utf-8", "surrogateescape"), expected):
         raise unauthorized("wrong token")
 
 

@@ -124,6 +124,8 @@ async def _read(request: web.Request, adapter: Adapter, kind: EventKind, receive
         body = await request.read()
     except web.HTTPRequestEntityTooLarge:
         raise IngressError(413, "too_large", f"body larger than the {limit}-byte limit") from None
+    if body and request.charset is not None and not _known_charset(request.charset):
+        raise IngressError(415, "unsupported_media_type", f"unknown charset {request.charset!r}")
     return Incoming(
         source=adapter.name,
         kind=kind,
@@ -138,6 +140,15 @@ async def _read(request: web.Request, adapter: Adapter, kind: EventKind, receive
         remote=client_address(request, adapter.config.trusted_proxies),
         received_at_us=received_at_us,
     )
+
+
+def _known_charset(name: str) -> bool:
+    """Whether the body can be decoded at all: a made-up charset is the client's error, not a 500."""
+    try:
+        b"\0".decode(name, "replace")  # not b"": empty input skips the lookup; refuses base64, zlib...
+    except LookupError:
+        return False
+    return True
 
 
 async def _healthz(request: web.Request) -> web.Response:

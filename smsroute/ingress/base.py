@@ -9,7 +9,7 @@ providers (IP allow-list, shared token) are applied before, by :mod:`smsroute.in
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar
@@ -87,6 +87,19 @@ class Incoming:
                 raise bad_request(f"body is not valid JSON: {exc}") from None
         return self._parsed["json"]
 
+    def json_messages(self) -> list[dict[str, Any]]:
+        """The messages of a JSON body: one object, or a list of objects (a batch)."""
+        data = self.json()
+        if not isinstance(data, dict | list):
+            raise bad_request("JSON body must be an object or a list of objects")
+        batch = data if isinstance(data, list) else [data]
+        if not batch:
+            raise bad_request("JSON list holds no messages")
+        for number, item in enumerate(batch, 1):
+            if not isinstance(item, dict):
+                raise bad_request(f"message {number} of {len(batch)} is not a JSON object")
+        return batch
+
     @property
     def batched(self) -> bool:
         """True when the body is a JSON list of messages, however many."""
@@ -119,6 +132,12 @@ def require(fields: Fields, names: Sequence[str], where: str = "") -> None:
     missing = [name for name in names if fields.get(name) is None]
     if missing:
         raise bad_request(f"missing required field{'s' if len(missing) > 1 else ''}{where}: {', '.join(missing)}")
+
+
+def require_each(messages: Sequence[Fields], names: Callable[[Fields], Sequence[str]]) -> None:
+    """:func:`require` for every message of a batch, naming the message when there are several."""
+    for number, fields in enumerate(messages, 1):
+        require(fields, names(fields), f" in message {number} of {len(messages)}" if len(messages) > 1 else "")
 
 
 @dataclass(slots=True, frozen=True)
@@ -163,7 +182,8 @@ class Adapter:
     def split(self, request: Incoming, messages: list[Fields]) -> list[Message]:
         """One payload per message: the body itself, or each element of a batched JSON body."""
         if not request.batched:
-            return [Message(request.body, self.key(request.kind, messages[0]), request.content_type)]
+            content_type = request.content_type + (f"; charset={request.charset}" if request.charset else "")
+            return [Message(request.body, self.key(request.kind, messages[0]), content_type)]
         return [
             Message(json.dumps(fields, ensure_ascii=False).encode(), self.key(request.kind, fields), JSON)
             for fields in messages
@@ -196,12 +216,14 @@ def fields_of(event: RawEvent) -> Fields:
     """The fields of a logged event, parsed as the ingress parsed the request."""
     if event.method == "GET" or not event.body:
         return dict(parse_qsl(event.query, keep_blank_values=True))
-    if event.content_type == JSON or event.content_type.endswith("+json"):
+    mimetype, _, parameters = event.content_type.partition(";")
+    charset = parameters.partition("charset=")[2].strip() or "utf-8"
+    if mimetype == JSON or mimetype.endswith("+json"):
         try:
-            data = json.loads(event.body)
+            data = json.loads(event.body.decode(charset))
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise Unprocessable(f"body is not valid JSON: {exc}") from None
         if not isinstance(data, dict):
             raise Unprocessable("JSON body is not an object")
         return data
-    return dict(parse_qsl(event.body.decode("utf-8", errors="replace"), keep_blank_values=True))
+    return dict(parse_qsl(event.body.decode(charset, errors="replace"), keep_blank_values=True, encoding=charset))

@@ -10,8 +10,11 @@ Only 208.71.240.0/21 is Kaleyra's: set that as the ingress's ``allow_ips``.
 
 from __future__ import annotations
 
-from ...events import EventKind
-from ..base import Adapter, Fields, Incoming, bad_request, require
+import phonenumbers
+
+from ...events import EventKind, RawEvent
+from ...streams.parts import Part, sha256_key
+from ..base import Adapter, Fields, Incoming, bad_request, fields_of, require
 
 REQUIRED = ("device_address", "inbound_address")
 CONTENT = ("message", "message_orig", "attachment", "mmsID")
@@ -31,5 +34,26 @@ class Kaleyra(Adapter):
     def key(self, kind: EventKind, fields: Fields) -> str:
         return f"{self.provider}:{fields['device_address']}:{fields['inbound_address']}"
 
+    def normalize(self, event: RawEvent, region: str | None) -> Part:
+        fields = fields_of(event)
+        country = str(fields.get("country_code", ""))
+        if country.isdigit():  # the sender's country, better than the configured default
+            region = phonenumbers.region_code_for_country_code(int(country)) or region
+        sender, recipient = fields.get("device_address", ""), fields.get("inbound_address", "")
+        text = fields.get("message_orig") or fields.get("message") or ""
+        message_id = fields.get("message_id") or fields.get("mmsID") or ""
+        return self.part(
+            event,
+            region,
+            sender=sender,
+            recipient=recipient,
+            text=text,
+            dedupe_key=f"{self.provider}:{message_id or sha256_key(sender, recipient, text)}",
+            provider_message_id=message_id,
+            extra={name: fields[name] for name in EXTRA if fields.get(name)},
+        )
+
+
+EXTRA = ("carrier", "router", "channel", "country_code", "attachment", "mmsID", "a2w_mo_ref_id")
 
 ADAPTER = Kaleyra

@@ -17,8 +17,9 @@ from aiohttp import web
 from pydantic import Field, SecretStr, field_validator
 
 from ...config import IngressConfig
-from ...events import EventKind
-from ..base import Adapter, Fields, Incoming, Message, bad_request, require, unauthorized
+from ...events import EventKind, RawEvent
+from ...streams.parts import Part
+from ..base import Adapter, Fields, Incoming, Message, bad_request, fields_of, require, unauthorized
 
 REQUIRED = ("MessageSid", "AccountSid", "From", "To")
 SIGNATURE_HEADER = "X-Twilio-Signature"
@@ -97,5 +98,22 @@ class Twilio(Adapter):
     def answer(self, request: Incoming, messages: list[Message]) -> web.Response:
         return web.Response(text=EMPTY_TWIML, content_type="text/xml")
 
+    def normalize(self, event: RawEvent, region: str | None) -> Part:
+        fields = fields_of(event)
+        sid = fields.get("MessageSid") or fields.get("SmsSid") or ""
+        return self.part(
+            event,
+            region,
+            sender=fields.get("From", ""),
+            recipient=fields.get("To", ""),
+            text=fields.get("Body", ""),
+            encoding="text",
+            dedupe_key=f"{self.provider}:{sid}",
+            provider_message_id=sid,
+            extra={name: fields[name] for name in EXTRA if fields.get(name)},
+        )
+
+
+EXTRA = ("AccountSid", "MessagingServiceSid", "NumMedia", "NumSegments", "FromCountry", "ToCountry")
 
 ADAPTER = Twilio

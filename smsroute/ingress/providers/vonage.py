@@ -24,7 +24,7 @@ from pydantic import Field, SecretStr
 from ...config import IngressConfig
 from ...events import EventKind, RawEvent
 from ...streams.parts import Concat, Part, Unprocessable, decode_user_data, from_hex, parse_time, parse_udh
-from ..base import FORM, JSON, Adapter, Fields, Incoming, Message, bad_request, fields_of, require, unauthorized
+from ..base import FORM, JSON, Adapter, Fields, Incoming, Message, fields_of, require_each, unauthorized
 
 REQUIRED = ("type", "to", "msisdn", "messageId", "message-timestamp")
 BY_TYPE = {"text": ("text",), "unicode": ("text",), "binary": ("data",)}
@@ -98,11 +98,7 @@ class Vonage(Adapter):
 
     def validate(self, request: Incoming) -> list[Fields]:
         messages = _messages(request)
-        for index, fields in enumerate(messages):
-            names = [*REQUIRED, *BY_TYPE.get(str(fields.get("type")), ())]
-            if str(fields.get("concat")).lower() == "true":
-                names += CONCAT
-            require(fields, names, f" in list item {index}" if len(messages) > 1 else "")
+        require_each(messages, _required)
         return messages
 
     def key(self, kind: EventKind, fields: Fields) -> str:
@@ -150,18 +146,19 @@ def _concat(fields: Fields) -> Concat:
 
 
 def _messages(request: Incoming) -> list[Fields]:
-    """The request's message objects: the query or form fields, or the JSON object or list of objects."""
+    """The request's messages: the query or form fields, or the JSON object or list of objects."""
     if request.method == "POST":
         request.expect(JSON, FORM)
     if request.method == "GET" or request.content_type == FORM:
         return [request.params()]
-    data = request.json()
-    batch = data if isinstance(data, list) else [data]
-    if not all(isinstance(fields, dict) for fields in batch):
-        raise bad_request("JSON body must be an object or a list of objects")
-    if not batch:
-        raise bad_request("JSON body is an empty list of messages")
-    return batch
+    return request.json_messages()
+
+
+def _required(fields: Fields) -> list[str]:
+    names = [*REQUIRED, *BY_TYPE.get(str(fields.get("type")), ())]
+    if str(fields.get("concat")).lower() == "true":
+        names += CONCAT
+    return names
 
 
 ADAPTER = Vonage

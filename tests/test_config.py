@@ -1,0 +1,175 @@
+"""Configuration: TOML file, SMSROUTE_* environment, keyword overrides; every error names its setting."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from smsroute.config import ConfigError, load_settings
+from smsroute.ingress.providers import available, build_adapters
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No SMSROUTE_* variable of the machine running the tests leaks into them."""
+    for name in list(os.environ):
+        if name.startswith("SMSROUTE_"):
+            monkeypatch.delenv(name)
+
+
+def write(tmp_path: Path, text: str, name: str = "smsroute.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_defaults() -> None:
+    settings = load_settings()
+    assert (settings.host, settings.port, settings.data_dir, settings.ingress) == ("127.0.0.1", 8080, Path("data"), {})
+
+
+def test_precedence_keyword_over_env_over_file_over_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = write(tmp_path, 'host = "0.0.0.0"\nport = 9001\nlog_level = "debug"\n')
+    assert load_settings(config).port == 9001
+    monkeypatch.setenv("SMSROUTE_PORT", "9002")
+    monkeypatch.setenv("SMSROUTE_LOG_LEVEL", "warning")
+    from_env = load_settings(config)
+    assert (from_env.port, from_env.log_level, from_env.host) == (9002, "warning", "0.0.0.0")
+    assert from_env.max_body_bytes == 64 * 1024  # set nowhere: the default
+    assert load_settings(config, port=9003).port == 9003
+    assert load_settings(config, port=None).port == 9002  # an option not given overrides nothing
+
+
+def test_nested_environment_variable_sets_an_ingress_option(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = write(tmp_path, '[ingress.agiletelecom]\ntoken_header = "X-Agile-Key"\n')
+    monkeypatch.setenv("SMSROUTE_INGRESS__AGILETELECOM__TOKEN", "s3cret")
+    settings = load_settings(config)
+    adapter = build_adapters(settings)["agiletelecom"]
+    assert adapter.config.token is not None
+    assert adapter.config.token.get_secret_value() == "s3cret"
+    assert adapter.config.token_header == "X-Agile-Key"  # merged with the file's table, not replaced
+    assert "s3cret" not in repr(adapter.config)
+
+
+def test_configured_ingress_names_replace_the_defaults() -> None:
+    settings = load_settings(ingress={"sms-it": {"provider": "agiletelecom"}, "smsgateway24": {}})
+    adapters = build_adapters(settings)
+    assert {name: adapter.provider for name, adapter in adapters.items()} == {
+        "sms-it": "agiletelecom",
+        "smsgateway24": "smsgateway24",
+    }
+
+
+def test_no_ingress_configured_mounts_every_provider_under_its_own_name() -> None:
+    adapters = build_adapters(load_settings())
+    assert {name: adapter.provider for name, adapter in adapters.items()} == {p: p for p in available()}
+    assert {"agiletelecom", "smsgateway24"} <= set(adapters)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("port = 70000\n", "port: Input should be less than or equal to 65535"),
+        ('port = "eighty"\n', "port: Input should be a valid integer"),
+        ("max_body_bytes = 0\n", "max_body_bytes: Input should be greater than 0"),
+        ('log_level = "loud"\n', "log_level: Input should be 'debug', 'info', 'warning' or 'error'"),
+        ("prot = 8080\n", "prot: Extra inputs are not permitted"),
+        ('[ingress."SMS IT"]\n', "ingress: Value error, ingress name 'SMS IT' must match"),
+    ],
+)
+def test_invalid_file_values_name_the_file_and_the_setting(tmp_path: Path, text: str, expected: str) -> None:
+    config = write(tmp_path, text)
+    with pytest.raises(ConfigError) as error:
+        load_settings(config)
+    assert str(error.value).startswith(f"{config}: {expected}")
+
+
+def test_invalid_environment_value_names_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SMSROUTE_PORT", "70000")
+    with pytest.raises(ConfigError, match=r"^configuration: port: Input should be less than or equal to 65535$"):
+        load_settings()
+
+
+def test_invalid_keyword_value_names_the_setting() -> None:
+    with pytest.raises(ConfigError, match=r"^configuration: log_timeout: Input should be greater than 0$"):
+        load_settings(log_timeout=0)
+
+
+def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as error:
+        load_settings(write(tmp_path, "port = 70000\nprot = 1\n"))
+    assert [line.split(": ")[1] for line in str(error.value).splitlines()] == ["port", "prot"]
+
+
+def test_bad_toml_names_the_file(tmp_path: Path) -> None:
+    config = write(tmp_path, "port = \n")
+    with pytest.raises(ConfigError, match=rf"^{config}: not valid TOML: "):
+        load_settings(config)
+
+
+def test_missing_file_names_the_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=rf"^{tmp_path / 'absent.toml'}: cannot read: "):
+        load_settings(tmp_path / "absent.toml")
+
+
+def test_unknown_provider_lists_the_built_in_ones(tmp_path: Path) -> None:
+    settings = load_settings(write(tmp_path, '[ingress.sms-it]\nprovider = "agile"\n'))
+    with pytest.raises(ConfigError) as error:
+        build_adapters(settings)
+    message = str(error.value)
+    assert message.startswith("ingress.sms-it.provider: unknown provider 'agile' (built-in: ")
+    assert all(provider in message for provider in available())
+
+
+def test_ingress_named_after_no_provider_needs_a_provider() -> None:
+    with pytest.raises(ConfigError, match=r"^ingress.sms-it.provider: unknown provider 'sms-it'"):
+        build_adapters(load_settings(ingress={"sms-it": {"token": "s3cret"}}))
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        ({"tokn": "s3cret"}, "configuration: ingress.agiletelecom.tokn: Extra inputs are not permitted"),
+        ({"allow_ips": ["10.0.0.300/8"]}, "configuration: ingress.agiletelecom.allow_ips.0: "),
+        ({"token_header": 5}, "configuration: ingress.agiletelecom.token_header: Input should be a valid string"),
+    ],
+)
+def test_bad_ingress_options_are_named_with_their_table(options: dict[str, object], expected: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        build_adapters(load_settings(ingress={"agiletelecom": options}))
+    assert str(error.value).startswith(expected)
+    assert "s3cret" not in str(error.value)
+
+
+def run_cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {name: value for name, value in os.environ.items() if not name.startswith("SMSROUTE_")}
+    return subprocess.run(
+        [sys.executable, "-m", "smsroute", *args],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=30,
+    )
+
+
+def test_cli_exits_2_on_a_bad_config_file(tmp_path: Path) -> None:
+    write(tmp_path, "port = 70000\n", name="bad.toml")
+    result = run_cli(tmp_path, "serve", "--config", "bad.toml")
+    assert result.returncode == 2
+    assert result.stderr == "smsroute: configuration error:\nbad.toml: port: Input should be less than or equal to 65535\n"
+    assert not (tmp_path / "data").exists()  # refused before touching anything
+
+
+def test_cli_exits_2_on_an_unknown_provider(tmp_path: Path) -> None:
+    (tmp_path / "routes").mkdir()
+    write(tmp_path, 'routes = "routes"\n[ingress.sms-it]\nprovider = "agile"\n', name="smsroute.toml")
+    result = run_cli(tmp_path, "serve", "--config", "smsroute.toml")
+    assert result.returncode == 2
+    assert "configuration error" in result.stderr
+    assert "ingress.sms-it.provider: unknown provider 'agile'" in result.stderr
+
+
+def test_log_busy_timeout_must_be_shorter_than_log_timeout() -> None:
+    with pytest.raises(ConfigError, match="log_busy_timeout must be shorter than log_timeout"):
+        load_settings(log_timeout=1.0, log_busy_timeout=1.0)
