@@ -12,8 +12,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...events import EventKind
-from ..base import Adapter, Fields, Incoming, require_each
+from ...events import EventKind, RawEvent
+from ...streams.parts import Part, parse_time
+from ..base import Adapter, Fields, Incoming, fields_of, require_each
 
 REQUIRED: dict[EventKind, tuple[str, ...]] = {
     "inbound": ("address", "body", "sms_id"),  # sms_id is the provider's message id: the dedupe key
@@ -34,6 +35,27 @@ class SMSGateway24(Adapter):
         if kind == "status":
             return f"{self.provider}:status:{fields['sms_id']}"
         return f"{self.provider}:{fields['address']}:{_text(fields.get('device_id'))}"
+
+    def normalize(self, event: RawEvent, region: str | None) -> Part:
+        """The phone posts no number of its own: ``to`` is the device id (flagged as not E.164)."""
+        if event.kind != "inbound":
+            return super().normalize(event, region)
+        fields = fields_of(event)
+        sms_id = _text(fields.get("sms_id"))
+        return self.part(
+            event,
+            region,
+            sender=_text(fields.get("address")),
+            recipient=_text(fields.get("device_id")),
+            text=_text(fields.get("body")),
+            dedupe_key=f"{self.provider}:{_text(fields.get('device_id'))}:{sms_id}",
+            provider_message_id=sms_id,
+            provider_time=parse_time(fields.get("date_sent") or fields.get("date"), "%Y-%m-%d %H:%M:%S"),
+            extra={name: fields[name] for name in EXTRA if fields.get(name) is not None},
+        )
+
+
+EXTRA = ("device_id", "device_name", "sim", "channel_id", "type", "internal_id")
 
 
 def _text(value: Any) -> str:
