@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -36,4 +36,65 @@ LOG_COMMIT_REQUESTS = Histogram(
     "smsroute_log_commit_requests",
     "Requests made durable by one group commit.",
     buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000),
+)
+
+PIPELINE_EVENTS = Counter(
+    "smsroute_pipeline_events_total",
+    "Raw events through the processors, by outcome (normalized, duplicate, dead_letter, status_pending).",
+    ["provider", "outcome"],
+)
+DEAD_LETTERS = Counter(
+    "smsroute_dead_letters_total",
+    "Dead letters, by stage (normalize, route, deliver) and bounded reason code.",
+    ["stage", "reason"],
+)
+PARTS_STITCHED = Counter(
+    "smsroute_parts_stitched_total",
+    "Concatenated messages completed, by provider.",
+    ["provider"],
+)
+STITCH_TIMEOUTS = Counter(
+    "smsroute_stitch_timeouts_total",
+    "Concatenated messages released incomplete after the stitch timeout (missing parts), by provider.",
+    ["provider"],
+)
+MESSAGES_ROUTED = Counter(
+    "smsroute_messages_routed_total",
+    "Messages matched by a route, by route name (a message fanned out counts once per route).",
+    ["route"],
+)
+MESSAGES_UNROUTED = Counter(
+    "smsroute_messages_unrouted_total",
+    "Messages no route matched (kept as dead letters for replay).",
+)
+DELIVERIES = Counter(
+    "smsroute_deliveries_total",
+    "Delivery attempts by sink kind and outcome (delivered, retry, dead_letter).",
+    ["sink", "outcome"],
+)
+DELIVERY_ATTEMPT_SECONDS = Histogram(
+    "smsroute_delivery_attempt_duration_seconds",
+    "Duration of one delivery attempt, by sink kind.",
+    ["sink"],
+    buckets=LATENCY_BUCKETS,
+)
+END_TO_END_SECONDS = Histogram(
+    "smsroute_end_to_end_seconds",
+    "From receipt at the ingress to successful delivery, by sink kind.",
+    ["sink"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 21600, 86400),
+)
+RULES_RELOADS = Counter(
+    "smsroute_rules_reloads_total",
+    "Loads of the routing rules, by outcome (success, failure: the rules in force stay in force).",
+    ["outcome"],
+)
+RULES_INFO = Gauge(
+    "smsroute_rules_info",
+    "1 for the version (content hash) of the routing rules in force.",
+    ["version"],
+)
+RULES_ROUTES = Gauge(
+    "smsroute_rules_routes",
+    "Routes in the routing rules in force.",
 )
