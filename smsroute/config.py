@@ -12,6 +12,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
 
+import phonenumbers
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic.networks import IPvAnyNetwork
 from pydantic_settings import BaseSettings, InitSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
@@ -51,6 +52,12 @@ class Settings(BaseSettings):
     log_timeout: float = Field(5.0, gt=0, description="Seconds to wait for a durable write before answering 503.")
     log_busy_timeout: float = Field(2.0, gt=0, description="Seconds the log waits for a locked database.")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    default_region: str | None = Field(
+        None, description="ISO country whose national number formats are understood (e.g. IT); None: only +E.164."
+    )
+    dedupe_window: float = Field(48 * 3600.0, gt=0, description="Seconds a provider retry is recognised as one.")
+    stitch_timeout: float = Field(300.0, gt=0, description="Seconds to wait for missing parts before delivering incomplete.")
+    per_destination: int = Field(32, ge=1, le=1024, description="Delivery attempts in flight per receiver.")
     ingress: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
         description="Ingress name -> settings. Empty: every built-in provider under its own name, unauthenticated.",
@@ -63,6 +70,15 @@ class Settings(BaseSettings):
             if not re.match(INGRESS_NAME, name):
                 raise ValueError(f"ingress name {name!r} must match {INGRESS_NAME}")
         return value
+
+    @field_validator("default_region")
+    @classmethod
+    def _region(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if value.upper() not in phonenumbers.SUPPORTED_REGIONS:
+            raise ValueError(f"{value!r} is not a region phonenumbers knows (ISO 3166 alpha-2, e.g. IT)")
+        return value.upper()
 
     @model_validator(mode="after")
     def _log_waits(self) -> Settings:

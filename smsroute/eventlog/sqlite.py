@@ -15,7 +15,7 @@ import threading
 import time
 from itertools import chain
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 from .. import metrics
 from . import LogUnavailable
@@ -54,6 +54,9 @@ class SQLiteLog:
         self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._healthy = False
+        self._reader: sqlite3.Connection | None = None
+        self.on_commit: Callable[[], None] | None = None
+        """Called on the event loop after each successful commit (the processor's wake-up)."""
 
     @property
     def ready(self) -> bool:
@@ -73,6 +76,9 @@ class SQLiteLog:
             self._queue.put(None)
             self._thread.join()
             self._thread = None
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
 
     async def append(self, records: Sequence[tuple[str, bytes]]) -> None:
         if self._thread is None:
@@ -83,14 +89,12 @@ class SQLiteLog:
 
     def read(self, after: int = 0, limit: int = 1000) -> list[tuple[int, str, bytes]]:
         """Records with offset > ``after``, oldest first, as ``(offset, key, record)``."""
-        conn = connect(self.path, self.busy_timeout)
-        try:
-            return conn.execute(
-                'SELECT "offset", key, record FROM raw_events WHERE "offset" > ? ORDER BY "offset" LIMIT ?',
-                (after, limit),
-            ).fetchall()
-        finally:
-            conn.close()
+        if self._reader is None:
+            self._reader = connect(self.path, self.busy_timeout)
+        return self._reader.execute(
+            'SELECT "offset", key, record FROM raw_events WHERE "offset" > ? ORDER BY "offset" LIMIT ?',
+            (after, limit),
+        ).fetchall()
 
     def _write_loop(self, conn: sqlite3.Connection) -> None:
         stopping = False
@@ -148,10 +152,12 @@ class SQLiteLog:
         metrics.LOG_COMMIT_REQUESTS.observe(len(batch))
         metrics.LOG_COMMITS.labels(outcome="error" if error else "ok").inc()
         loop = batch[0][1].get_loop()
-        loop.call_soon_threadsafe(_settle, [future for _, future in batch], error)
+        loop.call_soon_threadsafe(_settle, [future for _, future in batch], error, self.on_commit)
 
 
-def _settle(futures: list[asyncio.Future[None]], error: Exception | None) -> None:
+def _settle(futures: list[asyncio.Future[None]], error: Exception | None, on_commit: Callable[[], None] | None) -> None:
+    if error is None and on_commit is not None:
+        on_commit()
     for future in futures:
         if future.done():  # the request gave up waiting (timeout or client gone)
             continue

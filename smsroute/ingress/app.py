@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Mapping
 
 from aiohttp import web
-from multidict import MultiDict
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from .. import metrics
@@ -19,6 +19,12 @@ from .access import check_access, client_address
 from .base import Adapter, Incoming, IngressError
 
 log = logging.getLogger("smsroute.ingress")
+
+# Metric children by label values, looked up once: the labels are bounded (configured ingress
+# names, "unknown", refusal codes), and .labels() costs more than the increment on the hot path.
+_requests = functools.cache(metrics.INGRESS_REQUESTS.labels)
+_events = functools.cache(metrics.INGRESS_EVENTS.labels)
+_latency = functools.cache(metrics.INGRESS_LATENCY.labels)
 
 ADAPTERS = web.AppKey("adapters", dict[str, Adapter])
 EVENT_LOG = web.AppKey("event_log", EventLog)
@@ -70,8 +76,8 @@ async def _receive(request: web.Request, kind: EventKind) -> web.Response:
                 "remote": request.remote,
             },
         )
-    metrics.INGRESS_REQUESTS.labels(label, outcome).inc()
-    metrics.INGRESS_LATENCY.labels(label).observe(time.perf_counter() - started)
+    _requests(label, outcome).inc()
+    _latency(label).observe(time.perf_counter() - started)
     return response
 
 
@@ -106,13 +112,12 @@ async def _accept(request: web.Request, adapter: Adapter, kind: EventKind, recei
     ]
     settings = request.app[SETTINGS]
     try:
-        await asyncio.wait_for(
-            request.app[EVENT_LOG].append([(event.key, event.encode()) for event in events]), settings.log_timeout
-        )
+        async with asyncio.timeout(settings.log_timeout):
+            await request.app[EVENT_LOG].append([(event.key, event.encode()) for event in events])
     except (LogUnavailable, TimeoutError) as exc:
         log.error("log unavailable", extra={"event": "log_unavailable", "source": adapter.name, "error": str(exc)})
         raise IngressError(503, "log_unavailable", "temporarily unable to store the message; retry later") from None
-    metrics.INGRESS_EVENTS.labels(adapter.name, kind).inc(len(events))
+    _events(adapter.name, kind).inc(len(events))
     return adapter.answer(incoming, messages)
 
 
@@ -127,12 +132,11 @@ async def _read(request: web.Request, adapter: Adapter, kind: EventKind, receive
     if body and request.charset is not None and not _known_charset(request.charset):
         raise IngressError(415, "unsupported_media_type", f"unknown charset {request.charset!r}")
     return Incoming(
+        http=request,
         source=adapter.name,
         kind=kind,
         method=request.method,
-        url=str(request.url),
         path=request.path,
-        query=MultiDict(request.query),
         headers=request.headers,
         content_type=request.content_type if body else "",
         charset=request.charset,

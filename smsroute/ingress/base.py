@@ -49,14 +49,14 @@ def unauthorized(reason: str) -> IngressError:
 
 @dataclass(slots=True)
 class Incoming:
-    """A provider request, fully read, nothing interpreted yet."""
+    """A provider request, fully read, nothing interpreted yet. URL and query are derived from the
+    aiohttp request on first use: most providers never look at them."""
 
+    http: web.BaseRequest
     source: str
     kind: EventKind
     method: str
-    url: str
     path: str
-    query: MultiDict[str]
     headers: CIMultiDictProxy[str]
     content_type: str
     charset: str | None
@@ -66,8 +66,22 @@ class Incoming:
     _parsed: dict[str, Any] = field(default_factory=dict)
 
     @property
+    def url(self) -> str:
+        return str(self.http.url)
+
+    @property
+    def query(self) -> MultiDict[str]:
+        """The query's fields; a copy, so that access rules may remove a token from it."""
+        if "query" not in self._parsed:
+            self._parsed["query"] = MultiDict(self.http.query)
+        return self._parsed["query"]
+
+    @property
     def query_string(self) -> str:
-        return urlencode(list(self.query.items()))
+        """The query as received, or as rewritten when a field was removed from it."""
+        if "query" not in self._parsed:
+            return self.http.query_string
+        return urlencode(list(self._parsed["query"].items()))
 
     def form(self) -> MultiDict[str]:
         """The urlencoded body's fields (415 for any other content type)."""

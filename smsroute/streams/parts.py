@@ -134,3 +134,27 @@ def parse_time(value: str | int | float | None, *formats: str) -> datetime | Non
     except ValueError:
         return None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def part_to_json(part: Part) -> dict[str, Any]:
+    """A part as JSON-able values, for state stores (pending parts survive restarts)."""
+    return {
+        **{name: getattr(part, name) for name in _PLAIN},
+        "received_at": part.received_at.isoformat(),
+        "provider_time": part.provider_time.isoformat() if part.provider_time else None,
+        "concat": [part.concat.ref, part.concat.total, part.concat.index] if part.concat else None,
+        "flags": list(part.flags),
+    }
+
+
+def part_from_json(data: dict[str, Any]) -> Part:
+    return Part(
+        **{name: data[name] for name in _PLAIN},
+        received_at=datetime.fromisoformat(data["received_at"]),
+        provider_time=datetime.fromisoformat(data["provider_time"]) if data["provider_time"] else None,
+        concat=Concat(*data["concat"]) if data["concat"] else None,
+        flags=tuple(data["flags"]),
+    )
+
+
+_PLAIN = ("provider", "source", "sender", "recipient", "text", "dedupe_key", "encoding", "provider_message_id", "extra")

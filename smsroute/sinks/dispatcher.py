@@ -1,0 +1,124 @@
+"""The delivery loop: due deliveries out to their sinks, each destination on its own budget.
+
+Deliveries queue per destination (a webhook's scheme://host:port). Each destination gets at most
+``per_destination`` attempts in flight, so one slow or dead receiver fills only its own slots
+while the others keep flowing. Retries are rows with a due time, never sleeps."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Mapping
+
+from .. import metrics
+from ..aio import wait_any
+from ..streams.statedb import Due, StateDB
+from .delivery import Delivery
+from .retry import next_delay
+from .webhook import Attempt
+
+log = logging.getLogger("smsroute.sinks")
+
+Sender = Callable[[Delivery], Awaitable[Attempt]]
+DEFAULT_DELAYS: tuple[float, ...] = ()
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        state: StateDB,
+        senders: Mapping[str, Sender],
+        *,
+        per_destination: int = 32,
+        idle_poll: float = 1.0,
+    ) -> None:
+        self.state = state
+        self.senders = senders
+        self.per_destination = per_destination
+        self.idle_poll = idle_poll
+        self.in_flight: Counter[str] = Counter()
+        self._wake = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def wake(self) -> None:
+        """New deliveries are due: look now rather than at the next poll."""
+        self._wake.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        released = self.state.release_claims()
+        if released:
+            log.warning("deliveries interrupted by a crash are due again", extra={"event": "claims_released", "count": released})
+        while not stop.is_set():
+            self._wake.clear()
+            now = time.time()
+            for destination in self.state.due_destinations(now):
+                free = self.per_destination - self.in_flight[destination]
+                if free > 0:
+                    for due in self.state.claim(destination, now, free):
+                        self._start(destination, due)
+            await self._sleep(stop)
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=10)
+
+    async def _sleep(self, stop: asyncio.Event) -> None:
+        next_due = self.state.next_due()
+        timeout = self.idle_poll if next_due is None else max(0.0, min(self.idle_poll, next_due - time.time()))
+        await wait_any(stop, self._wake, timeout=timeout)
+
+    def _start(self, destination: str, due: Due) -> None:
+        self.in_flight[destination] += 1
+        task = asyncio.create_task(self._attempt(destination, due))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _attempt(self, destination: str, due: Due) -> None:
+        delivery = due.delivery
+        try:
+            sender = self.senders.get(delivery.sink)
+            if sender is None:
+                attempt = Attempt("failed", None, f"no {delivery.sink} sink is configured", 0.0)
+            else:
+                attempt = await sender(delivery)
+            self._record(delivery, due.attempts + 1, attempt, final=sender is None)
+        except Exception:  # a bug in a sender must not lose the delivery: it stays claimed until restart
+            log.exception("delivery attempt crashed", extra={"event": "delivery_crashed", "delivery_id": delivery.id})
+        finally:
+            self.in_flight[destination] -= 1
+            self._wake.set()
+
+    def _record(self, delivery: Delivery, number: int, attempt: Attempt, final: bool) -> None:
+        now = time.time()
+        sink = delivery.sink
+        metrics.DELIVERY_ATTEMPT_SECONDS.labels(sink).observe(attempt.duration)
+        next_at = None
+        if attempt.outcome == "delivered":
+            outcome = "delivered"
+            metrics.END_TO_END_SECONDS.labels(sink).observe(now - delivery.received_at)
+        else:
+            delay = None if final else next_delay(_delays(delivery), number, attempt.retry_after)
+            next_at = None if delay is None else now + delay
+            outcome = "retry" if next_at is not None else "dead_letter"
+            if next_at is None:
+                metrics.DEAD_LETTERS.labels("deliver", "attempts_exhausted" if not final else "no_sink").inc()
+            log.log(
+                logging.WARNING if next_at is None else logging.INFO,
+                f"delivery attempt failed: {attempt.error}",
+                extra={
+                    "event": "delivery_failed",
+                    "delivery_id": delivery.id,
+                    "message_id": delivery.message_id,
+                    "route": delivery.route,
+                    "sink": sink,
+                    "attempt": number,
+                    "outcome": outcome,
+                },
+            )
+        metrics.DELIVERIES.labels(sink, outcome).inc()
+        self.state.finish(delivery.id, number, attempt.outcome, attempt.status, attempt.error, attempt.duration, now, next_at)
+
+
+def _delays(delivery: Delivery) -> tuple[float, ...]:
+    """The retry delays the route gave this delivery when it was routed."""
+    return tuple(delivery.action.get("retry", {}).get("delays", DEFAULT_DELAYS))

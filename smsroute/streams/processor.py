@@ -1,0 +1,73 @@
+"""The embedded engine's processor: reads the raw log in order and runs the pipeline over it.
+
+Each batch is one state transaction: the deliveries and dead letters it produced, its dedupe keys
+and pending parts, and the new log offset commit together or not at all."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+
+from ..aio import wait_any
+from ..eventlog.sqlite import SQLiteLog
+from .pipeline import Outcome, Pipeline
+from .statedb import StateDB
+
+log = logging.getLogger("smsroute.streams")
+
+
+class Processor:
+    def __init__(
+        self,
+        event_log: SQLiteLog,
+        state: StateDB,
+        pipeline: Pipeline,
+        on_deliveries: Callable[[], None],
+        *,
+        batch: int = 500,
+        housekeeping_every: float = 1.0,
+    ) -> None:
+        self.log = event_log
+        self.state = state
+        self.pipeline = pipeline
+        self.on_deliveries = on_deliveries
+        self.batch = batch
+        self.housekeeping_every = housekeeping_every
+        self._appended = asyncio.Event()
+        self._last_housekeeping = 0.0
+
+    def appended(self) -> None:
+        """The log has new events (called by the log after each commit)."""
+        self._appended.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        offset = self.state.offset()
+        while not stop.is_set():
+            self._appended.clear()
+            rows = self.log.read(after=offset, limit=self.batch)
+            now = time.time()
+            housekeeping = now - self._last_housekeeping >= self.housekeeping_every
+            if rows or housekeeping:
+                offset = self._step(rows, offset, now, housekeeping)
+            if len(rows) < self.batch:
+                await wait_any(stop, self._appended, timeout=self.housekeeping_every)
+
+    def _step(self, rows: list[tuple[int, str, bytes]], offset: int, now: float, housekeeping: bool) -> int:
+        outcome = Outcome()
+        with self.state.transaction():
+            for row_offset, _, record in rows:
+                outcome.extend(self.pipeline.process(record, now))
+                offset = row_offset
+            if housekeeping:
+                outcome.extend(self.pipeline.expire(now))
+                self.state.forget_dedupe(now - self.pipeline.dedupe.window)
+                self._last_housekeeping = now
+            self.state.add_deliveries(outcome.deliveries, now)
+            self.state.add_dead_letters(outcome.dead_letters, now)
+            self.state.set_offset(offset)
+        if outcome.deliveries:
+            self.on_deliveries()
+        return offset
+
