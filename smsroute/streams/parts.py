@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 import gsm0338  # noqa: F401  (registers the "gsm03.38" codec)
@@ -56,6 +57,7 @@ def sha256_key(*fields: str) -> str:
     return hashlib.sha256("".join(fields).encode()).hexdigest()
 
 
+@lru_cache(maxsize=65536)  # the same numbers come back all day (ours above all): parse each once
 def phone(number: str, region: str | None, role: str) -> tuple[str, tuple[str, ...]]:
     """E.164 when the number parses, else as given with a ``<role>_not_e164`` flag.
 
@@ -81,15 +83,16 @@ def parse_udh(udh: bytes) -> tuple[Concat | None, int]:
     if not udh:
         return None, 0
     length = udh[0] + 1
-    if len(udh) < length:
+    header = udh[1:length]  # an element may not reach past the header into the user data
+    if len(header) < length - 1:
         raise Unprocessable(f"user data header declares {length - 1} bytes but has {len(udh) - 1}")
-    position = 1
+    position = 0
     concat = None
-    while position + 1 < length:
-        iei, size = udh[position], udh[position + 1]
-        value = udh[position + 2 : position + 2 + size]
-        if len(value) != size:
+    while position < len(header):
+        if position + 2 > len(header) or position + 2 + header[position + 1] > len(header):
             raise Unprocessable("truncated information element in user data header")
+        iei, size = header[position], header[position + 1]
+        value = header[position + 2 : position + 2 + size]
         if iei == 0x00 and size == 3:
             concat = Concat(ref=f"{value[0]:02x}", total=value[1], index=value[2])
         elif iei == 0x08 and size == 4:
@@ -121,8 +124,11 @@ def parse_time(value: str | int | float | None, *formats: str) -> datetime | Non
     if value in (None, ""):
         return None
     if isinstance(value, (int, float)) or str(value).isdigit():
-        seconds = float(value)
-        return datetime.fromtimestamp(seconds / 1000 if seconds > 1e11 else seconds, UTC)
+        try:
+            seconds = float(value)
+            return datetime.fromtimestamp(seconds / 1000 if seconds > 1e11 else seconds, UTC)
+        except (ValueError, OverflowError, OSError):  # NaN, "²", a year past 9999: no time, no crash
+            return None
     text = str(value)
     for fmt in formats:
         try:

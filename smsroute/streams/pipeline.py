@@ -7,6 +7,7 @@ progress through the log, so a crash re-does work but never skips or doubles it.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 from dataclasses import dataclass, field, replace
@@ -22,6 +23,8 @@ from ..sinks.delivery import DeadLetter, Delivery
 from .dedupe import Dedupe
 from .parts import Unprocessable
 from .stitch import Stitcher
+
+log = logging.getLogger("smsroute.streams")
 
 
 @dataclass(slots=True)
@@ -66,6 +69,9 @@ class Pipeline:
             part = normalizer.normalize(event, self.region)
         except Unprocessable as exc:
             return self._dead("normalize", "unprocessable", str(exc), record, event.provider)
+        except Exception as exc:  # a bug on some odd input must cost one dead letter, not the stream
+            log.exception("normalize failed", extra={"event": "normalize_error", "provider": event.provider})
+            return self._dead("normalize", "error", f"{type(exc).__name__}: {exc}", record, event.provider)
         if self.dedupe.is_retry(part.dedupe_key, now):
             metrics.PIPELINE_EVENTS.labels(event.provider, "duplicate").inc()
             return Outcome()

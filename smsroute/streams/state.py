@@ -5,7 +5,7 @@ Faust tables (Kafka engine), plain dicts (unit tests)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Protocol, TypeVar
 
 V = TypeVar("V")
@@ -30,7 +30,7 @@ class TimedStore(Store[V], Protocol[V]):
 class MemoryStore(dict[str, V]):
     """A dict-backed :class:`TimedStore`; values carry their own first-seen time via ``stamp``."""
 
-    def __init__(self, stamp: "callable[[V], float]") -> None:  # type: ignore[valid-type]
+    def __init__(self, stamp: Callable[[V], float]) -> None:
         super().__init__()
         self._stamp = stamp
 

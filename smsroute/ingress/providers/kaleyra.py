@@ -37,8 +37,9 @@ class Kaleyra(Adapter):
     def normalize(self, event: RawEvent, region: str | None) -> Part:
         fields = fields_of(event)
         country = str(fields.get("country_code", ""))
-        if country.isdigit():  # the sender's country, better than the configured default
-            region = phonenumbers.region_code_for_country_code(int(country)) or region
+        if country.isdigit():  # the sender's country, better than the configured default (unless unknown)
+            found = phonenumbers.region_code_for_country_code(int(country))
+            region = region if found == phonenumbers.UNKNOWN_REGION else found
         sender, recipient = fields.get("device_address", ""), fields.get("inbound_address", "")
         text = fields.get("message_orig") or fields.get("message") or ""
         message_id = fields.get("message_id") or fields.get("mmsID") or ""

@@ -1,0 +1,232 @@
+"""Every provider end to end through the embedded engine: each seed sample posted to the real
+ingress arrives at a real webhook receiver as the canonical JSON; what can never be a message, or
+matches no route, becomes a dead letter; the per-stage metrics move."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+import test_pipeline
+from smsroute.events import RawEvent
+from test_kaleyra import SEED_SAMPLE
+from test_pipeline import AGILE, Receiver, Running, StartEngine, eventually, receiver, start_engine  # noqa: F401
+from test_smsgateway24 import INCOMING, STATUS
+from test_twilio import SAMPLE as TWILIO
+from test_vonage import SAMPLE as VONAGE
+
+Metrics = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+BINARY = {key: value for key, value in VONAGE.items() if key not in ("text", "keyword")} | {"type": "binary"}
+
+SEEDS = {
+    "kaleyra": (
+        {"data": SEED_SAMPLE.encode(), "headers": {"Content-Type": "application/x-www-form-urlencoded"}},
+        {
+            "from": "1447ß7665544", "to": "26161", "text": "Hello from SMPPSim", "keyword": "HELLO",
+            "flags": ["from_not_e164", "to_not_e164"], "provider_message_ids": ["148929155953"],
+            "provider_time": None, "route": "inbox",
+            "extra": {"carrier": "cingular", "router": "cingular", "channel": "sms", "country_code": "1",
+                      "a2w_mo_ref_id": "148929155953"},
+        },
+    ),
+    "vonage": (
+        {"json": VONAGE},
+        {
+            "from": "+447700900123", "to": "+447700900000", "text": VONAGE["text"], "keyword": "HALLO",
+            "flags": [], "provider_message_ids": ["0A0000001234567B"], "provider_time": "2026-11-21T10:00:00.000Z",
+            "route": "inbox", "extra": {},
+        },
+    ),
+    "smsgateway24": (
+        {"json": INCOMING},
+        {
+            "from": "+393331234567", "to": "4242", "text": "Ciao, vorrei informazioni", "keyword": "CIAO",
+            "flags": ["to_not_e164"], "provider_message_ids": ["987654"],
+            "provider_time": "2026-11-21T09:59:58.000Z", "route": "inbox",
+            "extra": {"device_id": 4242, "device_name": "Pixel 6", "sim": 0, "internal_id": 1187},
+        },
+    ),
+    "twilio": (
+        {"data": TWILIO},
+        {
+            "from": "+14155550123", "to": "+14155550100", "text": "STOP", "keyword": "STOP", "flags": [],
+            "provider_message_ids": [TWILIO["MessageSid"]], "provider_time": None, "route": "opt-out",
+            "extra": {"AccountSid": TWILIO["AccountSid"], "MessagingServiceSid": TWILIO["MessagingServiceSid"],
+                      "NumMedia": "0", "NumSegments": "1", "FromCountry": "US", "ToCountry": "US"},
+        },
+    ),
+    "agiletelecom": (
+        {"data": {**AGILE, "text": "Buongiorno, è aperto?"}},
+        {
+            "from": "+393331234567", "to": "+393201234567", "text": "Buongiorno, è aperto?",
+            "keyword": "BUONGIORNO", "flags": [], "provider_message_ids": [],
+            "provider_time": "2026-11-21T10:00:00.000Z", "route": "inbox", "extra": {},
+        },
+    ),
+}
+PATHS = {"inbox": "/inbox", "opt-out": "/optout"}
+
+
+async def scrape(run: Running) -> Metrics:
+    async with run.http.get(run.url + "/metrics") as response:
+        text = await response.text()
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def value(metrics: Metrics, name: str, **labels: str) -> float:
+    return metrics.get((name, frozenset(labels.items())), 0.0)
+
+
+async def moved(run: Running, before: Metrics, *expected: tuple[str, dict[str, str], float]) -> None:
+    """Scrape until every (name, labels, increase) has happened: metrics are process-wide, so deltas."""
+    deadline = time.monotonic() + 10
+    while True:
+        metrics = await scrape(run)
+        actual = [value(metrics, name, **labels) - value(before, name, **labels) for name, labels, _ in expected]
+        if actual == [delta for _, _, delta in expected]:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"metrics moved by {actual}, expected {expected}")
+        await asyncio.sleep(0.02)
+
+
+async def only(receiver: Receiver, path: str) -> dict[str, Any]:
+    await eventually(lambda: len(receiver.at(path)) == 1)
+    [request] = receiver.at(path)
+    return json.loads(request["body"])
+
+
+@pytest.mark.parametrize("provider", list(SEEDS))
+async def test_seed_sample_arrives_as_canonical_json(
+    start_engine: StartEngine, receiver: Receiver, provider: str  # noqa: F811
+) -> None:
+    request, expected = SEEDS[provider]
+    run = await start_engine()
+    assert await run.post(f"/inbound/{provider}", **request) in (200, 204)
+    message = await only(receiver, PATHS[expected["route"]])
+    assert {name: message[name] for name in expected} == expected
+    assert (message["provider"], message["source"]) == (provider, provider)
+    assert (message["parts"], message["complete"], message["encoding"]) == (1, True, "text")
+    assert message["received_at"].endswith("Z") and len(message["id"]) == 32
+    assert message["rules_version"] == run.engine.rules.rules.version
+    assert len(receiver.received) == 1  # one route matched, one delivery
+
+
+async def test_per_stage_metrics_move(start_engine: StartEngine, receiver: Receiver) -> None:  # noqa: F811
+    run = await start_engine()
+    before = await scrape(run)
+    for _ in range(2):  # the second is a provider retry
+        assert await run.post("/inbound/agiletelecom", data={**AGILE, "text": "metrics please"}) == 200
+    await only(receiver, "/inbox")
+    await moved(
+        run,
+        before,
+        ("smsroute_pipeline_events_total", {"provider": "agiletelecom", "outcome": "normalized"}, 1),
+        ("smsroute_pipeline_events_total", {"provider": "agiletelecom", "outcome": "duplicate"}, 1),
+        ("smsroute_messages_routed_total", {"route": "inbox"}, 1),
+        ("smsroute_deliveries_total", {"sink": "webhook", "outcome": "delivered"}, 1),
+        ("smsroute_end_to_end_seconds_count", {"sink": "webhook"}, 1),
+    )
+
+
+async def test_vonage_binary_in_two_parts_is_stitched_by_its_udh(
+    start_engine: StartEngine, receiver: Receiver  # noqa: F811
+) -> None:
+    run = await start_engine()
+    before = await scrape(run)
+    parts = {1: ("0A01", "48656c6c6f2c20"), 2: ("0A02", "776f726c6421")}
+    for index in (2, 1):
+        message_id, data = parts[index]
+        sent = {**BINARY, "messageId": message_id, "data": data, "udh": f"0500030f02{index:02x}"}
+        assert await run.post("/inbound/vonage", json=sent) == 204
+    message = await only(receiver, "/inbox")
+    assert (message["text"], message["encoding"]) == ("48656c6c6f2c20776f726c6421", "binary")
+    assert (message["parts"], message["complete"], message["flags"]) == (2, True, [])
+    assert message["provider_message_ids"] == ["0A01", "0A02"]
+    assert (message["from"], message["to"]) == ("+447700900123", "+447700900000")
+    await moved(run, before, ("smsroute_parts_stitched_total", {"provider": "vonage"}, 1))
+
+
+async def test_unknown_vonage_type_is_a_dead_letter_at_normalize(
+    start_engine: StartEngine, receiver: Receiver  # noqa: F811
+) -> None:
+    run = await start_engine()
+    before = await scrape(run)
+    assert await run.post("/inbound/vonage", json={**VONAGE, "type": "vcard"}) == 204
+    assert await run.post("/inbound/vonage", json={**VONAGE, "messageId": "0A0000001234567C"}) == 204
+    await only(receiver, "/inbox")  # the stream goes on past it
+    [letter] = run.engine.state.dead_letters()
+    assert (letter["stage"], letter["reason"]) == ("normalize", "unprocessable: unknown vonage message type 'vcard'")
+    assert letter["delivery_id"] is None
+    assert json.loads(RawEvent.decode(letter["payload"]).body)["type"] == "vcard"
+    await moved(
+        run,
+        before,
+        ("smsroute_dead_letters_total", {"stage": "normalize", "reason": "unprocessable"}, 1),
+        ("smsroute_pipeline_events_total", {"provider": "vonage", "outcome": "dead_letter"}, 1),
+        ("smsroute_pipeline_events_total", {"provider": "vonage", "outcome": "normalized"}, 1),
+    )
+
+
+NO_CATCH_ALL = """
+routes:
+  - name: info
+    match: {{keyword: INFO}}
+    actions:
+      - webhook: {{url: "{url}/info"}}
+"""
+
+
+async def test_message_no_route_matches_is_a_dead_letter_at_route(
+    start_engine: StartEngine, receiver: Receiver, monkeypatch: pytest.MonkeyPatch  # noqa: F811
+) -> None:
+    monkeypatch.setattr(test_pipeline, "rules_yaml", lambda url: NO_CATCH_ALL.format(url=url))
+    run = await start_engine()
+    before = await scrape(run)
+    assert await run.post("/inbound/agiletelecom", data={**AGILE, "text": "nobody listens"}) == 200
+    assert await run.post("/inbound/agiletelecom", data={**AGILE, "text": "info orari"}) == 200
+    routed = await only(receiver, "/info")
+    assert (routed["route"], routed["keyword"]) == ("info", "INFO")
+    [letter] = run.engine.state.dead_letters()
+    assert (letter["stage"], letter["reason"]) == ("route", "unrouted: no route matched")
+    unrouted = json.loads(letter["payload"])
+    assert (unrouted["text"], unrouted["from"], unrouted["route"]) == ("nobody listens", "+393331234567", "")
+    assert unrouted["rules_version"] == run.engine.rules.rules.version
+    await moved(
+        run,
+        before,
+        ("smsroute_dead_letters_total", {"stage": "route", "reason": "unrouted"}, 1),
+        ("smsroute_messages_unrouted_total", {}, 1),
+        ("smsroute_messages_routed_total", {"route": "info"}, 1),
+    )
+    assert len(receiver.received) == 1
+
+
+async def test_smsgateway24_status_is_counted_pending_not_delivered(
+    start_engine: StartEngine, receiver: Receiver  # noqa: F811
+) -> None:
+    run = await start_engine()
+    before = await scrape(run)
+    assert await run.post("/status/smsgateway24", json=STATUS) == 200
+    pending = {"provider": "smsgateway24", "outcome": "status_pending"}
+    await moved(run, before, ("smsroute_pipeline_events_total", pending, 1))
+    assert (run.engine.state.dead_letters(), receiver.received) == ([], [])
+
+
+async def test_absurd_provider_time_is_delivered_without_one(
+    start_engine: StartEngine, receiver: Receiver  # noqa: F811
+) -> None:
+    run = await start_engine()
+    assert await run.post("/inbound/smsgateway24", json={**INCOMING, "date_sent": 10**20}) == 200
+    message = await only(receiver, "/inbox")
+    assert (message["text"], message["provider_time"]) == (INCOMING["body"], None)
