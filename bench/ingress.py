@@ -267,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
         script.write_text(LUA)
         ceiling_port, engine_port = free_port(), free_port()
         servers = [
-            Server("ceiling", [sys.executable, str(ROOT / "bench" / "ceiling.py"), "--port", str(ceiling_port)],
+            Server("ceiling", [sys.executable, "-m", "bench.ceiling", "--port", str(ceiling_port)],
                    ceiling_port, workdir),
             Server("engine", [sys.executable, "-m", "smsroute", "serve", "--host", "127.0.0.1",
                               "--port", str(engine_port), "--data-dir", str(workdir / "data"),

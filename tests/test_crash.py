@@ -11,70 +11,23 @@ import asyncio
 import os
 import random
 import signal
-import socket
-import subprocess
-import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qs
 
 import aiohttp
+from engine_process import EngineProcess as Engine
+from engine_process import form
 
 from smsroute.eventlog.sqlite import SQLiteLog
 from smsroute.events import RawEvent
 
-ROUTES = Path(__file__).resolve().parent.parent / "routing_rules"
 PATH = "/inbound/agiletelecom"
 TOTAL = 3000
 IN_FLIGHT = 64
-STARTUP_TIMEOUT = 20.0
 STOP_TIMEOUT = 10.0
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class Engine:
-    """``smsroute serve`` as a child process on a free port, its stderr kept in a file."""
-
-    def __init__(self, data_dir: Path, stderr: Path) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.stderr_path = stderr
-        with stderr.open("ab") as err:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "smsroute", "serve", "--host", "127.0.0.1", "--port", str(self.port),
-                 "--data-dir", str(data_dir), "--routes", str(ROUTES)],
-                stdout=subprocess.DEVNULL,
-                stderr=err,
-            )
-
-    def stderr(self) -> str:
-        return self.stderr_path.read_text(errors="replace")
-
-    async def wait_healthy(self, http: aiohttp.ClientSession) -> None:
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise AssertionError(f"engine exited with {self.process.returncode} at startup:\n{self.stderr()}")
-            try:
-                async with http.get(self.url + "/healthz") as response:
-                    if response.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.05)
-        raise AssertionError(f"engine did not answer /healthz within {STARTUP_TIMEOUT:.0f} s:\n{self.stderr()}")
-
-    def kill(self) -> None:
-        """SIGKILL and reap, if still running (the safety net in ``finally``)."""
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
 
 
 @dataclass
@@ -87,9 +40,6 @@ class Burst:
     unsent: int = 0
 
 
-def form(text: str) -> dict[str, str]:
-    return {"originator": "+393331234567", "destination": "+393201234567", "date_time": "2026-11-21 10:00:00",
-            "text": text}
 
 
 async def post_until_killed(http: aiohttp.ClientSession, engine: Engine, texts: list[str], kill_after: int) -> Burst:

@@ -1,0 +1,288 @@
+"""End to end: Agile Telecom messages in at the ingress, out at a webhook receiver, on one machine.
+
+Three child processes: the engine (``smsroute serve``, fresh data directory, one catch-all webhook
+route), the receiver (``bench/receiver.py``, answers 204 and notes each delivery's receipt-to-delivery
+latency) and the ceiling (``bench/ceiling.py``, the bare ``+OK`` server). Two modes, one after the
+other, each waited out until every accepted message has reached the receiver:
+
+- full speed: wrk with the Lua script of ``bench/ingress.py`` (the ceiling gets the same load first);
+- paced: a fixed rate (default 2,000 msg/s) from a small aiohttp load generator in this process,
+  since wrk cannot pace (and wrk2 is not packaged). Its answer latencies are taken from each
+  request's scheduled start, so a stalled server is not hidden by the generator waiting for it.
+
+Run from the repository root: ``.venv/bin/python -m bench.e2e [--duration 10] [--rate 2000] [--json]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import aiohttp
+import uvloop
+
+from bench.ingress import LUA, PATH, ROOT, Server, free_port, measure, parse_wrk, wrk
+
+TARGET = 3000.0
+"""Delivered messages per second end to end, the issue's target on a 2-core machine."""
+FORM = ("originator=%2B393331234567&destination=%2B393201234567&date_time=2026-11-21+10%3A00%3A00"
+        "&text={text}")
+
+
+@dataclass
+class Mode:
+    """One measured mode, from the first request sent to the last accepted message delivered."""
+
+    mode: str
+    sent: int
+    accepted: int
+    """Answers that were exactly ``+OK``."""
+    accepted_per_s: float
+    answer_p50_ms: float
+    answer_p99_ms: float
+    errors: int
+    delivered: int
+    """Distinct webhook-ids the receiver got for this mode."""
+    duplicates: int
+    delivered_in_window_per_s: float
+    """Deliveries that arrived while the load ran, over the load's duration."""
+    drain_s: float
+    """From the end of the load to the last delivery."""
+    end_to_end_per_s: float
+    """Delivered messages over the time from the first request to the last delivery."""
+    latency_p50_ms: float
+    latency_p99_ms: float
+    latency_max_ms: float
+    """Receipt (the engine's ``received_at``) to arrival at the receiver."""
+    engine_cpu_percent: float
+
+
+@dataclass
+class Paced:
+    sent: int
+    ok: int
+    errors: int
+    answer_latencies: list[float]
+
+
+def wrk_duration(value: str) -> str:
+    """A duration in whole seconds, in wrk's form (``10`` or ``10s``)."""
+    if not value.removesuffix("s").isdigit():
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of seconds")
+    return value.removesuffix("s") + "s"
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[round(fraction * (len(ordered) - 1))] if ordered else 0.0
+
+
+async def pace(url: str, run: str, rate: float, seconds: float, connections: int) -> Paced:
+    """POST ``rate`` distinct messages a second for ``seconds``, whatever the answers' speed."""
+    total = round(rate * seconds)
+    loop = asyncio.get_running_loop()
+    result = Paced(total, 0, 0, [])
+    headers = {"Content-Type": "application/x-www-form-urlencoded"}
+
+    async def send(http: aiohttp.ClientSession, n: int, scheduled: float) -> None:
+        try:
+            async with http.post(url, data=FORM.format(text=f"{run}-0-{n}").encode(), headers=headers) as response:
+                if response.status == 200 and await response.text() == "+OK":
+                    result.ok += 1
+                else:
+                    result.errors += 1
+        except aiohttp.ClientError:
+            result.errors += 1
+        result.answer_latencies.append(loop.time() - scheduled)
+
+    connector = aiohttp.TCPConnector(limit=connections)
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=60)) as http:
+        start = loop.time()
+        tasks = []
+        for n in range(total):
+            scheduled = start + n / rate
+            if scheduled > loop.time():
+                await asyncio.sleep(scheduled - loop.time())
+            tasks.append(asyncio.create_task(send(http, n, scheduled)))
+        await asyncio.gather(*tasks)
+    return result
+
+
+def run_stats(receiver: Server, run: str) -> dict[str, object]:
+    with urllib.request.urlopen(f"{receiver.url}/stats?run={run}", timeout=30) as response:
+        return json.loads(response.read())
+
+
+def drain(receiver: Server, run: str, accepted: int, timeout: float) -> dict[str, object]:
+    """The run's receiver figures once it holds ``accepted`` distinct deliveries (or at the timeout)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        stats = run_stats(receiver, run)
+        if stats["delivered"] >= accepted or time.monotonic() > deadline:
+            return stats
+        time.sleep(0.2)
+
+
+def summarize(mode: str, run: str, engine: Server, receiver: Server, started: float, ended: float, cpu_before: float,
+              load: dict[str, float], args: argparse.Namespace) -> Mode:
+    """Wait for the run's deliveries, then put the load's and the receiver's figures together."""
+    stats = drain(receiver, run, int(load["accepted"]), args.drain_timeout)
+    arrivals: list[float] = stats["arrivals"]  # type: ignore[assignment]
+    latencies: list[float] = stats["latencies"]  # type: ignore[assignment]
+    last = max(arrivals, default=ended)
+    window = ended - started
+    return Mode(
+        mode=mode,
+        sent=int(load["sent"]),
+        accepted=int(load["accepted"]),
+        accepted_per_s=round(load["accepted"] / window, 1),
+        answer_p50_ms=round(load["p50_ms"], 2),
+        answer_p99_ms=round(load["p99_ms"], 2),
+        errors=int(load["errors"]),
+        delivered=int(stats["delivered"]),  # type: ignore[call-overload]
+        duplicates=int(stats["requests"]) - int(stats["delivered"]),  # type: ignore[call-overload]
+        delivered_in_window_per_s=round(sum(started <= t <= ended for t in arrivals) / window, 1),
+        drain_s=round(max(0.0, last - ended), 2),
+        end_to_end_per_s=round(int(stats["delivered"]) / (last - started), 1),  # type: ignore[call-overload]
+        latency_p50_ms=round(1000 * percentile(latencies, 0.50), 1),
+        latency_p99_ms=round(1000 * percentile(latencies, 0.99), 1),
+        latency_max_ms=round(1000 * max(latencies, default=0.0), 1),
+        engine_cpu_percent=round(100 * (engine.cpu_seconds() - cpu_before) / (last - started), 1),
+    )
+
+
+def full_speed(engine: Server, receiver: Server, script: Path, args: argparse.Namespace) -> Mode:
+    cpu_before, started = engine.cpu_seconds(), time.time()
+    result = measure(engine, script, args)
+    ended = time.time()
+    load = {"sent": result.requests, "accepted": result.ok_answers, "p50_ms": result.p50_ms,
+            "p99_ms": result.p99_ms, "errors": result.errors}
+    return summarize("full speed (wrk)", "measure", engine, receiver, started, ended, cpu_before, load, args)
+
+
+def paced(engine: Server, receiver: Server, args: argparse.Namespace) -> Mode:
+    cpu_before, started = engine.cpu_seconds(), time.time()
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        result = runner.run(pace(engine.url + PATH, "paced", args.rate, float(args.duration[:-1]),
+                                 args.connections))
+    ended = time.time()
+    load = {"sent": result.sent, "accepted": result.ok, "errors": result.errors,
+            "p50_ms": 1000 * percentile(result.answer_latencies, 0.50),
+            "p99_ms": 1000 * percentile(result.answer_latencies, 0.99)}
+    return summarize(f"paced {args.rate:,.0f}/s", "paced", engine, receiver, started, ended, cpu_before, load, args)
+
+
+def rules(receiver: Server) -> str:
+    return f"""routes:
+  - name: everything
+    actions:
+      - webhook: {{url: "{receiver.url}/inbox"}}
+"""
+
+
+def profile(engine: Server, duration: int, output: Path) -> subprocess.Popen[bytes]:
+    """py-spy sampling the engine for ``duration`` seconds (folded stacks, all threads, idle frames left out)."""
+    command = [str(Path(sys.executable).parent / "py-spy"), "record", "-p", str(engine.process.pid),
+               "-d", str(duration), "-r", "200", "--threads", "-f", "raw", "-o", str(output)]
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def render(ceiling_per_s: float, modes: list[Mode]) -> str:
+    rows = [
+        ("accepted msgs/s", lambda m: f"{m.accepted_per_s:,.0f}"),
+        ("accepted (+OK) / sent", lambda m: f"{m.accepted:,} / {m.sent:,}"),
+        ("answer p50 / p99 ms", lambda m: f"{m.answer_p50_ms:.1f} / {m.answer_p99_ms:.1f}"),
+        ("delivered msgs/s in window", lambda m: f"{m.delivered_in_window_per_s:,.0f}"),
+        ("drain after load s", lambda m: f"{m.drain_s:.2f}"),
+        ("end to end msgs/s", lambda m: f"{m.end_to_end_per_s:,.0f}"),
+        ("latency p50 / p99 ms", lambda m: f"{m.latency_p50_ms:,.0f} / {m.latency_p99_ms:,.0f}"),
+        ("latency max ms", lambda m: f"{m.latency_max_ms:,.0f}"),
+        ("delivered / duplicates", lambda m: f"{m.delivered:,} / {m.duplicates}"),
+        ("errors", lambda m: f"{m.errors}"),
+        ("engine cpu %", lambda m: f"{m.engine_cpu_percent:.0f}"),
+    ]
+    lines = [f"{'':<28}" + "".join(f"{m.mode:>22}" for m in modes)]
+    lines += [f"{label:<28}" + "".join(f"{show(m):>22}" for m in modes) for label, show in rows]
+    best = max(m.end_to_end_per_s for m in modes)
+    lines += ["", f"ceiling (bare +OK, same wrk load): {ceiling_per_s:,.0f} requests/s",
+              f"end to end: {best:,.0f} delivered msgs/s at best "
+              f"({'meets' if best >= TARGET else 'BELOW'} the {TARGET:,.0f} target)"]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Engine throughput and latency end to end, ingress to webhook.")
+    parser.add_argument("--duration", type=wrk_duration, default="10s", help="load per mode in seconds (default 10s)")
+    parser.add_argument("--warmup", default="2s", help="wrk warm-up before the measured runs (default 2s)")
+    parser.add_argument("--rate", type=float, default=2000.0, help="paced mode, messages per second (default 2000)")
+    parser.add_argument("--connections", type=int, default=64, help="open connections (default 64)")
+    parser.add_argument("--threads", type=int, default=1, help="wrk threads (default 1)")
+    parser.add_argument("--drain-timeout", type=float, default=120.0, help="longest wait for deliveries (s)")
+    parser.add_argument("--profile", type=Path, help="py-spy folded stacks of the engine at full speed, to this file")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    parser.add_argument("--verbose", action="store_true", help="echo wrk's own output to stderr")
+    args = parser.parse_args(argv)
+    if shutil.which("wrk") is None:
+        print("bench: wrk not found; install it with `apt-get install wrk`", file=sys.stderr)
+        return 2
+
+    with tempfile.TemporaryDirectory(prefix="smsroute-e2e-") as tmp:
+        workdir = Path(tmp)
+        script = workdir / "agiletelecom.lua"
+        script.write_text(LUA)
+        ports = {name: free_port() for name in ("receiver", "ceiling", "engine")}
+        receiver = Server("receiver", [sys.executable, "-m", "bench.receiver", "--port",
+                                       str(ports["receiver"])], ports["receiver"], workdir)
+        ceiling = Server("ceiling", [sys.executable, "-m", "bench.ceiling", "--port",
+                                     str(ports["ceiling"])], ports["ceiling"], workdir)
+        (workdir / "routes").mkdir()
+        (workdir / "routes" / "rules.yaml").write_text(rules(receiver))
+        engine = Server("engine", [sys.executable, "-m", "smsroute", "serve", "--host", "127.0.0.1", "--port",
+                                   str(ports["engine"]), "--data-dir", str(workdir / "data"), "--routes",
+                                   str(workdir / "routes")], ports["engine"], workdir)
+        servers = [receiver, ceiling, engine]
+        try:
+            for server in servers:
+                server.wait_listening()
+            wrk(ceiling, script, "warmup", args.warmup, args)
+            ceiling_per_s = measure(ceiling, script, args).requests_per_s
+            ceiling.stop()
+            warmup = parse_wrk(wrk(engine, script, "warmup", args.warmup, args), "engine", 0.0)
+            drain(receiver, "warmup", warmup.ok_answers, args.drain_timeout)
+            profiler = profile(engine, int(args.duration[:-1]), args.profile) if args.profile else None
+            modes = [full_speed(engine, receiver, script, args)]
+            if profiler is not None:
+                profiler.wait()
+            modes.append(paced(engine, receiver, args))
+        finally:
+            for server in servers:
+                server.stop()
+
+    complete = all(m.delivered >= m.accepted for m in modes)
+    if args.json:
+        print(json.dumps({
+            "ceiling_requests_per_s": ceiling_per_s,
+            "modes": [asdict(m) for m in modes],
+            "target_delivered_per_s": TARGET,
+            "complete": complete,
+            "settings": {"duration": args.duration, "warmup": args.warmup, "rate": args.rate,
+                         "connections": args.connections, "threads": args.threads},
+        }, indent=2))
+    else:
+        print(render(ceiling_per_s, modes))
+        if not complete:
+            print(f"NOT ALL ACCEPTED MESSAGES DELIVERED within {args.drain_timeout:.0f} s of the load's end")
+    return 0 if complete else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
