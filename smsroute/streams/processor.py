@@ -26,7 +26,7 @@ class Processor:
         pipeline: Pipeline,
         on_deliveries: Callable[[], None],
         *,
-        batch: int = 500,
+        batch: int = 100,
         housekeeping_every: float = 1.0,
     ) -> None:
         self.log = event_log
@@ -53,6 +53,8 @@ class Processor:
                 offset = self._step(rows, offset, now, housekeeping)
             if len(rows) < self.batch:
                 await wait_any(stop, self._appended, timeout=self.housekeeping_every)
+            else:
+                await asyncio.sleep(0)  # a backlog must not starve the ingress sharing this loop
 
     def _step(self, rows: list[tuple[int, str, bytes]], offset: int, now: float, housekeeping: bool) -> int:
         outcome = Outcome()
