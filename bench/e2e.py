@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -30,7 +29,7 @@ from pathlib import Path
 import aiohttp
 import uvloop
 
-from bench.ingress import LUA, PATH, ROOT, Server, free_port, measure, parse_wrk, wrk
+from bench.ingress import LUA, PATH, Server, add_load_options, free_port, measure, parse_wrk, wrk, wrk_missing
 
 TARGET = 3000.0
 """Delivered messages per second end to end, the issue's target on a 2-core machine."""
@@ -222,17 +221,12 @@ def render(ceiling_per_s: float, modes: list[Mode]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Engine throughput and latency end to end, ingress to webhook.")
     parser.add_argument("--duration", type=wrk_duration, default="10s", help="load per mode in seconds (default 10s)")
-    parser.add_argument("--warmup", default="2s", help="wrk warm-up before the measured runs (default 2s)")
     parser.add_argument("--rate", type=float, default=2000.0, help="paced mode, messages per second (default 2000)")
-    parser.add_argument("--connections", type=int, default=64, help="open connections (default 64)")
-    parser.add_argument("--threads", type=int, default=1, help="wrk threads (default 1)")
     parser.add_argument("--drain-timeout", type=float, default=120.0, help="longest wait for deliveries (s)")
     parser.add_argument("--profile", type=Path, help="py-spy folded stacks of the engine at full speed, to this file")
-    parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
-    parser.add_argument("--verbose", action="store_true", help="echo wrk's own output to stderr")
+    add_load_options(parser)
     args = parser.parse_args(argv)
-    if shutil.which("wrk") is None:
-        print("bench: wrk not found; install it with `apt-get install wrk`", file=sys.stderr)
+    if wrk_missing():
         return 2
 
     with tempfile.TemporaryDirectory(prefix="smsroute-e2e-") as tmp:

@@ -248,17 +248,29 @@ def render(results: list[Result], fraction: float, stats: dict[str, float], logg
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Engine ingress throughput against a bare aiohttp ceiling.")
-    parser.add_argument("--duration", default="10s", help="measured wrk run per server (default 10s)")
+def add_load_options(parser: argparse.ArgumentParser) -> None:
+    """The load and output options every wrk-driven benchmark takes."""
     parser.add_argument("--warmup", default="2s", help="wrk warm-up before each measured run (default 2s)")
     parser.add_argument("--connections", type=int, default=64, help="open connections (default 64)")
     parser.add_argument("--threads", type=int, default=1, help="wrk threads (default 1)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     parser.add_argument("--verbose", action="store_true", help="echo wrk's own output to stderr")
+
+
+def wrk_missing() -> bool:
+    """True, after saying how to install it, when wrk is not on the PATH."""
+    if shutil.which("wrk") is not None:
+        return False
+    print("bench: wrk not found; install it with `apt-get install wrk`", file=sys.stderr)
+    return True
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Engine ingress throughput against a bare aiohttp ceiling.")
+    parser.add_argument("--duration", default="10s", help="measured wrk run per server (default 10s)")
+    add_load_options(parser)
     args = parser.parse_args(argv)
-    if shutil.which("wrk") is None:
-        print("bench: wrk not found; install it with `apt-get install wrk`", file=sys.stderr)
+    if wrk_missing():
         return 2
 
     with tempfile.TemporaryDirectory(prefix="smsroute-bench-") as tmp:

@@ -27,9 +27,6 @@ TOTAL = 3000
 IN_FLIGHT = 64
 STOP_TIMEOUT = 10.0
 
-
-
-
 @dataclass
 class Burst:
     """What the client saw: texts answered ``+OK``, and how the crash showed up."""
@@ -38,9 +35,6 @@ class Burst:
     failed: int = 0
     in_flight_at_kill: int = 0
     unsent: int = 0
-
-
-
 
 async def post_until_killed(http: aiohttp.ClientSession, engine: Engine, texts: list[str], kill_after: int) -> Burst:
     """Post ``texts`` with ``IN_FLIGHT`` requests outstanding; SIGKILL the engine at ``kill_after`` acks."""
@@ -74,15 +68,12 @@ async def post_until_killed(http: aiohttp.ClientSession, engine: Engine, texts: 
     await asyncio.gather(*(send(text) for text in texts))
     return burst
 
-
 def read_log(path: Path) -> list[tuple[int, RawEvent]]:
     """Every row of the log, decoded (a half-written record raises ``DecodeError`` here)."""
     return [(offset, RawEvent.decode(record)) for offset, _, record in SQLiteLog(path).read(limit=1_000_000)]
 
-
 def texts_of(rows: list[tuple[int, RawEvent]]) -> list[str]:
     return [parse_qs(event.body.decode())["text"][0] for _, event in rows]
-
 
 async def test_kill_9_mid_burst_loses_no_acknowledged_message(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"

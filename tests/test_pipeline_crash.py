@@ -36,16 +36,12 @@ DELIVERY_TIMEOUT = 60.0
 PER_DESTINATION = Settings.model_fields["per_destination"].default
 """The most attempts to one receiver the engine has in flight: the most a crash can leave unrecorded."""
 
-
-
-
 @dataclass
 class Request:
     webhook_id: str
     text: str
     at: float
     """``time.monotonic()`` when the body had been read."""
-
 
 @dataclass
 class Receiver:
@@ -60,7 +56,6 @@ class Receiver:
     def texts(self) -> set[str]:
         return {r.text for r in self.requests}
 
-
 @pytest.fixture
 async def receiver() -> AsyncIterator[Receiver]:
     rec = Receiver()
@@ -73,7 +68,6 @@ async def receiver() -> AsyncIterator[Receiver]:
     yield rec
     await runner.cleanup()
 
-
 def write_rules(routes: Path, receiver: Receiver) -> Path:
     routes.mkdir()
     (routes / "rules.yaml").write_text(f"""
@@ -84,7 +78,6 @@ routes:
 """)
     return routes
 
-
 @dataclass
 class Burst:
     acked: set[str] = field(default_factory=set)
@@ -92,9 +85,6 @@ class Burst:
     unsent: int = 0
     killed_at: float = 0.0
     delivered_at_kill: int = 0
-
-
-
 
 async def post(
     http: aiohttp.ClientSession, engine: Engine, receiver: Receiver, texts: list[str], kill_after: int | None = None
@@ -125,12 +115,10 @@ async def post(
     await asyncio.gather(*(send(text) for text in texts))
     return burst
 
-
 def undelivered(state_db: Path) -> int:
     """Deliveries the engine's state does not record as delivered."""
     with sqlite3.connect(state_db) as conn:
         return conn.execute("SELECT count(*) FROM deliveries WHERE state != 'delivered'").fetchone()[0]
-
 
 async def test_kill_9_while_delivering_loses_nothing_and_repeats_only_in_flight(
     tmp_path: Path, receiver: Receiver

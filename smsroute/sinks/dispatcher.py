@@ -22,7 +22,6 @@ from .webhook import Attempt
 log = logging.getLogger("smsroute.sinks")
 
 Sender = Callable[[Delivery], Awaitable[Attempt]]
-DEFAULT_DELAYS: tuple[float, ...] = ()
 
 
 class Dispatcher:
@@ -97,7 +96,7 @@ class Dispatcher:
             outcome = "delivered"
             metrics.END_TO_END_SECONDS.labels(sink).observe(now - delivery.received_at)
         else:
-            delay = None if final else next_delay(_delays(delivery), number, attempt.retry_after)
+            delay = None if final else next_delay(delivery.action["retry"]["delays"], number, attempt.retry_after)
             next_at = None if delay is None else now + delay
             outcome = "retry" if next_at is not None else "dead_letter"
             if next_at is None:
@@ -118,7 +117,3 @@ class Dispatcher:
         metrics.DELIVERIES.labels(sink, outcome).inc()
         self.state.finish(delivery.id, number, attempt.outcome, attempt.status, attempt.error, attempt.duration, now, next_at)
 
-
-def _delays(delivery: Delivery) -> tuple[float, ...]:
-    """The retry delays the route gave this delivery when it was routed."""
-    return tuple(delivery.action.get("retry", {}).get("delays", DEFAULT_DELAYS))
