@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import phonenumbers
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic.networks import IPvAnyNetwork
 from pydantic_settings import BaseSettings, InitSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -41,6 +41,76 @@ class IngressConfig(BaseModel):
     )
 
 
+def number_or_prefix(value: str) -> str:
+    """A phone number or number prefix written by a person (``+39 800``): digits with an optional ``+``."""
+    compact = re.sub(r"[\s().-]", "", value)
+    if not re.fullmatch(r"\+?[0-9]{1,15}", compact):
+        raise ValueError(f"{value!r} is not a phone number or prefix (digits with an optional leading '+')")
+    return compact
+
+
+class OutboundConfig(BaseModel):
+    """Settings every outbound SMS provider has."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    timeout: float = Field(10.0, gt=0, le=120, description="Seconds one send request may take.")
+
+
+class OpenVoipConfig(OutboundConfig):
+    """openvoip's SMS gateway (``sms_send_soa.php``): Italian destinations only."""
+
+    url: AnyHttpUrl = AnyHttpUrl("https://www.openvoip.it/sms_send_soa.php")
+    id_call_gr: str = Field(min_length=1, description="Caller group (SERVIZI > CONTRATTO).")
+    secret: SecretStr = Field(description="Only ever sent hashed inside `verify`.")
+    sender: str = Field(min_length=1, max_length=16, description="sms_sender: a name or a number.")
+    archive: bool = Field(False, description="archivia=1: keep a copy in the openvoip account's panel.")
+
+    @field_validator("secret")
+    @classmethod
+    def _secret(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value():
+            raise ValueError("must not be empty")
+        return value
+
+
+class SMSGateway24SendConfig(OutboundConfig):
+    """SMSGateway24's ``addsms``: the reply is queued for an Android phone, which sends it from its SIM."""
+
+    url: AnyHttpUrl = AnyHttpUrl("https://smsgateway24.com/getdata/addsms")
+    token: SecretStr = Field(description="API token (profile page, or getdata/gettoken).")
+    device_id: str = Field(min_length=1, description="The phone that sends (device list).")
+    sim: Literal[0, 1] = Field(0, description="SIM slot of a dual-SIM phone.")
+
+
+class SmsReplyConfig(BaseModel):
+    """The ``sms_reply`` action: which outbound provider sends replies, and the guards users expect."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    provider: Literal["openvoip", "smsgateway24"] | None = Field(
+        None, description="Outbound provider for replies; None: sms_reply deliveries are dead letters."
+    )
+    openvoip: OpenVoipConfig | None = None
+    smsgateway24: SMSGateway24SendConfig | None = None
+    rate_limit: int = Field(3, ge=1, le=1000, description="Replies to one number per rate_window...")
+    rate_window: float = Field(3600.0, gt=0, le=31 * 86400, description="...in seconds (rolling, kept across restarts).")
+    never_reply_to: tuple[str, ...] = Field(
+        (), description="Numbers or prefixes never auto-replied (other auto-responders, our own numbers)."
+    )
+
+    @field_validator("never_reply_to")
+    @classmethod
+    def _numbers(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(number_or_prefix(number) for number in value)
+
+    @model_validator(mode="after")
+    def _provider_configured(self) -> SmsReplyConfig:
+        if self.provider is not None and getattr(self, self.provider) is None:
+            raise ValueError(f"provider is {self.provider!r} but its settings [sms_reply.{self.provider}] are missing")
+        return self
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SMSROUTE_", env_nested_delimiter="__", extra="forbid")
 
@@ -62,6 +132,7 @@ class Settings(BaseSettings):
         default_factory=dict,
         description="Ingress name -> settings. Empty: every built-in provider under its own name, unauthenticated.",
     )
+    sms_reply: SmsReplyConfig = SmsReplyConfig()
 
     @field_validator("ingress")
     @classmethod
