@@ -18,9 +18,11 @@ from .ingress.app import create_app
 from .ingress.base import Adapter
 from .ingress.providers import available
 from .rules.watch import RulesWatcher
-from .sinks import webhook
-from .sinks.dispatcher import Dispatcher
+from .sinks import sms_reply, webhook
+from .sinks.dispatcher import Dispatcher, Sender
+from .sinks.outbound import build_provider
 from .streams.dedupe import Dedupe
+from .streams.optouts import OptOuts
 from .streams.pipeline import Pipeline
 from .streams.processor import Processor
 from .streams.statedb import StateDB
@@ -55,7 +57,17 @@ def build_pipeline(settings: Settings, state: StateDB, rules: RulesWatcher) -> P
         Stitcher(state.pending, settings.stitch_timeout),
         lambda: rules.rules,
         settings.default_region,
+        opt_outs=OptOuts(state.opt_outs),
     )
+
+
+def build_senders(settings: Settings, state: StateDB, session: aiohttp.ClientSession) -> dict[str, Sender]:
+    """The sinks by action kind; a kind without one dead-letters its deliveries with that reason."""
+    senders: dict[str, Sender] = {"webhook": webhook.sender(session)}
+    provider = build_provider(settings.sms_reply, session)
+    if provider is not None:
+        senders["sms_reply"] = sms_reply.sender(provider, settings.sms_reply, state.opt_outs, state)
+    return senders
 
 
 class Engine:
@@ -78,9 +90,8 @@ class Engine:
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=0, limit_per_host=settings.per_destination)
         )
-        self.dispatcher = Dispatcher(
-            self.state, {"webhook": webhook.sender(self._session)}, per_destination=settings.per_destination
-        )
+        senders = build_senders(settings, self.state, self._session)
+        self.dispatcher = Dispatcher(self.state, senders, per_destination=settings.per_destination)
         self.processor = Processor(self.log, self.state, build_pipeline(settings, self.state, self.rules), self.dispatcher.wake)
         self.log.on_commit = self.processor.appended
         await self._runner.setup()
@@ -92,6 +103,7 @@ class Engine:
             for job in (self.processor.run(self._stop), self.dispatcher.run(self._stop), self.rules.run(self._stop))
         ]
         _log_mounts(self.adapters)
+        _log_missing_sinks(self.rules, senders)
         log.info(
             f"listening on http://{settings.host}:{self.port}",
             extra={"event": "listening", "data_dir": str(settings.data_dir), "routes": str(settings.routes),
@@ -144,4 +156,13 @@ def _log_mounts(adapters: Mapping[str, Adapter]) -> None:
             f"ingress {name} mounted" + (" with no authentication" if auth == "none" else ""),
             extra={"event": "ingress_mounted", "source": name, "provider": adapter.provider, "auth": auth,
                    "paths": [f"/{kind}/{name}" for kind in sorted(adapter.kinds)]},
+        )
+
+
+def _log_missing_sinks(rules: RulesWatcher, senders: Mapping[str, Sender]) -> None:
+    """Routes whose actions have no sink would fill the dead letters: say so at start-up."""
+    for kind in sorted({action.kind for route in rules.rules.routes for action in route.actions} - set(senders)):
+        log.warning(
+            f"routes have {kind} actions but no {kind} sink is configured: their deliveries become dead letters",
+            extra={"event": "sink_missing", "sink": kind},
         )

@@ -40,7 +40,7 @@ LOG_COMMIT_REQUESTS = Histogram(
 
 PIPELINE_EVENTS = Counter(
     "smsroute_pipeline_events_total",
-    "Raw events through the processors, by outcome (normalized, duplicate, dead_letter, status_pending).",
+    "Raw events through the processors, by outcome (normalized, duplicate, dead_letter, report).",
     ["provider", "outcome"],
 )
 DEAD_LETTERS = Counter(
@@ -69,7 +69,7 @@ MESSAGES_UNROUTED = Counter(
 )
 DELIVERIES = Counter(
     "smsroute_deliveries_total",
-    "Delivery attempts by sink kind and outcome (delivered, retry, dead_letter).",
+    "Delivery attempts by sink kind and outcome (delivered, retry, dead_letter, suppressed).",
     ["sink", "outcome"],
 )
 DELIVERY_ATTEMPT_SECONDS = Histogram(
@@ -97,4 +97,26 @@ RULES_INFO = Gauge(
 RULES_ROUTES = Gauge(
     "smsroute_rules_routes",
     "Routes in the routing rules in force.",
+)
+SMS_REPLIES = Counter(
+    "smsroute_sms_replies_total",
+    "SMS auto-replies by outbound provider and outcome: sent (the provider took it), delivered and failed"
+    " (delivery reports, or the provider refusing it for good), suppressed (a guard stopped it).",
+    ["provider", "outcome"],
+)
+REPLIES_SUPPRESSED = Counter(
+    "smsroute_sms_replies_suppressed_total",
+    "SMS auto-replies a guard stopped, by reason (opted_out, loop, already_replied, rate_limited).",
+    ["reason"],
+)
+OPT_OUTS = Counter(
+    "smsroute_opt_outs_total",
+    "Changes to the opt-out list from compliance routes (stop: opted out, start: opted back in).",
+    ["change"],
+)
+DELIVERY_REPORTS = Counter(
+    "smsroute_delivery_reports_total",
+    "Delivery reports processed, by provider, mapped status (pending, sent, delivered, failed, unknown)"
+    " and whether they were linked to one of our replies (true, false).",
+    ["provider", "status", "linked"],
 )

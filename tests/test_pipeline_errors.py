@@ -8,6 +8,7 @@ from smsroute.events import RawEvent
 from smsroute.ingress.providers.agiletelecom import AgileTelecom
 from smsroute.rules import load_rules
 from smsroute.streams.dedupe import Dedupe
+from smsroute.streams.optouts import OptOuts
 from smsroute.streams.pipeline import Pipeline
 from smsroute.streams.state import MemoryStore
 from smsroute.streams.stitch import Stitcher
@@ -27,6 +28,7 @@ def pipeline(normalizer: AgileTelecom) -> Pipeline:
         Dedupe(MemoryStore(lambda seen: seen)),
         Stitcher(MemoryStore(lambda pending: pending.first_seen)),
         lambda: rules,
+        opt_outs=OptOuts(MemoryStore(lambda opt_out: opt_out.at)),
     )
 
 

@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-import test_pipeline
 from smsroute.events import RawEvent
 from test_kaleyra import SEED_SAMPLE
 from test_pipeline import AGILE, Receiver, Running, StartEngine, eventually, receiver, start_engine  # noqa: F401
@@ -188,10 +187,9 @@ routes:
 
 
 async def test_message_no_route_matches_is_a_dead_letter_at_route(
-    start_engine: StartEngine, receiver: Receiver, monkeypatch: pytest.MonkeyPatch  # noqa: F811
+    start_engine: StartEngine, receiver: Receiver  # noqa: F811
 ) -> None:
-    monkeypatch.setattr(test_pipeline, "rules_yaml", lambda url: NO_CATCH_ALL.format(url=url))
-    run = await start_engine()
+    run = await start_engine(rules=lambda url: NO_CATCH_ALL.format(url=url))
     before = await scrape(run)
     assert await run.post("/inbound/agiletelecom", data={**AGILE, "text": "nobody listens"}) == 200
     assert await run.post("/inbound/agiletelecom", data={**AGILE, "text": "info orari"}) == 200
@@ -212,14 +210,21 @@ async def test_message_no_route_matches_is_a_dead_letter_at_route(
     assert len(receiver.received) == 1
 
 
-async def test_smsgateway24_status_is_counted_pending_not_delivered(
+async def test_smsgateway24_status_is_stored_as_a_report_not_delivered(
     start_engine: StartEngine, receiver: Receiver  # noqa: F811
 ) -> None:
     run = await start_engine()
     before = await scrape(run)
     assert await run.post("/status/smsgateway24", json=STATUS) == 200
-    pending = {"provider": "smsgateway24", "outcome": "status_pending"}
-    await moved(run, before, ("smsroute_pipeline_events_total", pending, 1))
+    await moved(
+        run,
+        before,
+        ("smsroute_pipeline_events_total", {"provider": "smsgateway24", "outcome": "report"}, 1),
+        ("smsroute_delivery_reports_total", {"provider": "smsgateway24", "status": "delivered", "linked": "false"}, 1),
+    )
+    [report] = run.engine.state.reports()
+    assert (report["provider_message_id"], report["code"], report["status"], report["delivery_id"]) == (
+        "555001", "7", "delivered", None)
     assert (run.engine.state.dead_letters(), receiver.received) == ([], [])
 
 

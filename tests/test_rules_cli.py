@@ -20,7 +20,7 @@ def smsroute(*args: str | Path) -> subprocess.CompletedProcess[str]:
 def test_check_summarises_valid_rules() -> None:
     result = smsroute("rules", "check", "routing_rules")
     assert (result.returncode, result.stderr) == (0, "")
-    assert result.stdout.startswith("routing_rules: ok: 7 routes, 4 keywords (+24 aliases), version ")
+    assert result.stdout.startswith("routing_rules: ok: 9 routes, 6 keywords (+39 aliases), version ")
 
 
 def test_check_lists_every_problem_and_exits_1(tmp_path: Path) -> None:
@@ -45,7 +45,7 @@ def test_test_explains_a_match_with_its_deliveries() -> None:
     lines = result.stdout.splitlines()
     assert lines[1] == "keyword: STOP (first word 'ARRET')"
     assert "opt-out-audit    MATCH (continue)  [" in result.stdout
-    assert "    yes  to: '4321', wanted one of +393201234567, 4321" in lines
+    assert "opt-out          MATCH (opts the sender out of auto-replies)  [" in result.stdout
     assert "office-hours     no  [" in result.stdout
     assert "    NO   to: '4321', wanted +393201234567" in lines
     assert "everything-else  shadowed by 'opt-out'  [" in result.stdout

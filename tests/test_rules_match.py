@@ -267,9 +267,12 @@ def test_default_retry_spans_about_a_day_and_overrides_replace_it() -> None:
 def test_worked_example_set_loads_and_routes_as_documented() -> None:
     ruleset = load_rules(EXAMPLES)
     assert [route.name for route in ruleset.routes] == [
-        "opt-out-audit", "opt-out", "info", "office-hours", "night-shift", "complaints", "everything-else"]
+        "opt-out-audit", "opt-out", "opt-in", "help", "info", "office-hours", "night-shift", "complaints",
+        "everything-else"]
     assert matched(ruleset, "Arrêt") == ["opt-out-audit", "opt-out"]
-    assert matched(ruleset, "Abmelden", recipient="+4915112345678") == ["opt-out-audit", "everything-else"]
+    assert matched(ruleset, "Abmelden", recipient="+4915112345678") == ["opt-out-audit", "opt-out"]
+    assert [route.compliance for route in ruleset.routes[1:4]] == ["stop", "start", "help"]
+    assert (matched(ruleset, "Riattiva"), matched(ruleset, "aiuto!")) == (["opt-in"], ["help"])
     assert matched(ruleset, "Informazioni?") == ["info"]
     assert [d.action.kind for d in ruleset.match(message("info")).deliveries] == ["webhook", "email", "sms_reply"]
     assert matched(ruleset, "hello") == ["office-hours"]

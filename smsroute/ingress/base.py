@@ -21,6 +21,7 @@ from multidict import CIMultiDictProxy, MultiDict
 from ..config import IngressConfig
 from ..events import EventKind, RawEvent
 from ..streams.parts import Part, Unprocessable, phone
+from ..streams.reports import DeliveryReport
 
 FORM = "application/x-www-form-urlencoded"
 JSON = "application/json"
@@ -210,6 +211,10 @@ class Adapter:
     def normalize(self, event: RawEvent, region: str | None) -> Part:
         """The logged event as a canonical part; :class:`Unprocessable` when it never can be one."""
         raise Unprocessable(f"{self.provider} events of kind {event.kind} are not processed")
+
+    def report(self, event: RawEvent, region: str | None) -> DeliveryReport:
+        """A logged status event as a delivery report; :class:`Unprocessable` when it never can be one."""
+        raise Unprocessable(f"{self.provider} sends no delivery reports")
 
     def part(self, event: RawEvent, region: str | None, *, sender: str, recipient: str, **fields: Any) -> Part:
         """A part of this provider's, with numbers in E.164 where they parse (flagged where not)."""

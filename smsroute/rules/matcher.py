@@ -172,6 +172,8 @@ class Routing:
 
 
 Status = Literal["match", "no", "shadowed"]
+COMPLIANCE = {"stop": "opts the sender out of auto-replies", "start": "opts the sender back in",
+              "help": "answers opted-out senders too"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,6 +214,7 @@ class Explanation:
                     "status": verdict.status,
                     "shadowed_by": verdict.shadowed_by or None,
                     "continue": verdict.route.proceed,
+                    "compliance": verdict.route.compliance,
                     "checks": [dataclasses.asdict(check) for check in verdict.checks],
                 }
                 for verdict in self.verdicts
@@ -235,6 +238,8 @@ class Explanation:
             label = {"match": "MATCH", "no": "no", "shadowed": "shadowed"}[verdict.status]
             extra = f" by {verdict.shadowed_by!r}" if verdict.shadowed_by else ""
             then = " (continue)" if verdict.route.proceed and verdict.status == "match" else ""
+            if verdict.route.compliance is not None and verdict.status == "match":
+                then += f" ({COMPLIANCE[verdict.route.compliance]})"
             out.append(f"{verdict.route.name:<{width}}  {label}{extra}{then}  [{verdict.origin}]")
             out.extend(f"    {'yes' if check.held else 'NO '}  {check}" for check in verdict.checks)
             if not verdict.checks:

@@ -13,6 +13,7 @@ import binascii
 import re
 import string
 import unicodedata
+from collections.abc import Mapping
 from datetime import UTC, datetime, time
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -20,7 +21,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, model_validator
 
-from ..config import INGRESS_NAME
+from ..config import INGRESS_NAME, number_or_prefix
 from ..message import InboundMessage
 
 _WORD = re.compile(r"[^\W_]+")
@@ -66,12 +67,7 @@ def _single_word(value: str) -> str:
 def _number(value: Any) -> Any:
     if isinstance(value, int | float) and not isinstance(value, bool):
         raise ValueError(f"write phone numbers in quotes (YAML read {value} as a number and dropped any '+')")
-    if isinstance(value, str):
-        compact = re.sub(r"[\s().-]", "", value)
-        if not re.fullmatch(r"\+?[0-9]{1,15}", compact):
-            raise ValueError(f"{value!r} is not a phone number or prefix (digits with an optional leading '+')")
-        return compact
-    return value
+    return number_or_prefix(value) if isinstance(value, str) else value
 
 
 def _name(value: str) -> str:
@@ -145,8 +141,9 @@ def _template(value: str) -> str:
     return value
 
 
-def render(template: str, message: InboundMessage) -> str:
-    return template.format_map(message.to_json())
+def render(template: str, message: InboundMessage | Mapping[str, Any]) -> str:
+    """``template`` filled in from a canonical message or its JSON (what a delivery carries)."""
+    return template.format_map(message.to_json() if isinstance(message, InboundMessage) else message)
 
 
 def _url(value: str) -> str:
@@ -358,13 +355,26 @@ class Action(Strict):
         return getattr(self, self.kind)
 
 
+Compliance = Literal["stop", "start", "help"]
+"""What a compliance route does: ``stop`` puts the sender on the opt-out list (no auto-replies),
+``start`` takes it off again, ``help`` only answers. Their own replies reach opted-out numbers."""
+
+
 class Route(Strict):
     name: Annotated[str, Field(pattern=ROUTE_NAME)]
     description: str = ""
     match: Match | None = None
     proceed: bool = Field(False, alias="continue")
     """``continue: true``: later routes are still checked, and every match delivers (fan-out)."""
+    compliance: Compliance | None = None
     actions: Annotated[tuple[Action, ...], Field(min_length=1)]
+
+    @model_validator(mode="after")
+    def _compliance_by_keyword(self) -> Route:
+        if self.compliance is not None and (self.match is None or self.match.keyword is None):
+            # A STOP route that caught every message would opt out everyone who writes in.
+            raise ValueError(f"a compliance: {self.compliance} route must match on keyword (e.g. keyword: STOP)")
+        return self
 
 
 class RuleFile(Strict):

@@ -77,17 +77,18 @@ class Dispatcher:
         try:
             sender = self.senders.get(delivery.sink)
             if sender is None:
-                attempt = Attempt("failed", None, f"no {delivery.sink} sink is configured", 0.0)
+                attempt = Attempt("failed", None, f"no {delivery.sink} sink is configured", 0.0, permanent=True)
             else:
                 attempt = await sender(delivery)
-            self._record(delivery, due.attempts + 1, attempt, final=sender is None)
+            self._record(delivery, due.attempts + 1, attempt, "no_sink" if sender is None else "permanent")
         except Exception:  # a bug in a sender must not lose the delivery: it stays claimed until restart
             log.exception("delivery attempt crashed", extra={"event": "delivery_crashed", "delivery_id": delivery.id})
         finally:
             self.in_flight[destination] -= 1
             self._wake.set()
 
-    def _record(self, delivery: Delivery, number: int, attempt: Attempt, final: bool) -> None:
+    def _record(self, delivery: Delivery, number: int, attempt: Attempt, permanent_reason: str) -> None:
+        """``permanent_reason``: the dead-letter reason code when ``attempt`` is a permanent failure."""
         now = time.time()
         sink = delivery.sink
         metrics.DELIVERY_ATTEMPT_SECONDS.labels(sink).observe(attempt.duration)
@@ -95,25 +96,34 @@ class Dispatcher:
         if attempt.outcome == "delivered":
             outcome = "delivered"
             metrics.END_TO_END_SECONDS.labels(sink).observe(now - delivery.received_at)
+        elif attempt.outcome == "suppressed":
+            outcome = "suppressed"
+            self._log(logging.INFO, f"delivery suppressed: {attempt.error}", delivery, number, outcome)
         else:
-            delay = None if final else next_delay(delivery.action["retry"]["delays"], number, attempt.retry_after)
+            delay = None
+            if not attempt.permanent:
+                delay = next_delay(delivery.action["retry"]["delays"], number, attempt.retry_after)
             next_at = None if delay is None else now + delay
             outcome = "retry" if next_at is not None else "dead_letter"
             if next_at is None:
-                metrics.DEAD_LETTERS.labels("deliver", "attempts_exhausted" if not final else "no_sink").inc()
-            log.log(
-                logging.WARNING if next_at is None else logging.INFO,
-                f"delivery attempt failed: {attempt.error}",
-                extra={
-                    "event": "delivery_failed",
-                    "delivery_id": delivery.id,
-                    "message_id": delivery.message_id,
-                    "route": delivery.route,
-                    "sink": sink,
-                    "attempt": number,
-                    "outcome": outcome,
-                },
-            )
+                metrics.DEAD_LETTERS.labels("deliver", permanent_reason if attempt.permanent else "attempts_exhausted").inc()
+            level = logging.WARNING if next_at is None else logging.INFO
+            self._log(level, f"delivery attempt failed: {attempt.error}", delivery, number, outcome)
         metrics.DELIVERIES.labels(sink, outcome).inc()
         self.state.finish(delivery.id, number, attempt.outcome, attempt.status, attempt.error, attempt.duration, now, next_at)
 
+    @staticmethod
+    def _log(level: int, text: str, delivery: Delivery, number: int, outcome: str) -> None:
+        log.log(
+            level,
+            text,
+            extra={
+                "event": "delivery_suppressed" if outcome == "suppressed" else "delivery_failed",
+                "delivery_id": delivery.id,
+                "message_id": delivery.message_id,
+                "route": delivery.route,
+                "sink": delivery.sink,
+                "attempt": number,
+                "outcome": outcome,
+            },
+        )

@@ -1,8 +1,10 @@
-"""The processing core: raw event -> part -> (dedupe) -> (stitch) -> message -> (route) -> deliveries.
+"""The processing core: raw event -> part -> (dedupe) -> (stitch) -> message -> (route) -> deliveries;
+status event -> delivery report.
 
-Plain Python, engine-agnostic: state lives in the stores given to :class:`Dedupe` and
-:class:`Stitcher`, and the caller persists what :meth:`Pipeline.process` returns together with its
-progress through the log, so a crash re-does work but never skips or doubles it."""
+Plain Python, engine-agnostic: state lives in the stores given to :class:`Dedupe`,
+:class:`Stitcher` and :class:`OptOuts`, and the caller persists what :meth:`Pipeline.process`
+returns together with its progress through the log, so a crash re-does work but never skips or
+doubles it."""
 
 from __future__ import annotations
 
@@ -21,7 +23,9 @@ from ..rules import RuleSet
 from ..rules.model import Sink
 from ..sinks.delivery import DeadLetter, Delivery
 from .dedupe import Dedupe
+from .optouts import OptOuts
 from .parts import Unprocessable
+from .reports import DeliveryReport
 from .stitch import Stitcher
 
 log = logging.getLogger("smsroute.streams")
@@ -31,10 +35,12 @@ log = logging.getLogger("smsroute.streams")
 class Outcome:
     deliveries: list[Delivery] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
+    reports: list[DeliveryReport] = field(default_factory=list)
 
     def extend(self, other: Outcome) -> None:
         self.deliveries += other.deliveries
         self.dead_letters += other.dead_letters
+        self.reports += other.reports
 
 
 class Pipeline:
@@ -45,12 +51,15 @@ class Pipeline:
         stitcher: Stitcher,
         rules: Callable[[], RuleSet],
         region: str | None = None,
+        *,
+        opt_outs: OptOuts,
     ) -> None:
         self.normalizers = normalizers
         self.dedupe = dedupe
         self.stitcher = stitcher
         self.rules = rules
         self.region = region
+        self.opt_outs = opt_outs
 
     def process(self, record: bytes, now: float) -> Outcome:
         """Everything one logged raw event leads to."""
@@ -61,11 +70,11 @@ class Pipeline:
         normalizer = self.normalizers.get(event.provider)
         if normalizer is None:
             return self._dead("normalize", "unknown_provider", f"no adapter for {event.provider!r}", record, "unknown")
-        if event.kind == "status":
-            # Delivery reports are kept in the log; their processing comes with the reply sinks.
-            metrics.PIPELINE_EVENTS.labels(event.provider, "status_pending").inc()
-            return Outcome()
         try:
+            if event.kind == "status":
+                report = normalizer.report(event, self.region)
+                metrics.PIPELINE_EVENTS.labels(event.provider, "report").inc()
+                return Outcome(reports=[report])
             part = normalizer.normalize(event, self.region)
         except Unprocessable as exc:
             return self._dead("normalize", "unprocessable", str(exc), record, event.provider)
@@ -102,6 +111,8 @@ class Pipeline:
             return self._dead("route", "unrouted", "no route matched", payload, message.provider)
         for route in match.routes:
             metrics.MESSAGES_ROUTED.labels(route.name).inc()
+            if route.compliance is not None and message.sender:
+                self.opt_outs.apply(route.compliance, message.sender, message.id, message.received_at.timestamp())
         return Outcome(
             deliveries=[
                 Delivery.of(
@@ -109,7 +120,7 @@ class Pipeline:
                     delivery.route.name,
                     delivery.number,
                     delivery.action.kind,
-                    _settings(delivery.action.sink),
+                    _settings(delivery.action.sink, delivery.route.compliance),
                 )
                 for delivery in match.deliveries
             ]
@@ -123,12 +134,15 @@ class Pipeline:
         return Outcome(dead_letters=[DeadLetter(stage, f"{code}: {reason}", payload)])
 
 
-def _settings(sink: Sink) -> dict[str, Any]:
+def _settings(sink: Sink, compliance: str | None) -> dict[str, Any]:
     """A routed action's settings as the sinks need them later, whatever the rules become meanwhile:
-    secrets in clear (they stay in the engine's state, never in logs), retries as plain delays."""
+    secrets in clear (they stay in the engine's state, never in logs), retries as plain delays, and
+    the route's ``compliance`` (its replies reach opted-out numbers)."""
     settings = sink.model_dump(mode="json", by_alias=True, exclude={"secret", "retry"})
     secret = getattr(sink, "secret", None)
     if secret is not None:
         settings["secret"] = secret.get_secret_value()
     settings["retry"] = {"delays": list(sink.retry.delays)}
+    if compliance is not None:
+        settings["compliance"] = compliance
     return settings

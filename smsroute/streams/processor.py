@@ -1,7 +1,7 @@
 """The embedded engine's processor: reads the raw log in order and runs the pipeline over it.
 
-Each batch is one state transaction: the deliveries and dead letters it produced, its dedupe keys
-and pending parts, and the new log offset commit together or not at all."""
+Each batch is one state transaction: the deliveries, dead letters and delivery reports it produced,
+its dedupe keys, pending parts and opt-outs, and the new log offset commit together or not at all."""
 
 from __future__ import annotations
 
@@ -10,9 +10,11 @@ import logging
 import time
 from collections.abc import Callable
 
+from .. import metrics
 from ..aio import wait_any
 from ..eventlog.sqlite import SQLiteLog
 from .pipeline import Outcome, Pipeline
+from .reports import DeliveryReport
 from .statedb import StateDB
 
 log = logging.getLogger("smsroute.streams")
@@ -68,8 +70,25 @@ class Processor:
                 self._last_housekeeping = now
             self.state.add_deliveries(outcome.deliveries, now)
             self.state.add_dead_letters(outcome.dead_letters, now)
+            for report in outcome.reports:
+                self._report(report, now)
             self.state.set_offset(offset)
         if outcome.deliveries:
             self.on_deliveries()
         return offset
+
+    def _report(self, report: DeliveryReport, now: float) -> None:
+        """Store a delivery report; one about our reply moves that reply's outcome."""
+        linked = self.state.add_report(report, now)
+        if linked is None:
+            return  # the provider sent the same report again
+        metrics.DELIVERY_REPORTS.labels(report.provider, report.status, str(linked.delivery_id is not None).lower()).inc()
+        if linked.became is not None:
+            metrics.SMS_REPLIES.labels(report.provider, linked.became).inc()
+        log.info(
+            f"delivery report: {report.status} ({report.description})",
+            extra={"event": "delivery_report", "provider": report.provider,
+                   "provider_message_id": report.provider_message_id, "status": report.status, "code": report.code,
+                   "delivery_id": linked.delivery_id},
+        )
 

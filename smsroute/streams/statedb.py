@@ -1,5 +1,6 @@
 """The embedded engine's state in SQLite (``<data_dir>/state.db``): progress through the log,
-dedupe keys, pending parts, deliveries with their attempts, and dead letters.
+dedupe keys, pending parts, deliveries with their attempts, dead letters, and for SMS replies the
+opt-out list, the replies sent (the guards' memory) and the delivery reports about them.
 
 Processing a batch of raw events and recording what it produced is one transaction, so a crash
 re-does a batch but never skips or doubles it. WAL with ``synchronous=NORMAL``: every commit
@@ -18,7 +19,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ..sinks.delivery import DeadLetter, Delivery
+from .optouts import OptOut
 from .parts import part_from_json, part_to_json
+from .reports import FINAL, DeliveryReport
 from .stitch import Pending
 
 _SCHEMA = """
@@ -37,7 +40,7 @@ CREATE TABLE IF NOT EXISTS deliveries (
     message TEXT NOT NULL,
     received_at REAL NOT NULL,
     created_at REAL NOT NULL,
-    state TEXT NOT NULL,            -- pending, sending, delivered, dead
+    state TEXT NOT NULL,            -- pending, sending, delivered, suppressed, dead
     attempts INTEGER NOT NULL DEFAULT 0,
     next_at REAL NOT NULL,
     last_error TEXT NOT NULL DEFAULT ''
@@ -54,6 +57,32 @@ CREATE TABLE IF NOT EXISTS attempts (
     duration REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS attempts_delivery ON attempts (delivery_id);
+CREATE TABLE IF NOT EXISTS opt_outs (number TEXT PRIMARY KEY, message_id TEXT NOT NULL, at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS replies (
+    delivery_id TEXT PRIMARY KEY,
+    message_id TEXT NOT NULL UNIQUE,  -- one reply per message, ever
+    recipient TEXT NOT NULL,
+    provider TEXT NOT NULL,
+    provider_message_id TEXT,
+    status TEXT NOT NULL,             -- sending, sent, delivered, failed
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS replies_recipient ON replies (recipient, created_at);
+CREATE INDEX IF NOT EXISTS replies_provider_id ON replies (provider, provider_message_id);
+CREATE TABLE IF NOT EXISTS delivery_reports (
+    id INTEGER PRIMARY KEY,
+    provider TEXT NOT NULL,
+    provider_message_id TEXT NOT NULL,
+    code TEXT NOT NULL,
+    status TEXT NOT NULL,             -- pending, sent, delivered, failed, unknown
+    description TEXT NOT NULL,
+    recipient TEXT NOT NULL,
+    provider_time REAL,
+    received_at REAL NOT NULL,
+    delivery_id TEXT,                 -- the reply reported on, when it is one of ours
+    UNIQUE (provider, provider_message_id, code)
+);
 CREATE TABLE IF NOT EXISTS dead_letters (
     id INTEGER PRIMARY KEY,
     stage TEXT NOT NULL,
@@ -129,6 +158,34 @@ class PendingStore:
         return [row[0] for row in self.conn.execute("SELECT key FROM pending_parts WHERE first_seen < ?", (moment,))]
 
 
+class OptOutStore:
+    """A :class:`~smsroute.streams.state.Store` of opted-out numbers."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def get(self, number: str) -> OptOut | None:
+        row = self.conn.execute("SELECT message_id, at FROM opt_outs WHERE number = ?", (number,)).fetchone()
+        return OptOut(*row) if row else None
+
+    def __setitem__(self, number: str, opt_out: OptOut) -> None:
+        self.conn.execute(
+            "INSERT OR REPLACE INTO opt_outs (number, message_id, at) VALUES (?, ?, ?)",
+            (number, opt_out.message_id, opt_out.at),
+        )
+
+    def __delitem__(self, number: str) -> None:
+        self.conn.execute("DELETE FROM opt_outs WHERE number = ?", (number,))
+
+
+@dataclass(frozen=True, slots=True)
+class Linked:
+    """What storing a delivery report did: the reply it reports on, and that reply's new final status."""
+
+    delivery_id: str | None
+    became: str | None = None
+
+
 class StateDB:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -138,6 +195,7 @@ class StateDB:
         self.conn.executescript(_SCHEMA)
         self.dedupe = SQLiteStore(self.conn)
         self.pending = PendingStore(self.conn)
+        self.opt_outs = OptOutStore(self.conn)
 
     def close(self) -> None:
         self.conn.close()
@@ -222,8 +280,11 @@ class StateDB:
         now: float,
         next_at: float | None,
     ) -> None:
-        """Record one attempt, and what follows: delivered, due again at ``next_at``, or dead."""
-        state = "delivered" if outcome == "delivered" else ("pending" if next_at is not None else "dead")
+        """Record one attempt, and what follows: delivered, suppressed, due again at ``next_at``, or dead."""
+        if outcome in ("delivered", "suppressed"):
+            state = outcome
+        else:
+            state = "pending" if next_at is not None else "dead"
         with self.transaction():
             self.conn.execute(
                 "INSERT INTO attempts (delivery_id, attempt, at, outcome, status, error, duration)"
@@ -242,6 +303,86 @@ class StateDB:
         cursor = self.conn.execute(
             "SELECT attempt, at, outcome, status, error, duration FROM attempts WHERE delivery_id = ? ORDER BY id",
             (delivery_id,),
+        )
+        names = [column[0] for column in cursor.description]
+        return [dict(zip(names, row)) for row in cursor]
+
+    # --- SMS replies and their delivery reports --------------------------------------------------
+
+    def reply_for(self, message_id: str) -> str | None:
+        """The delivery that replies (or replied) to this message, if any."""
+        row = self.conn.execute("SELECT delivery_id FROM replies WHERE message_id = ?", (message_id,)).fetchone()
+        return row[0] if row else None
+
+    def recent_replies(self, recipient: str, since: float) -> int:
+        """Replies to ``recipient`` since ``since`` that may have reached it (refused ones do not count)."""
+        row = self.conn.execute(
+            "SELECT count(*) FROM replies WHERE recipient = ? AND created_at >= ? AND status != 'failed'",
+            (recipient, since),
+        ).fetchone()
+        return row[0]
+
+    def reserve_reply(self, delivery_id: str, message_id: str, recipient: str, provider: str, now: float) -> None:
+        """The reply is about to be sent: from now on it counts for the guards (a retry keeps its row)."""
+        self.conn.execute(
+            "INSERT OR IGNORE INTO replies (delivery_id, message_id, recipient, provider, status, created_at,"
+            " updated_at) VALUES (?, ?, ?, ?, 'sending', ?, ?)",
+            (delivery_id, message_id, recipient, provider, now, now),
+        )
+
+    def reply_sent(self, delivery_id: str, provider_message_id: str | None, now: float) -> None:
+        self.conn.execute(
+            "UPDATE replies SET status = 'sent', provider_message_id = ?, updated_at = ? WHERE delivery_id = ?",
+            (provider_message_id, now, delivery_id),
+        )
+
+    def reply_failed(self, delivery_id: str, now: float) -> None:
+        self.conn.execute(
+            "UPDATE replies SET status = 'failed', updated_at = ? WHERE delivery_id = ?", (now, delivery_id)
+        )
+
+    def replies(self) -> list[dict[str, Any]]:
+        cursor = self.conn.execute(
+            "SELECT delivery_id, message_id, recipient, provider, provider_message_id, status, created_at, updated_at"
+            " FROM replies ORDER BY created_at"
+        )
+        names = [column[0] for column in cursor.description]
+        return [dict(zip(names, row)) for row in cursor]
+
+    def add_report(self, report: DeliveryReport, now: float) -> Linked | None:
+        """Store a delivery report, linked to our reply when it reports on one; a final status
+        (delivered, failed) becomes the reply's, once. None when the same report was stored before."""
+        row = self.conn.execute(
+            "SELECT delivery_id, status FROM replies WHERE provider = ? AND provider_message_id = ?",
+            (report.provider, report.provider_message_id),
+        ).fetchone()
+        delivery_id, status = row if row else (None, None)
+        stored = self.conn.execute(
+            "INSERT OR IGNORE INTO delivery_reports (provider, provider_message_id, code, status, description,"
+            " recipient, provider_time, received_at, delivery_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                report.provider, report.provider_message_id, report.code, report.status, report.description,
+                report.recipient, report.provider_time.timestamp() if report.provider_time else None,
+                report.received_at.timestamp(), delivery_id,
+            ),
+        ).rowcount
+        if not stored:
+            return None
+        became = None
+        if delivery_id is not None and report.status in FINAL and status not in FINAL:
+            self.conn.execute(
+                "UPDATE replies SET status = ?, updated_at = ? WHERE delivery_id = ?", (report.status, now, delivery_id)
+            )
+            became = report.status
+        return Linked(delivery_id, became)
+
+    def reports(self, delivery_id: str | None = None) -> list[dict[str, Any]]:
+        cursor = self.conn.execute(
+            "SELECT provider, provider_message_id, code, status, description, recipient, provider_time, received_at,"
+            " delivery_id FROM delivery_reports"
+            + (" WHERE delivery_id = ?" if delivery_id is not None else "")
+            + " ORDER BY id",
+            (delivery_id,) if delivery_id is not None else (),
         )
         names = [column[0] for column in cursor.description]
         return [dict(zip(names, row)) for row in cursor]

@@ -6,14 +6,19 @@ Incoming SMS carry ``address``, ``date``, ``date_sent``, ``body``, ``internal_id
 ``sendto``, ``senttime``, ``sim`` and ``device_id``. The documents type ``address`` as an int, real
 phones send strings: values are kept as given, never refused for their type, and status codes
 unknown today are accepted (they are mapped downstream). A JSON list is a batch.
+
+Delivery reports map every status code of the document (:data:`STATUSES`); ``sms_id`` is the id
+SMSGateway24's ``addsms`` returned when we queued a reply, which links the report to it.
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from ...events import EventKind, RawEvent
-from ...streams.parts import Part, parse_time
+from ...streams.parts import Part, parse_time, phone
+from ...streams.reports import DeliveryReport, ReportStatus
 from ..base import Adapter, Fields, Incoming, fields_of, require_each
 
 REQUIRED: dict[EventKind, tuple[str, ...]] = {
@@ -53,6 +58,43 @@ class SMSGateway24(Adapter):
             provider_time=parse_time(fields.get("date_sent") or fields.get("date"), "%Y-%m-%d %H:%M:%S"),
             extra={name: fields[name] for name in EXTRA if fields.get(name) is not None},
         )
+
+    def report(self, event: RawEvent, region: str | None) -> DeliveryReport:
+        if event.kind != "status":
+            return super().report(event, region)
+        fields = fields_of(event)
+        code = _text(fields.get("status_id")).strip()
+        status, meaning = STATUSES.get(code, ("unknown", "a status code the document does not list"))
+        words = _text(fields.get("status_message")).strip()
+        return DeliveryReport(
+            provider=self.provider,
+            provider_message_id=_text(fields.get("sms_id")),
+            status=status,
+            code=code,
+            description=f"{meaning}: {words}" if words else meaning,
+            recipient=phone(_text(fields.get("sendto")), region, "to")[0],
+            received_at=datetime.fromtimestamp(event.received_at_us / 1_000_000, UTC),
+            provider_time=parse_time(fields.get("senttime"), "%Y-%m-%d %H:%M:%S"),
+        )
+
+
+STATUSES: dict[str, tuple[ReportStatus, str]] = {
+    "1": ("pending", "waiting on the server"),
+    "2": ("pending", "taken by the phone"),
+    "3": ("pending", "queued for sending on the phone"),
+    # 5 is the status of an incoming SMS: on a report about one we sent it says nothing final.
+    "5": ("pending", "incoming SMS"),
+    "6": ("sent", "sent by the phone"),
+    "7": ("delivered", "delivered"),
+    "8": ("failed", "not delivered"),
+    "9": ("failed", "not sent: generic error"),
+    "10": ("failed", "not sent: no service"),
+    "11": ("failed", "not sent: null PDU"),
+    "12": ("failed", "not sent: radio off"),
+    "100": ("failed", "not sent: not allowed (the app lacks the SMS permission)"),
+    "101": ("failed", "not sent: not allowed (the app lacks the SMS permission)"),
+}
+"""status_id -> (status, meaning), for every code of SMSGateway24's status webhook document."""
 
 
 EXTRA = ("device_id", "device_name", "sim", "channel_id", "type", "internal_id")

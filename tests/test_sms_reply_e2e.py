@@ -1,0 +1,181 @@
+"""SMS auto-replies end to end over real HTTP: a provider posts to the engine's ingress, a real
+webhook receiver and a real server playing the outbound provider see what comes out; delivery
+reports posted back to the ingress are linked to the reply they report on."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fake_providers import FakeGateway24, FakeOpenVoip, gateway24, openvoip  # noqa: F401  (fixtures)
+from test_pipeline import AGILE, Receiver, Running, StartEngine, eventually, receiver, start_engine  # noqa: F401
+from test_pipeline_providers import moved, scrape
+
+ALICE = AGILE["originator"]
+REPLY = "Ciao {from}, grazie per {keyword}: ti richiamiamo."
+"""The INFO route's reply template (the canonical message's fields)."""
+
+
+def reply_rules(url: str) -> str:
+    return f"""
+aliases:
+  STOP: [ARRESTA]
+routes:
+  - name: opt-out
+    match: {{keyword: STOP}}
+    compliance: stop
+    actions:
+      - webhook: {{url: "{url}/optout"}}
+      - sms_reply: {{text: "Non riceverai altri messaggi. Scrivi START per riattivarli."}}
+  - name: opt-in
+    match: {{keyword: START}}
+    compliance: start
+    actions:
+      - sms_reply: {{text: "Bentornato."}}
+  - name: info
+    match: {{keyword: INFO}}
+    actions:
+      - webhook: {{url: "{url}/info"}}
+      - sms_reply: {{text: "{REPLY}", retry: {{schedule: [0.2, 0.2]}}}}
+  - name: inbox
+    actions:
+      - webhook: {{url: "{url}/inbox"}}
+"""
+
+
+def openvoip_engine(start: StartEngine, fake: FakeOpenVoip, **reply: Any) -> Any:  # noqa: F811
+    return start(rules=reply_rules, sms_reply={"provider": "openvoip", "openvoip": fake.settings(), **reply})
+
+
+def replies_sent(fake: FakeOpenVoip) -> list[tuple[str, str]]:  # noqa: F811
+    return [(r["params"]["sms_destination"], r["params"]["sms_text"]) for r in fake.requests]
+
+
+def sms_reply_states(run: Running, route: str) -> list[str]:
+    rows = run.engine.state.conn.execute(
+        "SELECT state FROM deliveries WHERE sink = 'sms_reply' AND route = ? ORDER BY created_at", (route,))
+    return [row[0] for row in rows]
+
+
+async def sms(run: Running, text: str, sender: str = ALICE) -> None:
+    assert await run.post("/inbound/agiletelecom", data={**AGILE, "originator": sender, "text": text}) == 200
+
+
+async def test_info_gets_a_webhook_and_a_reply_stop_silences_it_start_brings_it_back(
+    start_engine: StartEngine, receiver: Receiver, openvoip: FakeOpenVoip  # noqa: F811
+) -> None:
+    run = await openvoip_engine(start_engine, openvoip, rate_limit=10)
+    before = await scrape(run)
+    await sms(run, "INFO prezzi")
+    await eventually(lambda: len(receiver.at("/info")) == 1 and len(openvoip.requests) == 1)
+    assert json.loads(receiver.at("/info")[0]["body"])["text"] == "INFO prezzi"
+    assert replies_sent(openvoip) == [(ALICE, f"Ciao {ALICE}, grazie per INFO: ti richiamiamo.")]
+    await eventually(lambda: sms_reply_states(run, "info") == ["delivered"])
+
+    await sms(run, "Arresta per favore")  # STOP in Italian: the confirmation still goes
+    await eventually(lambda: len(openvoip.requests) == 2)
+    assert replies_sent(openvoip)[1] == (ALICE, "Non riceverai altri messaggi. Scrivi START per riattivarli.")
+    await sms(run, "INFO orari")
+    await eventually(lambda: len(receiver.at("/info")) == 2)  # the webhook still gets the message
+    await eventually(lambda: sms_reply_states(run, "info") == ["delivered", "suppressed"])
+    assert len(openvoip.requests) == 2
+    assert run.engine.state.dead_letters() == []
+
+    await sms(run, "start")
+    await sms(run, "INFO sconti")
+    await eventually(lambda: sms_reply_states(run, "info") == ["delivered", "suppressed", "delivered"])
+    assert [text for _, text in replies_sent(openvoip)][2:] == ["Bentornato.", f"Ciao {ALICE}, grazie per INFO: ti richiamiamo."]
+    await moved(
+        run,
+        before,
+        ("smsroute_sms_replies_total", {"provider": "openvoip", "outcome": "sent"}, 4),
+        ("smsroute_sms_replies_total", {"provider": "openvoip", "outcome": "suppressed"}, 1),
+        ("smsroute_sms_replies_suppressed_total", {"reason": "opted_out"}, 1),
+        ("smsroute_opt_outs_total", {"change": "stop"}, 1),
+        ("smsroute_opt_outs_total", {"change": "start"}, 1),
+        ("smsroute_deliveries_total", {"sink": "sms_reply", "outcome": "suppressed"}, 1),
+    )
+
+
+async def test_rate_limit_suppresses_the_reply_not_the_webhook(
+    start_engine: StartEngine, receiver: Receiver, openvoip: FakeOpenVoip  # noqa: F811
+) -> None:
+    run = await openvoip_engine(start_engine, openvoip, rate_limit=1)
+    await sms(run, "INFO uno")
+    await eventually(lambda: sms_reply_states(run, "info") == ["delivered"])
+    await sms(run, "INFO due")
+    await eventually(lambda: sms_reply_states(run, "info") == ["delivered", "suppressed"])
+    assert len(receiver.at("/info")) == 2 and len(openvoip.requests) == 1
+    [(error,)] = run.engine.state.conn.execute(
+        "SELECT error FROM attempts WHERE outcome = 'suppressed'").fetchall()
+    assert error.startswith(f"rate_limited: 1 replies to {ALICE}")
+
+
+async def test_bad_destination_is_dead_lettered_at_once_and_generic_errors_are_retried(
+    start_engine: StartEngine, receiver: Receiver, openvoip: FakeOpenVoip  # noqa: F811
+) -> None:
+    run = await openvoip_engine(start_engine, openvoip)
+    openvoip.answers += ["020"]
+    await sms(run, "INFO uno")
+    await eventually(lambda: len(run.engine.state.dead_letters()) == 1)
+    [letter] = run.engine.state.dead_letters()
+    assert (letter["stage"], letter["reason"]) == (
+        "deliver", f"openvoip 020: Errore nel numero di destinazione (bad destination {ALICE})")
+    assert len(openvoip.requests) == 1  # permanent: no retry despite the route's schedule
+
+    openvoip.answers += ["099", "099"]
+    await sms(run, "INFO due", sender="+393337654321")
+    await eventually(lambda: sms_reply_states(run, "info") == ["dead", "delivered"])
+    assert len(openvoip.requests) == 4
+    [(delivery_id,)] = run.engine.state.conn.execute(
+        "SELECT id FROM deliveries WHERE state = 'delivered' AND sink = 'sms_reply'").fetchall()
+    assert [a["outcome"] for a in run.engine.state.attempts(delivery_id)] == ["failed", "failed", "delivered"]
+
+
+async def test_a_reply_from_abroad_is_a_dead_letter_without_a_request(
+    start_engine: StartEngine, receiver: Receiver, openvoip: FakeOpenVoip  # noqa: F811
+) -> None:
+    run = await openvoip_engine(start_engine, openvoip)
+    await sms(run, "INFO please", sender="+447700900123")
+    await eventually(lambda: len(run.engine.state.dead_letters()) == 1)
+    assert "openvoip sends only to Italian numbers (+39)" in run.engine.state.dead_letters()[0]["reason"]
+    assert openvoip.requests == [] and len(receiver.at("/info")) == 1
+
+
+async def test_delivery_reports_are_linked_to_the_reply_they_report_on(
+    start_engine: StartEngine, receiver: Receiver, gateway24: FakeGateway24  # noqa: F811
+) -> None:
+    run = await start_engine(rules=reply_rules, sms_reply={"provider": "smsgateway24", "smsgateway24": gateway24.settings()})
+    before = await scrape(run)
+    await sms(run, "INFO prezzi")
+    await eventually(lambda: [r["status"] for r in run.engine.state.replies()] == ["sent"])
+    [request] = gateway24.requests
+    assert (request["form"]["sendto"], request["form"]["body"]) == (ALICE, f"Ciao {ALICE}, grazie per INFO: ti richiamiamo.")
+    [reply] = run.engine.state.replies()
+    assert (reply["provider"], reply["provider_message_id"]) == ("smsgateway24", "22074938")
+
+    for status_id in (6, 7):  # sent by the phone, then delivered
+        report = {"sms_id": 22074938, "status_id": status_id, "status_message": "", "sendto": ALICE,
+                  "senttime": "2026-11-21 10:00:05", "sim": 0, "device_id": 4242}
+        assert await run.post("/status/smsgateway24", json=report) == 200
+    await eventually(lambda: [r["status"] for r in run.engine.state.replies()] == ["delivered"])
+    reports = run.engine.state.reports(reply["delivery_id"])
+    assert [(r["code"], r["status"]) for r in reports] == [("6", "sent"), ("7", "delivered")]
+    await moved(
+        run,
+        before,
+        ("smsroute_sms_replies_total", {"provider": "smsgateway24", "outcome": "sent"}, 1),
+        ("smsroute_sms_replies_total", {"provider": "smsgateway24", "outcome": "delivered"}, 1),
+        ("smsroute_delivery_reports_total", {"provider": "smsgateway24", "status": "sent", "linked": "true"}, 1),
+        ("smsroute_delivery_reports_total", {"provider": "smsgateway24", "status": "delivered", "linked": "true"}, 1),
+    )
+
+
+async def test_without_a_provider_replies_are_dead_letters_saying_so(
+    start_engine: StartEngine, receiver: Receiver  # noqa: F811
+) -> None:
+    run = await start_engine(rules=reply_rules)
+    await sms(run, "INFO prezzi")
+    await eventually(lambda: len(run.engine.state.dead_letters()) == 1)
+    assert run.engine.state.dead_letters()[0]["reason"] == "no sms_reply sink is configured"
+    assert len(receiver.at("/info")) == 1
