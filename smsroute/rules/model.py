@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, model_validator
 
-from ..config import INGRESS_NAME
+from ..config import INGRESS_NAME, EmailAddress
 from ..message import InboundMessage
 from .templates import HtmlTemplate, RenderError, Template, render
 
@@ -165,12 +165,6 @@ def _header_value(value: str) -> str:
     return value
 
 
-def _email(value: str) -> str:
-    if not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", value):
-        raise ValueError(f"{value!r} is not an email address")
-    return value
-
-
 Keyword = Annotated[str, AfterValidator(_keyword)]
 Keywords = Annotated[tuple[Keyword, ...], BeforeValidator(_listed), Field(min_length=1)]
 Numbers = Annotated[tuple[Annotated[str, BeforeValidator(_number)], ...], BeforeValidator(_listed), Field(min_length=1)]
@@ -296,7 +290,7 @@ class Email(Sink):
     """An email of the message to fixed recipients: templated subject and plain-text body, and an
     optional HTML alternative (its inserted values escaped)."""
 
-    to: Annotated[tuple[Annotated[str, AfterValidator(_email)], ...], BeforeValidator(_listed), Field(min_length=1)]
+    to: Annotated[tuple[EmailAddress, ...], BeforeValidator(_listed), Field(min_length=1)]
     subject: Template = "SMS from {{ from }}"
     body: Template = "{{ text }}"
     html: HtmlTemplate | None = None
