@@ -18,7 +18,7 @@ from .ingress.app import create_app
 from .ingress.base import Adapter
 from .ingress.providers import available
 from .rules.watch import RulesWatcher
-from .sinks import sms_reply, webhook
+from .sinks import email, sms_reply, webhook
 from .sinks.dispatcher import Dispatcher, Sender
 from .sinks.outbound import build_provider
 from .streams.dedupe import Dedupe
@@ -91,6 +91,9 @@ class Engine:
             connector=aiohttp.TCPConnector(limit=0, limit_per_host=settings.per_destination)
         )
         senders = build_senders(settings, self.state, self._session)
+        self._smtp = email.Pool(settings.smtp) if settings.smtp is not None else None
+        if self._smtp is not None:
+            senders["email"] = email.sender(self._smtp)
         self.dispatcher = Dispatcher(self.state, senders, per_destination=settings.per_destination)
         self.processor = Processor(self.log, self.state, build_pipeline(settings, self.state, self.rules), self.dispatcher.wake)
         self.log.on_commit = self.processor.appended
@@ -130,6 +133,8 @@ class Engine:
         await self._runner.cleanup()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self._session.close()
+        if self._smtp is not None:
+            await self._smtp.close()
         self.log.stop()
         self.state.close()
 

@@ -189,7 +189,7 @@ routes:
 async def test_message_no_route_matches_is_a_dead_letter_at_route(
     start_engine: StartEngine, receiver: Receiver  # noqa: F811
 ) -> None:
-    run = await start_engine(rules=lambda url: NO_CATCH_ALL.format(url=url))
+    run = await start_engine(rules=NO_CATCH_ALL.format(url=receiver.url))
     before = await scrape(run)
     assert await run.post("/inbound/agiletelecom", data={**AGILE, "text": "nobody listens"}) == 200
     assert await run.post("/inbound/agiletelecom", data={**AGILE, "text": "info orari"}) == 200

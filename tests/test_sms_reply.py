@@ -28,7 +28,7 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
         yield session
 
 
-def delivery(number: int, sender_number: str = ALICE, text: str = "Ciao {from}, grazie per {keyword}!",
+def delivery(number: int, sender_number: str = ALICE, text: str = "Ciao {{ from }}, grazie per {{ keyword }}!",
              **action: Any) -> Delivery:
     message = {"id": f"m{number}", "from": sender_number, "to": "+393201234567", "text": "INFO prezzi",
                "keyword": "INFO", "route": "info"}
@@ -161,7 +161,7 @@ async def test_template_that_fails_on_the_message_is_a_permanent_failure(
     sink: Callable[..., Sink], openvoip: FakeOpenVoip  # noqa: F811
 ) -> None:
     run = sink()
-    attempt = await run.send(delivery(1, text="{extra[carrier]}"))
+    attempt = await run.send(delivery(1, text="{{ extra.carrier }}"))
     assert (attempt.outcome, attempt.permanent) == ("failed", True)
     assert attempt.error.startswith("template failed: ")
     assert openvoip.requests == []

@@ -12,7 +12,7 @@ from test_pipeline import AGILE, Receiver, Running, StartEngine, eventually, rec
 from test_pipeline_providers import moved, scrape
 
 ALICE = AGILE["originator"]
-REPLY = "Ciao {from}, grazie per {keyword}: ti richiamiamo."
+REPLY = "Ciao {{ from }}, grazie per {{ keyword }}: ti richiamiamo."
 """The INFO route's reply template (the canonical message's fields)."""
 
 
@@ -43,8 +43,9 @@ routes:
 """
 
 
-def openvoip_engine(start: StartEngine, fake: FakeOpenVoip, **reply: Any) -> Any:  # noqa: F811
-    return start(rules=reply_rules, sms_reply={"provider": "openvoip", "openvoip": fake.settings(), **reply})
+def openvoip_engine(start: StartEngine, receiver: Receiver, fake: FakeOpenVoip, **reply: Any) -> Any:  # noqa: F811
+    settings = {"provider": "openvoip", "openvoip": fake.settings(), **reply}
+    return start(rules=reply_rules(receiver.url), sms_reply=settings)
 
 
 def replies_sent(fake: FakeOpenVoip) -> list[tuple[str, str]]:  # noqa: F811
@@ -64,7 +65,7 @@ async def sms(run: Running, text: str, sender: str = ALICE) -> None:
 async def test_info_gets_a_webhook_and_a_reply_stop_silences_it_start_brings_it_back(
     start_engine: StartEngine, receiver: Receiver, openvoip: FakeOpenVoip  # noqa: F811
 ) -> None:
-    run = await openvoip_engine(start_engine, openvoip, rate_limit=10)
+    run = await openvoip_engine(start_engine, receiver, openvoip, rate_limit=10)
     before = await scrape(run)
     await sms(run, "INFO prezzi")
     await eventually(lambda: len(receiver.at("/info")) == 1 and len(openvoip.requests) == 1)
@@ -100,7 +101,7 @@ async def test_info_gets_a_webhook_and_a_reply_stop_silences_it_start_brings_it_
 async def test_rate_limit_suppresses_the_reply_not_the_webhook(
     start_engine: StartEngine, receiver: Receiver, openvoip: FakeOpenVoip  # noqa: F811
 ) -> None:
-    run = await openvoip_engine(start_engine, openvoip, rate_limit=1)
+    run = await openvoip_engine(start_engine, receiver, openvoip, rate_limit=1)
     await sms(run, "INFO uno")
     await eventually(lambda: sms_reply_states(run, "info") == ["delivered"])
     await sms(run, "INFO due")
@@ -114,7 +115,7 @@ async def test_rate_limit_suppresses_the_reply_not_the_webhook(
 async def test_bad_destination_is_dead_lettered_at_once_and_generic_errors_are_retried(
     start_engine: StartEngine, receiver: Receiver, openvoip: FakeOpenVoip  # noqa: F811
 ) -> None:
-    run = await openvoip_engine(start_engine, openvoip)
+    run = await openvoip_engine(start_engine, receiver, openvoip)
     openvoip.answers += ["020"]
     await sms(run, "INFO uno")
     await eventually(lambda: len(run.engine.state.dead_letters()) == 1)
@@ -135,7 +136,7 @@ async def test_bad_destination_is_dead_lettered_at_once_and_generic_errors_are_r
 async def test_a_reply_from_abroad_is_a_dead_letter_without_a_request(
     start_engine: StartEngine, receiver: Receiver, openvoip: FakeOpenVoip  # noqa: F811
 ) -> None:
-    run = await openvoip_engine(start_engine, openvoip)
+    run = await openvoip_engine(start_engine, receiver, openvoip)
     await sms(run, "INFO please", sender="+447700900123")
     await eventually(lambda: len(run.engine.state.dead_letters()) == 1)
     assert "openvoip sends only to Italian numbers (+39)" in run.engine.state.dead_letters()[0]["reason"]
@@ -145,7 +146,8 @@ async def test_a_reply_from_abroad_is_a_dead_letter_without_a_request(
 async def test_delivery_reports_are_linked_to_the_reply_they_report_on(
     start_engine: StartEngine, receiver: Receiver, gateway24: FakeGateway24  # noqa: F811
 ) -> None:
-    run = await start_engine(rules=reply_rules, sms_reply={"provider": "smsgateway24", "smsgateway24": gateway24.settings()})
+    settings = {"provider": "smsgateway24", "smsgateway24": gateway24.settings()}
+    run = await start_engine(rules=reply_rules(receiver.url), sms_reply=settings)
     before = await scrape(run)
     await sms(run, "INFO prezzi")
     await eventually(lambda: [r["status"] for r in run.engine.state.replies()] == ["sent"])
@@ -174,7 +176,7 @@ async def test_delivery_reports_are_linked_to_the_reply_they_report_on(
 async def test_without_a_provider_replies_are_dead_letters_saying_so(
     start_engine: StartEngine, receiver: Receiver  # noqa: F811
 ) -> None:
-    run = await start_engine(rules=reply_rules)
+    run = await start_engine(rules=reply_rules(receiver.url))
     await sms(run, "INFO prezzi")
     await eventually(lambda: len(run.engine.state.dead_letters()) == 1)
     assert run.engine.state.dead_letters()[0]["reason"] == "no sms_reply sink is configured"

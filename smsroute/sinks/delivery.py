@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from ..message import InboundMessage
 
@@ -51,3 +51,20 @@ class DeadLetter:
     payload: bytes
     """The raw event record (normalize, route) or the delivery's message JSON (deliver)."""
     delivery_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """What one try of a delivery came to. ``suppressed``: a guard decided it must not be delivered
+    (an SMS reply to an opted-out number...): final, counted, not retried, not a dead letter."""
+
+    outcome: Literal["delivered", "failed", "suppressed"]
+    status: int | None
+    """The receiver's answer: an HTTP status, an SMTP reply code."""
+    error: str
+    """Why it failed or was suppressed; empty when delivered."""
+    duration: float
+    retry_after: float | None = None
+    permanent: bool = False
+    """The receiver refused for good (an SMTP 5xx, a template that cannot render): no retry can help,
+    so the delivery is a dead letter at once rather than after the whole retry schedule."""

@@ -15,9 +15,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from .. import metrics
 from ..aio import wait_any
 from ..streams.statedb import Due, StateDB
-from .delivery import Delivery
+from .delivery import Attempt, Delivery
 from .retry import next_delay
-from .webhook import Attempt
 
 log = logging.getLogger("smsroute.sinks")
 
@@ -80,15 +79,14 @@ class Dispatcher:
                 attempt = Attempt("failed", None, f"no {delivery.sink} sink is configured", 0.0, permanent=True)
             else:
                 attempt = await sender(delivery)
-            self._record(delivery, due.attempts + 1, attempt, "no_sink" if sender is None else "permanent")
+            self._record(delivery, due.attempts + 1, attempt)
         except Exception:  # a bug in a sender must not lose the delivery: it stays claimed until restart
             log.exception("delivery attempt crashed", extra={"event": "delivery_crashed", "delivery_id": delivery.id})
         finally:
             self.in_flight[destination] -= 1
             self._wake.set()
 
-    def _record(self, delivery: Delivery, number: int, attempt: Attempt, permanent_reason: str) -> None:
-        """``permanent_reason``: the dead-letter reason code when ``attempt`` is a permanent failure."""
+    def _record(self, delivery: Delivery, number: int, attempt: Attempt) -> None:
         now = time.time()
         sink = delivery.sink
         metrics.DELIVERY_ATTEMPT_SECONDS.labels(sink).observe(attempt.duration)
@@ -100,17 +98,22 @@ class Dispatcher:
             outcome = "suppressed"
             self._log(logging.INFO, f"delivery suppressed: {attempt.error}", delivery, number, outcome)
         else:
-            delay = None
-            if not attempt.permanent:
-                delay = next_delay(delivery.action["retry"]["delays"], number, attempt.retry_after)
+            delays = delivery.action["retry"]["delays"]
+            delay = None if attempt.permanent else next_delay(delays, number, attempt.retry_after)
             next_at = None if delay is None else now + delay
             outcome = "retry" if next_at is not None else "dead_letter"
             if next_at is None:
-                metrics.DEAD_LETTERS.labels("deliver", permanent_reason if attempt.permanent else "attempts_exhausted").inc()
+                metrics.DEAD_LETTERS.labels("deliver", self._dead_reason(delivery, attempt)).inc()
             level = logging.WARNING if next_at is None else logging.INFO
             self._log(level, f"delivery attempt failed: {attempt.error}", delivery, number, outcome)
         metrics.DELIVERIES.labels(sink, outcome).inc()
         self.state.finish(delivery.id, number, attempt.outcome, attempt.status, attempt.error, attempt.duration, now, next_at)
+
+    def _dead_reason(self, delivery: Delivery, attempt: Attempt) -> str:
+        """The bounded reason code of a delivery's dead letter."""
+        if delivery.sink not in self.senders:
+            return "no_sink"
+        return "permanent" if attempt.permanent else "attempts_exhausted"
 
     @staticmethod
     def _log(level: int, text: str, delivery: Delivery, number: int, outcome: str) -> None:

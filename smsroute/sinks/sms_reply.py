@@ -26,11 +26,10 @@ from typing import Protocol
 
 from .. import metrics
 from ..config import SmsReplyConfig
-from ..rules.model import render
+from ..rules.templates import RenderError, render
 from ..streams.optouts import OptOut
-from .delivery import Delivery
+from .delivery import Attempt, Delivery
 from .outbound import Provider, Reply
-from .webhook import Attempt
 
 log = logging.getLogger("smsroute.sinks")
 
@@ -98,8 +97,8 @@ def sender(provider: Provider, config: SmsReplyConfig, opt_outs: OptOutList,
             return Attempt("suppressed", None, why, time.perf_counter() - started)
         try:
             text = render(delivery.action["text"], delivery.message)
-        except Exception as exc:  # the rule author's template: whatever it raises, a retry raises again
-            return Attempt("failed", None, f"template failed: {type(exc).__name__}: {exc}", 0.0, permanent=True)
+        except RenderError as exc:  # a retry would render the same
+            return Attempt("failed", None, str(exc), 0.0, permanent=True)
         if not text.strip():
             return Attempt("failed", None, "the reply text rendered empty", 0.0, permanent=True)
         ledger.reserve_reply(delivery.id, delivery.message_id, recipient, provider.name, now)

@@ -11,32 +11,16 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from collections.abc import Awaitable, Callable
-from typing import Any, Literal
+from typing import Any
 
 import aiohttp
 from standardwebhooks import Webhook
 
-from .delivery import Delivery
+from .delivery import Attempt, Delivery
 from .retry import parse_retry_after
 
 USER_AGENT = "smsroute-webhook/1"
 MAX_ERROR_BODY = 200
-
-
-@dataclass(frozen=True, slots=True)
-class Attempt:
-    """What one try of a delivery came to. ``suppressed``: a guard decided it must not be delivered
-    (an SMS reply to an opted-out number...): final, counted, not retried, not a dead letter."""
-
-    outcome: Literal["delivered", "failed", "suppressed"]
-    status: int | None
-    error: str
-    """Why it failed or was suppressed; empty when delivered."""
-    duration: float
-    retry_after: float | None = None
-    permanent: bool = False
-    """A failure no retry can fix (a bad destination, a template that cannot render): dead-lettered
-    at once rather than after the route's retries."""
 
 
 @dataclass(frozen=True, slots=True)
