@@ -9,6 +9,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from smsroute.config import ConfigError
 from fake_providers import (  # noqa: F401  (fixtures)
     GATEWAY24_DEVICE, GATEWAY24_TOKEN, ID_CALL_GR, OPENVOIP_PARAMETERS, OPENVOIP_SECRET, OPENVOIP_SENDER,
     FakeGateway24, FakeOpenVoip, gateway24, openvoip, openvoip_verify,
@@ -90,12 +91,12 @@ async def test_openvoip_answers_are_handled_as_documented(
         assert result.reason == "openvoip 020: Errore nel numero di destinazione (bad destination +393331234567)"
 
 
-async def test_openvoip_security_error_is_final_and_the_secret_is_never_sent(
+async def test_openvoip_security_error_is_retried_for_fixed_settings_and_the_secret_is_never_sent(
     http: aiohttp.ClientSession, openvoip: FakeOpenVoip  # noqa: F811
 ) -> None:
     wrong = provider(http, "openvoip", **openvoip.settings(secret="not-the-secret"))
     result = await wrong.send(Reply("d1", "+393331234567", "hi"))
-    assert (result.status, result.code) == ("failed", "-1")
+    assert (result.status, result.code) == ("retry", "-1")
     assert "Security error" in result.reason and "not-the-secret" not in result.reason
     assert "not-the-secret" not in openvoip.requests[0]["raw"]
 
@@ -137,9 +138,43 @@ async def test_smsgateway24_queues_the_reply_and_returns_its_sms_id(
     assert request["query"] == ""  # the token never in a URL
 
 
-async def test_smsgateway24_refusal_is_final(http: aiohttp.ClientSession, gateway24: FakeGateway24) -> None:  # noqa: F811
+async def test_smsgateway24_refusal_is_retried_for_fixed_settings(
+    http: aiohttp.ClientSession, gateway24: FakeGateway24  # noqa: F811
+) -> None:
     gateway24.refusals.append("Device not found")
     result = await provider(http, "smsgateway24", **gateway24.settings()).send(Reply("d1", "+4915752982212", "hi"))
-    assert (result.status, result.code, result.reason) == ("failed", "error_1", "smsgateway24 refused the SMS: Device not found")
+    assert (result.status, result.code, result.reason) == ("retry", "error_1", "smsgateway24 refused the SMS: Device not found")
     wrong = provider(http, "smsgateway24", **gateway24.settings(token="wrong"))
-    assert (await wrong.send(Reply("d2", "+4915752982212", "hi"))).status == "failed"
+    assert (await wrong.send(Reply("d2", "+4915752982212", "hi"))).reason == "smsgateway24 refused the SMS: Token incorrect"
+
+
+@pytest.mark.parametrize(
+    ("reply", "expected"),
+    [
+        ({"provider": "openvoip"},
+         "configuration: sms_reply: Value error, provider is 'openvoip' but its settings [sms_reply.openvoip] are missing"),
+        ({"openvoip": {"id_call_gr": "9999", "sender": "ACME"}}, "configuration: sms_reply.openvoip.secret: Field required"),
+        ({"openvoip": {"id_call_gr": "9999", "sender": "ACME", "secret": "hunter2", "url": "ftp://x/y"}},
+         "configuration: sms_reply.openvoip.url: URL scheme should be 'http' or 'https'"),
+        ({"never_reply_to": ["+39 800", "our office"]},
+         "configuration: sms_reply.never_reply_to: Value error, 'our office' is not a phone number or prefix"),
+        ({"provider": "twilio"}, "configuration: sms_reply.provider: Input should be 'openvoip' or 'smsgateway24'"),
+        ({"rate_limit": 0}, "configuration: sms_reply.rate_limit: Input should be greater than or equal to 1"),
+    ],
+)
+def test_bad_reply_settings_are_refused_at_start_up_by_name(reply: dict[str, Any], expected: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        load_settings(sms_reply=reply)
+    assert str(error.value).startswith(expected)
+    assert "hunter2" not in str(error.value)
+
+
+def test_reply_secret_from_the_environment_joins_the_file_and_stays_hidden(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "smsroute.toml"
+    config.write_text('[sms_reply]\nprovider = "openvoip"\n[sms_reply.openvoip]\nid_call_gr = "9999"\nsender = "ACME"\n')
+    monkeypatch.setenv("SMSROUTE_SMS_REPLY__OPENVOIP__SECRET", "hunter2")
+    settings = load_settings(config).sms_reply
+    assert settings.openvoip is not None and settings.openvoip.secret.get_secret_value() == "hunter2"
+    assert "hunter2" not in repr(settings)

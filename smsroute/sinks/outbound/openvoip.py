@@ -8,11 +8,11 @@ document's code does: its sample URL shows ``%252B39...``, the mark of a number 
 encoded before ``urlencode`` ran again, which would make the gateway see ``%2B39...`` as the number.
 
 The answer is JSON ``{"exit_status": ..., "exit_string": ...}``: ``000`` sent; ``020`` a bad
-destination, final; ``099`` a generic error, retried; ``-1`` a security error (wrong id_call_gr or
-secret, or a text the gateway hashes differently), final: a retry sends the same hash, so the reply
-is dead-lettered at once and replayed once the settings are fixed. Any other code is retried
-within the route's schedule, its words logged. openvoip returns no message id: its replies cannot
-be linked to delivery reports.
+destination, final; ``099`` a generic error, retried. ``-1``, a security error, means wrong
+id_call_gr or secret: the settings are wrong, not the reply, so it is retried within the route's
+schedule (as the email sink does with a refused login) and goes once the settings are fixed; the
+reason says which settings to check. Any other code is retried the same way, its words logged.
+openvoip returns no message id: its replies cannot be linked to delivery reports.
 """
 
 from __future__ import annotations
@@ -101,7 +101,7 @@ class OpenVoip:
         if code == BAD_DESTINATION:
             return SendResult.failed(code, f"{reason} (bad destination {destination})")
         if code == SECURITY_ERROR:
-            return SendResult.failed(code, f"{reason} (check sms_reply.openvoip id_call_gr and secret, then replay)")
+            return SendResult.retry(code, f"{reason} (check sms_reply.openvoip id_call_gr and secret)")
         return SendResult.retry(code, reason)
 
 

@@ -3,8 +3,8 @@ phone fetches it and sends it from its SIM.
 
 A form POST (the token stays out of URLs and access logs) with ``token``, ``sendto``, ``body``,
 ``device_id`` and ``sim``. The answer is JSON: ``{"error": 0, "sms_id": 22074938, "message": ...}``
-when queued, ``{"error": 1, "message": ...}`` when refused (a bad token or device, a missing field):
-a retry would be refused the same way, so that is final and dead-lettered for a replay once fixed.
+when queued, ``{"error": 1, "message": ...}`` when refused: a bad token or device id, settings
+rather than the reply, so it is retried within the route's schedule and goes once they are fixed.
 ``sms_id`` comes back in SMSGateway24's status webhooks, which is how their delivery reports are
 linked to our reply.
 """
@@ -44,7 +44,7 @@ class SMSGateway24:
             return SendResult.retry("bad_answer", f"answer has no error field: {str(answer)[:200]!r}")
         words = str(answer.get("message", "")).strip()
         if str(answer["error"]) != "0":
-            return SendResult.failed(f"error_{answer['error']}", f"smsgateway24 refused the SMS: {words}")
+            return SendResult.retry(f"error_{answer['error']}", f"smsgateway24 refused the SMS: {words}")
         sms_id = answer.get("sms_id")
         return SendResult("sent", None if sms_id in (None, "") else str(sms_id), "0", f"smsgateway24: {words}")
 
