@@ -1,6 +1,6 @@
 """SMS auto-replies end to end over real HTTP: a provider posts to the engine's ingress, a real
-webhook receiver and a real server playing the outbound provider see what comes out; delivery
-reports posted back to the ingress are linked to the reply they report on."""
+webhook receiver, a real SMTP server and a real server playing the outbound provider see what comes
+out; delivery reports posted back to the ingress are linked to the reply they report on."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 from fake_providers import FakeGateway24, FakeOpenVoip, gateway24, openvoip  # noqa: F401  (fixtures)
+from smtp_server import StartSMTP, certificates, start_smtp  # noqa: F401  (fixtures)
 from test_pipeline import AGILE, Receiver, Running, StartEngine, eventually, receiver, start_engine  # noqa: F401
 from test_pipeline_providers import moved, scrape
 
@@ -16,7 +17,12 @@ REPLY = "Ciao {{ from }}, grazie per {{ keyword }}: ti richiamiamo."
 """The INFO route's reply template (the canonical message's fields)."""
 
 
-def reply_rules(url: str) -> str:
+SALES_EMAIL = """
+      - email: {to: [sales@example.com], subject: "INFO from {{ from }}", body: "{{ text }}"}"""
+
+
+def reply_rules(url: str, email: bool = False) -> str:
+    """STOP, START, INFO (webhook, optionally an email, and a reply) and a catch-all webhook."""
     return f"""
 aliases:
   STOP: [ARRESTA]
@@ -35,7 +41,7 @@ routes:
   - name: info
     match: {{keyword: INFO}}
     actions:
-      - webhook: {{url: "{url}/info"}}
+      - webhook: {{url: "{url}/info"}}{SALES_EMAIL if email else ""}
       - sms_reply: {{text: "{REPLY}", retry: {{schedule: [0.2, 0.2]}}}}
   - name: inbox
     actions:
@@ -43,9 +49,10 @@ routes:
 """
 
 
-def openvoip_engine(start: StartEngine, receiver: Receiver, fake: FakeOpenVoip, **reply: Any) -> Any:  # noqa: F811
+def openvoip_engine(start: StartEngine, receiver: Receiver, fake: FakeOpenVoip, smtp: dict[str, Any] | None = None,  # noqa: F811
+                    **reply: Any) -> Any:
     settings = {"provider": "openvoip", "openvoip": fake.settings(), **reply}
-    return start(rules=reply_rules(receiver.url), sms_reply=settings)
+    return start(rules=reply_rules(receiver.url, email=smtp is not None), sms_reply=settings, smtp=smtp)
 
 
 def replies_sent(fake: FakeOpenVoip) -> list[tuple[str, str]]:  # noqa: F811
@@ -62,14 +69,18 @@ async def sms(run: Running, text: str, sender: str = ALICE) -> None:
     assert await run.post("/inbound/agiletelecom", data={**AGILE, "originator": sender, "text": text}) == 200
 
 
-async def test_info_gets_a_webhook_and_a_reply_stop_silences_it_start_brings_it_back(
-    start_engine: StartEngine, receiver: Receiver, openvoip: FakeOpenVoip  # noqa: F811
+async def test_info_gets_a_webhook_an_email_and_a_reply_stop_silences_the_reply_start_brings_it_back(
+    start_engine: StartEngine, receiver: Receiver, openvoip: FakeOpenVoip, start_smtp: StartSMTP  # noqa: F811
 ) -> None:
-    run = await openvoip_engine(start_engine, receiver, openvoip, rate_limit=10)
+    mailbox = await start_smtp()
+    smtp = {"host": "127.0.0.1", "port": mailbox.port, "tls": "none", "from_address": "smsroute@example.com"}
+    run = await openvoip_engine(start_engine, receiver, openvoip, smtp=smtp, rate_limit=10)
     before = await scrape(run)
     await sms(run, "INFO prezzi")
-    await eventually(lambda: len(receiver.at("/info")) == 1 and len(openvoip.requests) == 1)
+    await eventually(lambda: len(receiver.at("/info")) == 1 and len(openvoip.requests) == 1 and len(mailbox.received) == 1)
     assert json.loads(receiver.at("/info")[0]["body"])["text"] == "INFO prezzi"
+    email = mailbox.received[0]
+    assert (email.rcpt_tos, email.message["Subject"]) == (["sales@example.com"], f"INFO from {ALICE}")
     assert replies_sent(openvoip) == [(ALICE, f"Ciao {ALICE}, grazie per INFO: ti richiamiamo.")]
     await eventually(lambda: sms_reply_states(run, "info") == ["delivered"])
 
@@ -77,7 +88,7 @@ async def test_info_gets_a_webhook_and_a_reply_stop_silences_it_start_brings_it_
     await eventually(lambda: len(openvoip.requests) == 2)
     assert replies_sent(openvoip)[1] == (ALICE, "Non riceverai altri messaggi. Scrivi START per riattivarli.")
     await sms(run, "INFO orari")
-    await eventually(lambda: len(receiver.at("/info")) == 2)  # the webhook still gets the message
+    await eventually(lambda: len(receiver.at("/info")) == 2 and len(mailbox.received) == 2)  # so does the email
     await eventually(lambda: sms_reply_states(run, "info") == ["delivered", "suppressed"])
     assert len(openvoip.requests) == 2
     assert run.engine.state.dead_letters() == []
