@@ -193,3 +193,19 @@ async def test_without_a_provider_replies_are_dead_letters_saying_so(
     await eventually(lambda: len(run.engine.state.dead_letters()) == 1)
     assert run.engine.state.dead_letters()[0]["reason"] == "no sms_reply sink is configured"
     assert len(receiver.at("/info")) == 1
+
+
+async def test_refused_credentials_are_retried_then_dead_lettered_and_the_secret_is_never_logged(
+    start_engine: StartEngine, receiver: Receiver, openvoip: FakeOpenVoip, caplog: Any, tmp_path: Any  # noqa: F811
+) -> None:
+    caplog.set_level("DEBUG")
+    wrong = "wr0ng-Secret-value"
+    settings = {"provider": "openvoip", "openvoip": openvoip.settings(secret=wrong)}
+    run = await start_engine(rules=reply_rules(receiver.url), sms_reply=settings)
+    await sms(run, "INFO prezzi")
+    await eventually(lambda: len(run.engine.state.dead_letters()) == 1)
+    assert len(openvoip.requests) == 3  # the first try and the route's two retries
+    [letter] = run.engine.state.dead_letters()
+    assert letter["reason"] == "openvoip -1: Security error (check sms_reply.openvoip id_call_gr and secret)"
+    assert wrong not in caplog.text and wrong not in "".join(r["raw"] for r in openvoip.requests)
+    assert all(wrong.encode() not in path.read_bytes() for path in (tmp_path / "data").iterdir())
