@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     dedupe_window: float = Field(48 * 3600.0, gt=0, description="Seconds a provider retry is recognised as one.")
     stitch_timeout: float = Field(300.0, gt=0, description="Seconds to wait for missing parts before delivering incomplete.")
     per_destination: int = Field(32, ge=1, le=1024, description="Delivery attempts in flight per receiver.")
+    pipeline_process: bool = Field(
+        True, description="Run processors and sinks in a child process beside the ingress: a CPU core each."
+    )
     ingress: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
         description="Ingress name -> settings. Empty: every built-in provider under its own name, unauthenticated.",
