@@ -49,8 +49,8 @@ def cpu_seconds() -> float:
 
 
 async def delivered(http: aiohttp.ClientSession, receiver: str, run: str) -> int:
-    async with http.get(f"{receiver}/stats", params={"run": run}) as response:
-        return int((await response.json())["delivered"])
+    async with http.get(f"{receiver}/count", params={"run": run}) as response:
+        return int(await response.text())
 
 
 async def until_delivered(http: aiohttp.ClientSession, receiver: str, run: str, count: int) -> None:

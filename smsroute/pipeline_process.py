@@ -84,11 +84,12 @@ class PipelineProcess:
             await self.process.wait()
 
     async def metrics(self) -> list[str]:
-        """The child's metrics in the text format; none while it is starting."""
+        """The child's metrics in the text format; none while it is starting or when it does not answer
+        within a second (a scrape must not hang on it)."""
         if self._metrics_url is None:
             return []
         try:
-            async with self._session.get(self._metrics_url, timeout=aiohttp.ClientTimeout(total=5)) as response:
+            async with self._session.get(self._metrics_url, timeout=aiohttp.ClientTimeout(total=1)) as response:
                 return [await response.text()]
         except (aiohttp.ClientError, TimeoutError):
             return []

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from ..checkpoint import Checkpointer
 from ..sinks.delivery import DeadLetter, Delivery
 from .parts import part_from_json, part_to_json
 from .stitch import Pending
@@ -44,6 +45,7 @@ CREATE TABLE IF NOT EXISTS deliveries (
     last_error TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (state, destination, next_at);
+CREATE INDEX IF NOT EXISTS deliveries_next ON deliveries (state, next_at);
 CREATE TABLE IF NOT EXISTS attempts (
     id INTEGER PRIMARY KEY,
     delivery_id TEXT NOT NULL,
@@ -64,6 +66,18 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     created_at REAL NOT NULL,
     replayed_at REAL
 );
+"""
+
+_DUE_DESTINATIONS = """
+WITH RECURSIVE pending(destination) AS (
+    SELECT min(destination) FROM deliveries WHERE state = 'pending'
+    UNION ALL
+    SELECT (SELECT min(destination) FROM deliveries WHERE state = 'pending' AND destination > pending.destination)
+    FROM pending WHERE pending.destination IS NOT NULL
+)
+SELECT destination FROM pending WHERE destination IS NOT NULL AND EXISTS (
+    SELECT 1 FROM deliveries d WHERE d.state = 'pending' AND d.destination = pending.destination AND d.next_at <= ?
+)
 """
 
 
@@ -162,11 +176,15 @@ class StateDB:
         self.conn = sqlite3.connect(path, isolation_level=None, timeout=10.0)
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=NORMAL")
+        self.conn.execute("PRAGMA wal_autocheckpoint=0")
         self.conn.executescript(_SCHEMA)
+        self._checkpointer = Checkpointer(path)
+        self._checkpointer.start()
         self.dedupe = SQLiteStore(self.conn)
         self.pending = PendingStore(self.conn)
 
     def close(self) -> None:
+        self._checkpointer.stop()
         self.conn.close()
 
     @contextmanager
@@ -213,12 +231,9 @@ class StateDB:
         return self.conn.execute("UPDATE deliveries SET state = 'pending' WHERE state = 'sending'").rowcount
 
     def due_destinations(self, now: float) -> list[str]:
-        return [
-            row[0]
-            for row in self.conn.execute(
-                "SELECT DISTINCT destination FROM deliveries WHERE state = 'pending' AND next_at <= ?", (now,)
-            )
-        ]
+        """Destinations with a delivery due. A skip-scan of the ``deliveries_due`` index: one lookup per
+        destination, however long the backlog (a plain DISTINCT would read every pending row)."""
+        return [row[0] for row in self.conn.execute(_DUE_DESTINATIONS, (now,))]
 
     def next_due(self) -> float | None:
         row = self.conn.execute("SELECT min(next_at) FROM deliveries WHERE state = 'pending'").fetchone()
