@@ -12,6 +12,7 @@ from collections.abc import Mapping
 import aiohttp
 from aiohttp import web
 
+from . import backlog
 from .config import Settings
 from .eventlog.sqlite import SQLiteLog
 from .ingress.app import create_app
@@ -89,7 +90,12 @@ class Engine:
         self.port = self._runner.addresses[0][1]
         self._tasks = [
             asyncio.create_task(job)
-            for job in (self.processor.run(self._stop), self.dispatcher.run(self._stop), self.rules.run(self._stop))
+            for job in (
+                self.processor.run(self._stop),
+                self.dispatcher.run(self._stop),
+                self.rules.run(self._stop),
+                backlog.run(self.state, self.log, self._stop),
+            )
         ]
         _log_mounts(self.adapters)
         log.info(

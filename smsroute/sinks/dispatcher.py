@@ -77,12 +77,15 @@ class Dispatcher:
         try:
             sender = self.senders.get(delivery.sink)
             if sender is None:
-                attempt = Attempt("failed", None, f"no {delivery.sink} sink is configured", 0.0)
+                attempt = Attempt("failed", None, f"no {delivery.sink} sink is configured", 0.0, code="no_sink")
             else:
                 attempt = await sender(delivery)
             self._record(delivery, due.attempts + 1, attempt, final=sender is None)
         except Exception:  # a bug in a sender must not lose the delivery: it stays claimed until restart
-            log.exception("delivery attempt crashed", extra={"event": "delivery_crashed", "delivery_id": delivery.id})
+            log.exception(
+                "delivery attempt crashed",
+                extra={"event": "delivery_crashed", "delivery_id": delivery.id, "message_id": delivery.message_id},
+            )
         finally:
             self.in_flight[destination] -= 1
             self._wake.set()
@@ -101,6 +104,8 @@ class Dispatcher:
             outcome = "retry" if next_at is not None else "dead_letter"
             if next_at is None:
                 metrics.DEAD_LETTERS.labels("deliver", "attempts_exhausted" if not final else "no_sink").inc()
+            else:
+                metrics.DELIVERY_RETRIES.labels(sink, attempt.code).inc()
             log.log(
                 logging.WARNING if next_at is None else logging.INFO,
                 f"delivery attempt failed: {attempt.error}",

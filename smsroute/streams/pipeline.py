@@ -88,6 +88,11 @@ class Pipeline:
         outcome = Outcome()
         for message in self.stitcher.expire(now):
             metrics.STITCH_TIMEOUTS.labels(message.provider).inc()
+            log.warning(
+                "message released incomplete: parts missing after the stitch timeout",
+                extra={"event": "stitch_timeout", "message_id": message.id, "provider": message.provider,
+                       "parts": message.parts, "parts_received": message.extra.get("parts_received")},
+            )
             outcome.extend(self.route(message))
         return outcome
 
@@ -99,7 +104,7 @@ class Pipeline:
         if not match.routes:
             metrics.MESSAGES_UNROUTED.inc()
             payload = json.dumps(message.to_json(), ensure_ascii=False).encode()
-            return self._dead("route", "unrouted", "no route matched", payload, message.provider)
+            return self._dead("route", "unrouted", "no route matched", payload, message.provider, message.id)
         for route in match.routes:
             metrics.MESSAGES_ROUTED.labels(route.name).inc()
         return Outcome(
@@ -116,8 +121,12 @@ class Pipeline:
         )
 
     @staticmethod
-    def _dead(stage: str, code: str, reason: str, payload: bytes, provider: str) -> Outcome:
+    def _dead(stage: str, code: str, reason: str, payload: bytes, provider: str, message_id: str | None = None) -> Outcome:
         metrics.DEAD_LETTERS.labels(stage, code).inc()
+        log.warning(
+            f"dead letter: {code}: {reason}",
+            extra={"event": "dead_letter", "stage": stage, "reason": code, "provider": provider, "message_id": message_id},
+        )
         if stage == "normalize":
             metrics.PIPELINE_EVENTS.labels(provider, "dead_letter").inc()
         return Outcome(dead_letters=[DeadLetter(stage, f"{code}: {reason}", payload)])
