@@ -4,7 +4,6 @@ documented with a summary and a runbook entry, and built only on metrics in the 
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Any
 
 import yaml
