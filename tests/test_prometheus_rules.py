@@ -82,3 +82,9 @@ def test_alertmanager_config_is_valid_and_routes_critical_alerts_to_on_call() ->
     route = ("config", "routes", "test", f"--config.file={ALERTMANAGER}")
     run(amtool, *route, "--verify.receivers=on-call", "alertname=SmsrouteTargetDown", "severity=critical")
     run(amtool, *route, "--verify.receivers=team-email", "alertname=SmsrouteSinkSlow", "severity=warning")
+
+
+def test_readme_lists_every_alert() -> None:
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("### Alerts and dashboard") : readme.index("## Deployment")]
+    assert set(re.findall(r"^\| `(Smsroute\w+)` \|", section, re.MULTILINE)) == alerts().keys()
