@@ -2,12 +2,18 @@
 dead letters not replayed.
 
 They are read from SQLite on a timer rather than kept in memory, so they are right after a
-restart too; each read is a handful of indexed aggregate queries."""
+restart too. The reads scan the unfinished deliveries (about 0.3 s for 100,000 of them, see
+``bench/backlog.py``), so they run in a thread of their own, on connections of their own, never
+on the event loop that answers providers, and less often when they take long."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import sqlite3
 import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import get_args
 
 from . import metrics
@@ -15,6 +21,8 @@ from .aio import wait_any
 from .eventlog.sqlite import SQLiteLog
 from .rules.model import ActionKind
 from .streams.statedb import StateDB
+
+log = logging.getLogger("smsroute.backlog")
 
 EVERY = 2.0
 """Seconds between reads: fresh enough for a 15 s scrape, cheap enough to ignore."""
@@ -39,8 +47,37 @@ def export(state: StateDB, event_log: SQLiteLog, now: float) -> None:
         metrics.DEAD_LETTERS_WAITING.labels(stage).set(waiting.get(stage, 0))
 
 
-async def run(state: StateDB, event_log: SQLiteLog, stop: asyncio.Event, every: float = EVERY) -> None:
-    """Export every ``every`` seconds until ``stop`` is set."""
-    while not stop.is_set():
-        export(state, event_log, time.time())
-        await wait_any(stop, timeout=every)
+class Exporter:
+    """Exports from one thread, whose connections are opened there and used nowhere else."""
+
+    def __init__(self, state_path: Path, log_path: Path) -> None:
+        self.state_path, self.log_path = state_path, log_path
+        self._stores: tuple[StateDB, SQLiteLog] | None = None
+
+    def export(self) -> float:
+        """One export; returns the seconds it took."""
+        started = time.perf_counter()
+        if self._stores is None:
+            self._stores = StateDB(self.state_path), SQLiteLog(self.log_path)
+        try:
+            export(*self._stores, time.time())
+        except sqlite3.Error as exc:  # stale gauges are better than a stopped engine
+            log.warning("backlog gauges not updated", extra={"event": "backlog_export_failed", "error": str(exc)})
+        return time.perf_counter() - started
+
+    def close(self) -> None:
+        if self._stores is not None:
+            state, event_log = self._stores
+            event_log.stop()
+            state.close()
+
+    async def run(self, stop: asyncio.Event, every: float = EVERY) -> None:
+        """Export every ``every`` seconds (or ten times as long as an export takes) until ``stop``."""
+        loop = asyncio.get_running_loop()
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="backlog") as thread:
+            try:
+                while not stop.is_set():
+                    took = await loop.run_in_executor(thread, self.export)
+                    await wait_any(stop, timeout=max(every, 10 * took))
+            finally:
+                await loop.run_in_executor(thread, self.close)

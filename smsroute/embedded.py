@@ -94,7 +94,7 @@ class Engine:
                 self.processor.run(self._stop),
                 self.dispatcher.run(self._stop),
                 self.rules.run(self._stop),
-                backlog.run(self.state, self.log, self._stop),
+                backlog.Exporter(settings.data_dir / "state.db", settings.data_dir / "log.db").run(self._stop),
             )
         ]
         _log_mounts(self.adapters)
