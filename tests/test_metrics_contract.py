@@ -109,3 +109,5 @@ async def test_engine_exports_exactly_the_documented_metrics(tmp_path: Path, rec
             assert labels == metric.labels, name
         values = {value for sample in family.samples for key, value in sample.labels.items() if key != "version"}
         assert not [value for value in values if UNBOUNDED.search(value)], name
+    retries = {(s.labels["sink"], s.labels["reason"]) for s in families["smsroute_delivery_retries"].samples}
+    assert retries == {("webhook", "http_5xx")}  # the receiver's 503s, by reason

@@ -33,7 +33,7 @@ class Attempt:
     duration: float
     retry_after: float | None = None
     code: str = "error"
-    """Why it failed, as a bounded metric label (http_5xx, timeout, network, ...)."""
+    """Why it failed, as a bounded metric label (http_5xx, timeout, network, ...); unused when delivered."""
 
 
 @dataclass(frozen=True, slots=True)
