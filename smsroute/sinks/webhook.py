@@ -32,6 +32,8 @@ class Attempt:
     error: str
     duration: float
     retry_after: float | None = None
+    code: str = "error"
+    """Why it failed, as a bounded metric label (http_5xx, timeout, network, ...); unused when delivered."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,8 +92,9 @@ async def post(session: aiohttp.ClientSession, target: WebhookTarget, delivery_i
                 f"HTTP {response.status}: {excerpt}".strip(),
                 time.perf_counter() - started,
                 parse_retry_after(response.headers.get("Retry-After"), time.time()),
+                f"http_{response.status // 100}xx",
             )
     except asyncio.TimeoutError:
-        return Attempt("failed", None, f"timed out after {target.timeout:g} s", time.perf_counter() - started)
+        return Attempt("failed", None, f"timed out after {target.timeout:g} s", time.perf_counter() - started, code="timeout")
     except aiohttp.ClientError as exc:
-        return Attempt("failed", None, f"{type(exc).__name__}: {exc}", time.perf_counter() - started)
+        return Attempt("failed", None, f"{type(exc).__name__}: {exc}", time.perf_counter() - started, code="network")
