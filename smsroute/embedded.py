@@ -17,6 +17,7 @@ from .eventlog.sqlite import SQLiteLog
 from .ingress.app import create_app
 from .ingress.base import Adapter
 from .ingress.providers import available
+from .ingress.smtp import MailReceiver
 from .rules.watch import RulesWatcher
 from .sinks import email, webhook
 from .sinks.dispatcher import Dispatcher
@@ -66,6 +67,11 @@ class Engine:
         self.adapters = adapters
         self.rules = rules
         self.log = SQLiteLog(settings.data_dir / "log.db", busy_timeout=settings.log_busy_timeout)
+        self.mail = (  # first: a configuration error must not leave a data directory behind
+            MailReceiver.build(settings.inbound_email, set(adapters), self.log, settings.log_timeout)
+            if settings.inbound_email.enabled
+            else None
+        )
         self.state = StateDB(settings.data_dir / "state.db")
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -85,6 +91,8 @@ class Engine:
         self.dispatcher = Dispatcher(self.state, senders, per_destination=settings.per_destination)
         self.processor = Processor(self.log, self.state, build_pipeline(settings, self.state, self.rules), self.dispatcher.wake)
         self.log.on_commit = self.processor.appended
+        if self.mail is not None:  # before HTTP: an engine that answers /healthz takes email too
+            await self.mail.start()
         await self._runner.setup()
         site = web.TCPSite(self._runner, settings.host, settings.port, backlog=1024)
         await site.start()
@@ -117,6 +125,8 @@ class Engine:
         if self._runner.server is None:
             return
         self._stop.set()
+        if self.mail is not None:
+            await self.mail.stop()
         await self._runner.cleanup()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self._session.close()
