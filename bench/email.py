@@ -87,7 +87,7 @@ class Result:
 def _delivery(number: int) -> Delivery:
     message = {"from": "+393331234567", "to": "+393201234567", "text": f"bench {number}", "route": "bench"}
     action = {"to": ["ops@example.com"], "subject": "SMS from {{ from }}", "body": "{{ text }}"}
-    return Delivery(f"msg_{number:032x}", f"m{number}", "bench", "email", action, message, time.time())
+    return Delivery(f"msg_{number:032x}", f"m{number}", "bench", "email", action, json.dumps(message), time.time())
 
 
 async def _run(config: SMTPConfig, mode: str, emails: int, concurrency: int) -> tuple[float, int]:

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+from collections.abc import Iterable
+
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
+from prometheus_client.metrics_core import Metric
+from prometheus_client.parser import text_string_to_metric_families
+
+disable_created_metrics()  # ``*_created`` series carry no signal here, and could not be added across processes
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -98,3 +104,34 @@ RULES_ROUTES = Gauge(
     "smsroute_rules_routes",
     "Routes in the routing rules in force.",
 )
+
+
+class _Families:
+    """A registry-like view of already collected families, for :func:`generate_latest`."""
+
+    def __init__(self, families: Iterable[Metric]) -> None:
+        self.families = list(families)
+
+    def collect(self) -> Iterable[Metric]:
+        return self.families
+
+
+def exposition(others: Iterable[str] = ()) -> bytes:
+    """This process's metrics with those of the engine's other processes (their text exposition) added in.
+
+    Adding is right for counters and histograms, and for gauges too, since each gauge is set by one
+    process only: the processing process reports no process-wide collectors."""
+    families = {family.name: family for family in REGISTRY.collect()}
+    for text in others:
+        for family in text_string_to_metric_families(text):
+            mine = families.setdefault(family.name, family)
+            if mine is family:
+                continue
+            index = {(sample.name, tuple(sorted(sample.labels.items()))): i for i, sample in enumerate(mine.samples)}
+            for sample in family.samples:
+                i = index.get((sample.name, tuple(sorted(sample.labels.items()))))
+                if i is None:
+                    mine.samples.append(sample)
+                else:
+                    mine.samples[i] = mine.samples[i]._replace(value=mine.samples[i].value + sample.value)
+    return generate_latest(_Families(families.values()))  # type: ignore[arg-type]

@@ -77,7 +77,7 @@ async def test_the_same_sms_by_webhook_and_by_email_is_delivered_once(
     assert await run.post("/inbound/agiletelecom", data={**AGILE, "text": "Ciao a tutti"}) == 200
     await send(run, agile_email())
     await eventually(lambda: len(run.engine.log.read()) == 2)
-    await eventually(lambda: run.engine.state.offset() == 2)
+    await eventually(lambda: run.engine.processing.state.offset() == 2)
     await eventually(lambda: len(receiver.at("/inbox")) == 1)
     assert json.loads(receiver.at("/inbox")[0]["body"])["source"] == "agiletelecom"
 

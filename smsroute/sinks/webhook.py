@@ -40,7 +40,7 @@ def sender(session: aiohttp.ClientSession) -> Callable[[Delivery], Awaitable[Att
     """The webhook sink as the dispatcher calls it."""
 
     async def send(delivery: Delivery) -> Attempt:
-        return await post(session, WebhookTarget.of(delivery.action), delivery.id, delivery.body())
+        return await post(session, WebhookTarget.of(delivery.action), delivery.id, delivery.body)
 
     return send
 

@@ -1,0 +1,79 @@
+"""The processing half of the embedded engine: processor, dispatcher and rules over ``state.db``.
+
+It only reads the raw log, so it can run beside the ingress in the same event loop or in a process
+of its own (``smsroute.pipeline_process``); either way the ingress tells it when the log grew."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+
+from .config import Settings
+from .eventlog.sqlite import SQLiteLog
+from .ingress.base import Adapter
+from .ingress.providers import available
+from .rules.watch import RulesWatcher
+from .sinks import email, webhook
+from .sinks.dispatcher import Dispatcher
+from .streams.dedupe import Dedupe
+from .streams.pipeline import Pipeline
+from .streams.processor import Processor
+from .streams.statedb import StateDB
+from .streams.stitch import Stitcher
+
+
+def normalizers() -> dict[str, Adapter]:
+    """One adapter per provider type, for normalizing: it needs no ingress settings."""
+    return {provider: adapter(provider, adapter.config_class(provider=provider)) for provider, adapter in available().items()}
+
+
+def build_pipeline(settings: Settings, state: StateDB, rules: RulesWatcher) -> Pipeline:
+    return Pipeline(
+        normalizers(),
+        Dedupe(state.dedupe, settings.dedupe_window),
+        Stitcher(state.pending, settings.stitch_timeout),
+        lambda: rules.rules,
+        settings.default_region,
+    )
+
+
+class Processing:
+    """Raw events in, deliveries out. It reads the raw log through a connection of its own."""
+
+    def __init__(self, settings: Settings, rules: RulesWatcher) -> None:
+        self.settings = settings
+        self.rules = rules
+        self.log = SQLiteLog(settings.data_dir / "log.db", busy_timeout=settings.log_busy_timeout)
+        self.state = StateDB(settings.data_dir / "state.db")
+
+    async def start(self) -> None:
+        settings = self.settings
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0, limit_per_host=settings.per_destination)
+        )
+        senders = {"webhook": webhook.sender(self._session)}
+        self._smtp = email.Pool(settings.smtp) if settings.smtp is not None else None
+        if self._smtp is not None:
+            senders["email"] = email.sender(self._smtp)
+        self.dispatcher = Dispatcher(self.state, senders, per_destination=settings.per_destination)
+        self.processor = Processor(self.log, self.state, build_pipeline(settings, self.state, self.rules), self.dispatcher.wake)
+
+    def appended(self) -> None:
+        """The log has new events."""
+        self.processor.appended()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Until ``stop`` is set; in-flight deliveries are finished before it returns."""
+        await asyncio.gather(self.processor.run(stop), self.dispatcher.run(stop), self.rules.run(stop))
+
+    async def metrics(self) -> list[str]:
+        """Nothing to add: this process's registry already holds the processing metrics."""
+        return []
+
+    async def close(self) -> None:
+        await self._session.close()
+        if self._smtp is not None:
+            await self._smtp.close()
+        self.log.stop()
+        self.state.close()
