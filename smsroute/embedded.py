@@ -1,4 +1,5 @@
-"""The embedded engine: the ingress with its SQLite log, and the processing half beside it.
+"""The embedded engine: the ingress (HTTP, and SMTP when enabled) with its SQLite log, and the
+processing half beside it.
 
 Nothing to install: the raw log is ``<data_dir>/log.db``, the processing state ``<data_dir>/state.db``.
 The processing half runs in a child process by default (``pipeline_process``), so the ingress and
