@@ -15,6 +15,7 @@ from typing import Protocol
 
 from aiohttp import web
 
+from . import backlog
 from .config import Settings
 from .eventlog.sqlite import SQLiteLog
 from .ingress.app import create_app
@@ -81,7 +82,13 @@ class Engine:
         site = web.TCPSite(self._runner, settings.host, settings.port, backlog=1024)
         await site.start()
         self.port = self._runner.addresses[0][1]
-        self._tasks = [asyncio.create_task(self.processing.run(self._stop))]
+        self._tasks = [
+            asyncio.create_task(job)
+            for job in (
+                self.processing.run(self._stop),
+                backlog.Exporter(settings.data_dir / "state.db", settings.data_dir / "log.db").run(self._stop),
+            )
+        ]
         _log_mounts(self.adapters)
         log.info(
             f"listening on http://{settings.host}:{self.port}",

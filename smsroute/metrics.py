@@ -44,6 +44,15 @@ LOG_COMMIT_REQUESTS = Histogram(
     buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000),
 )
 
+PROCESSOR_BATCH_SECONDS = Histogram(
+    "smsroute_processor_batch_duration_seconds",
+    "One processor batch: the pipeline over a batch of logged events and its state transaction.",
+    buckets=LATENCY_BUCKETS,
+)
+PROCESSOR_BACKLOG = Gauge(
+    "smsroute_processor_backlog_events",
+    "Raw events in the embedded log not processed yet (the embedded engine's consumer lag).",
+)
 PIPELINE_EVENTS = Counter(
     "smsroute_pipeline_events_total",
     "Raw events through the processors, by outcome (normalized, duplicate, dead_letter, status_pending).",
@@ -57,6 +66,11 @@ DEAD_LETTERS = Counter(
 PARTS_STITCHED = Counter(
     "smsroute_parts_stitched_total",
     "Concatenated messages completed, by provider.",
+    ["provider"],
+)
+PARTS_DUPLICATE = Counter(
+    "smsroute_parts_duplicate_total",
+    "Parts dropped because their message already holds a part with that index, by provider.",
     ["provider"],
 )
 STITCH_TIMEOUTS = Counter(
@@ -77,6 +91,27 @@ DELIVERIES = Counter(
     "smsroute_deliveries_total",
     "Delivery attempts by sink kind and outcome (delivered, retry, dead_letter).",
     ["sink", "outcome"],
+)
+DELIVERY_RETRIES = Counter(
+    "smsroute_delivery_retries_total",
+    "Retries scheduled after a failed attempt, by sink kind and bounded reason (http_4xx, http_5xx, timeout, ...).",
+    ["sink", "reason"],
+)
+DELIVERY_BACKLOG = Gauge(
+    "smsroute_delivery_backlog",
+    "Deliveries not finished, by sink kind and state (due: to send now; scheduled: waiting for a retry;"
+    " sending: attempt in flight).",
+    ["sink", "state"],
+)
+DELIVERY_BACKLOG_AGE = Gauge(
+    "smsroute_delivery_backlog_age_seconds",
+    "How long the oldest due delivery has waited past its due time, by sink kind (0: nothing waits).",
+    ["sink"],
+)
+DEAD_LETTERS_WAITING = Gauge(
+    "smsroute_dead_letters_waiting",
+    "Dead letters not replayed yet, by stage (normalize, route, deliver).",
+    ["stage"],
 )
 DELIVERY_ATTEMPT_SECONDS = Histogram(
     "smsroute_delivery_attempt_duration_seconds",

@@ -86,6 +86,7 @@ async def test_a_4xx_is_retried_then_delivered_once(start_engine: StartEngine, s
     mailbox = await start_smtp()
     mailbox.replies = ["451 4.3.0 queue full, try later"]
     retries = counter("smsroute_deliveries_total", sink="email", outcome="retry")
+    by_reason = counter("smsroute_delivery_retries_total", sink="email", reason="smtp_4xx")
     run = await start_engine(RULES, smtp=smtp_settings(mailbox))
     assert await run.post("/inbound/agiletelecom", data={**AGILE, "text": "INFO please"}) == 200
     await eventually(lambda: len(mailbox.received) == 1)
@@ -94,6 +95,7 @@ async def test_a_4xx_is_retried_then_delivered_once(start_engine: StartEngine, s
     assert (first["outcome"], first["status"]) == ("failed", 451) and "queue full" in first["error"]
     assert (second["outcome"], second["status"]) == ("delivered", 250)
     assert counter("smsroute_deliveries_total", sink="email", outcome="retry") == retries + 1
+    assert counter("smsroute_delivery_retries_total", sink="email", reason="smtp_4xx") == by_reason + 1
     await asyncio.sleep(0.5)
     assert len(mailbox.received) == 1 and mailbox.data_commands == 2
 
@@ -213,7 +215,7 @@ async def test_a_wrong_password_is_retried_not_final(start_smtp: StartSMTP, pool
     mailbox = await start_smtp(tls="starttls", auth=True)
     pool = pools(mailbox, tls="starttls", username=USER, password="wrong", ca_file=certificates.ca_file)
     [attempt] = await send(pool, delivery())
-    assert (attempt.outcome, attempt.status, attempt.permanent) == ("failed", 535, False), attempt
+    assert (attempt.outcome, attempt.status, attempt.permanent, attempt.code) == ("failed", 535, False, "smtp_5xx")
     assert PASSWORD not in attempt.error and "wrong" not in attempt.error
     assert mailbox.received == []
 
@@ -227,7 +229,7 @@ async def test_a_server_wanting_a_login_is_retried_not_final(start_smtp: StartSM
 async def test_an_untrusted_certificate_is_refused(start_smtp: StartSMTP, pools: Any) -> None:
     mailbox = await start_smtp(tls="tls")
     [attempt] = await send(pools(mailbox, tls="tls"), delivery())
-    assert (attempt.outcome, attempt.permanent) == ("failed", False)
+    assert (attempt.outcome, attempt.permanent, attempt.code) == ("failed", False, "network")
     assert "certificate verify failed" in attempt.error and mailbox.received == []
 
 

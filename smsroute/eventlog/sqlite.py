@@ -95,12 +95,19 @@ class SQLiteLog:
 
     def read(self, after: int = 0, limit: int = 1000) -> list[tuple[int, str, bytes]]:
         """Records with offset > ``after``, oldest first, as ``(offset, key, record)``."""
-        if self._reader is None:
-            self._reader = connect(self.path, self.busy_timeout)
-        return self._reader.execute(
+        return self._reading().execute(
             'SELECT "offset", key, record FROM raw_events WHERE "offset" > ? ORDER BY "offset" LIMIT ?',
             (after, limit),
         ).fetchall()
+
+    def last_offset(self) -> int:
+        """The offset of the newest record (0 when empty)."""
+        return self._reading().execute('SELECT coalesce(max("offset"), 0) FROM raw_events').fetchone()[0]
+
+    def _reading(self) -> sqlite3.Connection:
+        if self._reader is None:
+            self._reader = connect(self.path, self.busy_timeout)
+        return self._reader
 
     def _write_loop(self, conn: sqlite3.Connection) -> None:
         stopping = False

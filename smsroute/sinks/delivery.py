@@ -66,6 +66,8 @@ class Attempt:
     error: str
     duration: float
     retry_after: float | None = None
+    code: str = "error"
+    """Why it failed, as a bounded metric label (http_5xx, smtp_4xx, timeout, network, ...); unused when delivered."""
     permanent: bool = False
     """The receiver refused for good (an SMTP 5xx, a template that cannot render): no retry can help,
     so the delivery is a dead letter at once rather than after the whole retry schedule."""

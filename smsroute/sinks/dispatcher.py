@@ -99,11 +99,14 @@ class Dispatcher:
         try:
             sender = self.senders.get(delivery.sink)
             if sender is None:
-                attempt = Attempt("failed", None, f"no {delivery.sink} sink is configured", 0.0, permanent=True)
+                attempt = Attempt("failed", None, f"no {delivery.sink} sink is configured", 0.0, code="no_sink", permanent=True)
             else:
                 attempt = await sender(delivery)
         except Exception:  # a bug in a sender must not lose the delivery: it stays claimed until restart
-            log.exception("delivery attempt crashed", extra={"event": "delivery_crashed", "delivery_id": delivery.id})
+            log.exception(
+                "delivery attempt crashed",
+                extra={"event": "delivery_crashed", "delivery_id": delivery.id, "message_id": delivery.message_id},
+            )
             self.in_flight[destination] -= 1
             return
         self._finished.append((destination, self._outcome(delivery, due.attempts + 1, attempt)))
@@ -125,6 +128,8 @@ class Dispatcher:
             outcome = "retry" if next_at is not None else "dead_letter"
             if next_at is None:
                 metrics.DEAD_LETTERS.labels("deliver", self._dead_reason(delivery, attempt)).inc()
+            else:
+                metrics.DELIVERY_RETRIES.labels(sink, attempt.code).inc()
             log.log(
                 logging.WARNING if next_at is None else logging.INFO,
                 f"delivery attempt failed: {attempt.error}",

@@ -68,7 +68,8 @@ class Pool:
             except _CONNECTION_ERRORS as exc:
                 if client is not None:
                     client.close()
-                return Attempt("failed", None, f"{type(exc).__name__}: {exc}", time.perf_counter() - started)
+                code = "timeout" if isinstance(exc, asyncio.TimeoutError) else "network"  # SMTPTimeoutError is one
+                return Attempt("failed", None, f"{type(exc).__name__}: {exc}", time.perf_counter() - started, code=code)
             self._keep(client)
         return Attempt("delivered", 250, refused, time.perf_counter() - started)
 
@@ -129,14 +130,16 @@ NEEDS_AUTHENTICATION = 530
 
 def _refusal(exc: aiosmtplib.SMTPResponseException, duration: float) -> Attempt:
     permanent = exc.code >= 500 and exc.code != NEEDS_AUTHENTICATION and not isinstance(exc, _SETUP_ERRORS)
-    return Attempt("failed", exc.code, f"SMTP {exc.code}: {exc.message}", duration, permanent=permanent)
+    code = f"smtp_{exc.code // 100}xx"
+    return Attempt("failed", exc.code, f"SMTP {exc.code}: {exc.message}", duration, code=code, permanent=permanent)
 
 
 def _refused_all(exc: aiosmtplib.SMTPRecipientsRefused, duration: float) -> Attempt:
     """Every recipient refused: final only when every refusal is (a 4xx one may pass later)."""
     codes = [refusal.code for refusal in exc.recipients]
     text = "; ".join(f"{refusal.recipient} refused: {refusal.code} {refusal.message}" for refusal in exc.recipients)
-    return Attempt("failed", max(codes), f"SMTP {text}", duration, permanent=min(codes) >= 500)
+    code = f"smtp_{min(codes) // 100}xx"
+    return Attempt("failed", max(codes), f"SMTP {text}", duration, code=code, permanent=min(codes) >= 500)
 
 
 def compose(delivery: Delivery, from_address: str) -> Message:
@@ -177,7 +180,7 @@ def sender(pool: Pool) -> Callable[[Delivery], Awaitable[Attempt]]:
         try:
             email = compose(delivery, pool.config.from_address)
         except RenderError as exc:  # the same on every retry
-            return Attempt("failed", None, f"cannot compose the email: {exc}", 0.0, permanent=True)
+            return Attempt("failed", None, f"cannot compose the email: {exc}", 0.0, code="template", permanent=True)
         return await pool.send(email, list(delivery.action["to"]))
 
     return send

@@ -98,6 +98,11 @@ class Pipeline:
         outcome = Outcome()
         for message in self.stitcher.expire(now):
             _stitch_timeouts(message.provider).inc()
+            log.warning(
+                "message released incomplete: parts missing after the stitch timeout",
+                extra={"event": "stitch_timeout", "message_id": message.id, "provider": message.provider,
+                       "parts": message.parts, "parts_received": message.extra.get("parts_received")},
+            )
             outcome.extend(self.route(message))
         return outcome
 
@@ -109,7 +114,7 @@ class Pipeline:
             metrics.MESSAGES_UNROUTED.inc()
             unrouted = replace(message, keyword=match.keyword, rules_version=rules.version)
             payload = json.dumps(unrouted.to_json(), ensure_ascii=False).encode()
-            return self._dead("route", "unrouted", "no route matched", payload, message.provider)
+            return self._dead("route", "unrouted", "no route matched", payload, message.provider, message.id)
         fields = message.to_json() | {"keyword": match.keyword, "rules_version": rules.version}
         bodies: dict[str, str] = {}
         for route in match.routes:
@@ -139,8 +144,12 @@ class Pipeline:
         return found
 
     @staticmethod
-    def _dead(stage: str, code: str, reason: str, payload: bytes, provider: str) -> Outcome:
+    def _dead(stage: str, code: str, reason: str, payload: bytes, provider: str, message_id: str | None = None) -> Outcome:
         _dead_letters(stage, code).inc()
+        log.warning(
+            f"dead letter: {code}: {reason}",
+            extra={"event": "dead_letter", "stage": stage, "reason": code, "provider": provider, "message_id": message_id},
+        )
         if stage == "normalize":
             _events(provider, "dead_letter").inc()
         return Outcome(dead_letters=[DeadLetter(stage, f"{code}: {reason}", payload)])

@@ -10,6 +10,7 @@ import logging
 import time
 from collections.abc import Callable
 
+from .. import metrics
 from ..aio import wait_any
 from ..eventlog.sqlite import SQLiteLog
 from .pipeline import Outcome, Pipeline
@@ -57,6 +58,7 @@ class Processor:
                 await asyncio.sleep(0)  # a backlog must not starve the ingress sharing this loop
 
     def _step(self, rows: list[tuple[int, str, bytes]], offset: int, now: float, housekeeping: bool) -> int:
+        started = time.perf_counter()
         outcome = Outcome()
         with self.state.transaction():
             for row_offset, _, record in rows:
@@ -69,6 +71,8 @@ class Processor:
             self.state.add_deliveries(outcome.deliveries, now)
             self.state.add_dead_letters(outcome.dead_letters, now)
             self.state.set_offset(offset)
+        if rows:
+            metrics.PROCESSOR_BATCH_SECONDS.observe(time.perf_counter() - started)
         if outcome.deliveries:
             self.on_deliveries()
         return offset

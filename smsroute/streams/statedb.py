@@ -66,6 +66,7 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     created_at REAL NOT NULL,
     replayed_at REAL
 );
+CREATE INDEX IF NOT EXISTS dead_letters_waiting ON dead_letters (stage) WHERE replayed_at IS NULL;
 """
 
 _DUE_DESTINATIONS = """
@@ -113,6 +114,18 @@ class Finished:
         if self.outcome == "delivered":
             return "delivered"
         return "pending" if self.next_at is not None else "dead"
+
+
+@dataclass(frozen=True, slots=True)
+class Backlog:
+    """Unfinished deliveries of one sink kind."""
+
+    sink: str
+    due: int
+    scheduled: int
+    sending: int
+    oldest_due: float | None
+    """When the longest-waiting due delivery became due."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,6 +252,16 @@ class StateDB:
         row = self.conn.execute("SELECT min(next_at) FROM deliveries WHERE state = 'pending'").fetchone()
         return row[0]
 
+    def backlog(self, now: float) -> list[Backlog]:
+        """What waits, per sink kind: read for the gauges, since counts in memory would not survive a restart."""
+        rows = self.conn.execute(
+            "SELECT sink, sum(state = 'pending' AND next_at <= ?1), sum(state = 'pending' AND next_at > ?1),"
+            " sum(state = 'sending'), min(CASE WHEN state = 'pending' AND next_at <= ?1 THEN next_at END)"
+            " FROM deliveries WHERE state IN ('pending', 'sending') GROUP BY sink",
+            (now,),
+        )
+        return [Backlog(*row) for row in rows]
+
     def claim(self, destination: str, now: float, limit: int) -> list[Due]:
         """Up to ``limit`` due deliveries to ``destination``, oldest first, marked as being sent.
         Call it inside :meth:`transaction`."""
@@ -287,6 +310,11 @@ class StateDB:
             "INSERT INTO dead_letters (stage, reason, payload, delivery_id, created_at) VALUES (?, ?, ?, ?, ?)",
             (letter.stage, letter.reason, letter.payload, letter.delivery_id, now),
         )
+
+    def dead_letters_waiting(self) -> dict[str, int]:
+        """Dead letters not replayed yet, by stage."""
+        rows = self.conn.execute("SELECT stage, count(*) FROM dead_letters WHERE replayed_at IS NULL GROUP BY stage")
+        return dict(rows.fetchall())
 
     def dead_letters(self, include_replayed: bool = False) -> list[dict[str, Any]]:
         cursor = self.conn.execute(
