@@ -10,14 +10,25 @@ import re
 import tomllib
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import phonenumbers
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    FilePath,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic.networks import IPvAnyNetwork
 from pydantic_settings import BaseSettings, InitSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
 INGRESS_NAME = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+EMAIL_ADDRESS = re.compile(r"[^@\s<>,]+@[^@\s<>,]+\.[^@\s<>,]+")
 
 _file_values: ContextVar[dict[str, Any]] = ContextVar("smsroute_config_file_values", default={})
 
@@ -41,6 +52,62 @@ class IngressConfig(BaseModel):
     )
 
 
+def email_address(value: str) -> str:
+    """A bare address (``ops@example.com``); rule files and settings share this check."""
+    if not EMAIL_ADDRESS.fullmatch(value):
+        raise ValueError(f"{value!r} is not an email address")
+    return value
+
+
+EmailAddress = Annotated[str, AfterValidator(email_address)]
+
+
+class SMTPConfig(BaseModel):
+    """The mail server that ``email`` actions send through."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    host: str = Field(min_length=1)
+    port: int | None = Field(None, ge=1, le=65535, description="Default: 465 for tls, 587 for starttls, 25 for none.")
+    tls: Literal["none", "starttls", "tls"] = Field(
+        "starttls", description="starttls: upgrade a plain connection (required); tls: TLS from the first byte."
+    )
+    username: str | None = None
+    password: SecretStr | None = None
+    from_address: EmailAddress = Field(description="The From address of every email.")
+    timeout: float = Field(30.0, gt=0, le=600, description="Seconds each SMTP command may take.")
+    pool_size: int = Field(4, ge=1, le=64, description="Connections kept open and reused, at most.")
+    ca_file: FilePath | None = Field(None, description="CA certificates (PEM) to verify the server with, not the system's.")
+
+    @model_validator(mode="after")
+    def _credentials(self) -> SMTPConfig:
+        if (self.username is None) != (self.password is None):
+            raise ValueError("give both username and password, or neither")
+        if self.username is not None and self.tls == "none":
+            raise ValueError("username/password need tls = starttls or tls: the password would cross the network in clear")
+        return self
+
+    @property
+    def server_port(self) -> int:
+        return self.port or {"tls": 465, "starttls": 587, "none": 25}[self.tls]
+
+
+class InboundEmailConfig(BaseModel):
+    """The SMTP receiver for providers that deliver inbound SMS by email (Agile Telecom does)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = Field(2525, ge=0, le=65535)
+    source: str = Field("agiletelecom-email", pattern=INGRESS_NAME, description="Ingress name of these messages.")
+    provider: str = Field("agiletelecom", description="Whose email layout the bodies follow.")
+    allow_senders: tuple[EmailAddress, ...] = Field(
+        ("smsin@agiletelecom.com",), min_length=1, description="From addresses accepted; any other gets 550."
+    )
+    max_message_bytes: int = Field(256 * 1024, ge=1024, description="Larger emails get 552.")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SMSROUTE_", env_nested_delimiter="__", extra="forbid")
 
@@ -58,6 +125,8 @@ class Settings(BaseSettings):
     dedupe_window: float = Field(48 * 3600.0, gt=0, description="Seconds a provider retry is recognised as one.")
     stitch_timeout: float = Field(300.0, gt=0, description="Seconds to wait for missing parts before delivering incomplete.")
     per_destination: int = Field(32, ge=1, le=1024, description="Delivery attempts in flight per receiver.")
+    smtp: SMTPConfig | None = Field(None, description="Mail server for email actions; None: they are dead letters.")
+    inbound_email: InboundEmailConfig = InboundEmailConfig()
     pipeline_process: bool = Field(
         True, description="Run processors and sinks in a child process beside the ingress: a CPU core each."
     )

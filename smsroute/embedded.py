@@ -1,4 +1,5 @@
-"""The embedded engine: the ingress with its SQLite log, and the processing half beside it.
+"""The embedded engine: the ingress (HTTP, and SMTP when enabled) with its SQLite log, and the
+processing half beside it.
 
 Nothing to install: the raw log is ``<data_dir>/log.db``, the processing state ``<data_dir>/state.db``.
 The processing half runs in a child process by default (``pipeline_process``), so the ingress and
@@ -19,6 +20,7 @@ from .config import Settings
 from .eventlog.sqlite import SQLiteLog
 from .ingress.app import create_app
 from .ingress.base import Adapter
+from .ingress.smtp import MailReceiver
 from .pipeline_process import PipelineProcess
 from .processing import Processing
 from .rules.watch import RulesWatcher
@@ -58,6 +60,11 @@ class Engine:
         self.adapters = adapters
         self.processing = processing
         self.log = SQLiteLog(settings.data_dir / "log.db", busy_timeout=settings.log_busy_timeout)
+        self.mail = (  # first: a configuration error must not start anything
+            MailReceiver.build(settings.inbound_email, set(adapters), self.log, settings.log_timeout)
+            if settings.inbound_email.enabled
+            else None
+        )
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         app = create_app(settings, adapters, self.log, processing.metrics)
@@ -69,6 +76,8 @@ class Engine:
         self.log.start()
         await self.processing.start()
         self.log.on_commit = self.processing.appended
+        if self.mail is not None:  # before HTTP: an engine that answers /healthz takes email too
+            await self.mail.start()
         await self._runner.setup()
         site = web.TCPSite(self._runner, settings.host, settings.port, backlog=1024)
         await site.start()
@@ -104,6 +113,8 @@ class Engine:
         if self._runner.server is None:
             return
         self._stop.set()
+        if self.mail is not None:
+            await self.mail.stop()
         await self._runner.cleanup()
         self.log.stop()
         await asyncio.gather(*self._tasks, return_exceptions=True)

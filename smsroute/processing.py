@@ -14,7 +14,7 @@ from .eventlog.sqlite import SQLiteLog
 from .ingress.base import Adapter
 from .ingress.providers import available
 from .rules.watch import RulesWatcher
-from .sinks import webhook
+from .sinks import email, webhook
 from .sinks.dispatcher import Dispatcher
 from .streams.dedupe import Dedupe
 from .streams.pipeline import Pipeline
@@ -52,9 +52,11 @@ class Processing:
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=0, limit_per_host=settings.per_destination)
         )
-        self.dispatcher = Dispatcher(
-            self.state, {"webhook": webhook.sender(self._session)}, per_destination=settings.per_destination
-        )
+        senders = {"webhook": webhook.sender(self._session)}
+        self._smtp = email.Pool(settings.smtp) if settings.smtp is not None else None
+        if self._smtp is not None:
+            senders["email"] = email.sender(self._smtp)
+        self.dispatcher = Dispatcher(self.state, senders, per_destination=settings.per_destination)
         self.processor = Processor(self.log, self.state, build_pipeline(settings, self.state, self.rules), self.dispatcher.wake)
 
     def appended(self) -> None:
@@ -71,5 +73,7 @@ class Processing:
 
     async def close(self) -> None:
         await self._session.close()
+        if self._smtp is not None:
+            await self._smtp.close()
         self.log.stop()
         self.state.close()

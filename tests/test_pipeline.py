@@ -102,10 +102,11 @@ StartEngine = Callable[..., Awaitable[Running]]
 async def start_engine(tmp_path: Path, receiver: Receiver) -> AsyncIterator[StartEngine]:
     running: list[Running] = []
 
-    async def start(**overrides: Any) -> Running:
+    async def start(rules: str | None = None, **overrides: Any) -> Running:
+        """The engine with ``rules`` (default: :func:`rules_yaml` for the receiver) and settings overrides."""
         routes = tmp_path / "routes"
         routes.mkdir(exist_ok=True)
-        (routes / "rules.yaml").write_text(rules_yaml(receiver.url))
+        (routes / "rules.yaml").write_text(rules or rules_yaml(receiver.url))
         settings = load_settings(data_dir=tmp_path / "data", routes=routes, port=0, default_region="IT", **overrides)
         engine = Engine(settings, build_adapters(settings), Processing(settings, RulesWatcher(routes)))
         await engine.start()

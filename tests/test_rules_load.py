@@ -152,14 +152,14 @@ def test_match_errors_point_at_the_value(tmp_path: Path, line: str, expected: st
          "          retry: {schedule: [1m], max_attempts: 3}\n",
          "r.yaml:6:18: routes[0].actions[0].webhook.retry: give either 'schedule' or backoff settings, not both "
          "(also given: max_attempts)"),
-        ("routes:\n  - name: r\n    actions:\n      - sms_reply: {text: 'Hi {name}'}\n",
-         "r.yaml:4:27: routes[0].actions[0].sms_reply.text: unknown field {name} in template; known: complete, "
+        ("routes:\n  - name: r\n    actions:\n      - sms_reply: {text: 'Hi {{ name }}'}\n",
+         "r.yaml:4:27: routes[0].actions[0].sms_reply.text: unknown field '{{ name }}' in template; known: complete, "
          "encoding, extra, flags, from, id, keyword, parts, provider, provider_message_ids, provider_time, "
          "received_at, route, rules_version, source, text, to"),
-        ("routes:\n  - name: r\n    actions:\n      - email: {to: [ops], subject: 'Hi {from'}\n",
+        ("routes:\n  - name: r\n    actions:\n      - email: {to: [ops], subject: 'Hi {{ from'}\n",
          "r.yaml:4:22: routes[0].actions[0].email.to[0]: 'ops' is not an email address\n"
-         "r.yaml:4:37: routes[0].actions[0].email.subject: invalid template: expected '}' before end of string "
-         "(write {{ and }} for literal braces)"),
+         "r.yaml:4:37: routes[0].actions[0].email.subject: invalid template: unexpected end of template, "
+         "expected 'end of print statement' (template line 1)"),
         ("routes:\n  - name: r\n    actions: []\n",
          "r.yaml:3:14: routes[0].actions: must not be empty"),
         ("- name: r\n", "r.yaml:1:1: expected a mapping (key: value lines)"),

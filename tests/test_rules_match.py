@@ -247,7 +247,7 @@ def test_templates_render_the_canonical_message_with_keyword_and_route(tmp_path:
         routes:
           - name: info
             match: {keyword: INFO}
-            actions: [{sms_reply: {text: "{keyword} via {route}: thanks {from}, we got {text!r}"}}]
+            actions: [{sms_reply: {text: "{{ keyword }} via {{ route }}: thanks {{ from }}, we got '{{ text }}'"}}]
     """)
     explanation = ruleset.explain(message("informazioni prezzi"))
     [delivery] = explanation.routing.deliveries

@@ -11,23 +11,21 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-import string
 import unicodedata
-from datetime import UTC, datetime, time
+from datetime import datetime, time
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, model_validator
 
-from ..config import INGRESS_NAME
+from ..config import INGRESS_NAME, EmailAddress
 from ..message import InboundMessage
+from .templates import HtmlTemplate, RenderError, Template, render
 
 _WORD = re.compile(r"[^\W_]+")
 ROUTE_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-MESSAGE_FIELDS = frozenset(InboundMessage("", "", "", "", "", "", datetime.fromtimestamp(0, UTC)).to_json())
-"""The names a template may use: the canonical message's JSON fields (``from``, ``text``, ``keyword``...)."""
 RESERVED_HEADERS = frozenset(
     {"content-type", "content-length", "host", "webhook-id", "webhook-timestamp", "webhook-signature"}
 )
@@ -132,23 +130,6 @@ def _duration(value: Any) -> Any:
     return value
 
 
-def _template(value: str) -> str:
-    """``{from}``, ``{text}``... as in ``str.format``; unknown names are load errors, not blank output."""
-    try:
-        names = [name for _, name, _, _ in string.Formatter().parse(value) if name is not None]
-    except ValueError as exc:
-        raise ValueError(f"invalid template: {exc} (write {{{{ and }}}} for literal braces)") from None
-    for name in names:
-        base = re.split(r"[.\[]", name, maxsplit=1)[0]
-        if base not in MESSAGE_FIELDS:
-            raise ValueError(f"unknown field {{{name}}} in template; known: {', '.join(sorted(MESSAGE_FIELDS))}")
-    return value
-
-
-def render(template: str, message: InboundMessage) -> str:
-    return template.format_map(message.to_json())
-
-
 def _url(value: str) -> str:
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -184,12 +165,6 @@ def _header_value(value: str) -> str:
     return value
 
 
-def _email(value: str) -> str:
-    if not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", value):
-        raise ValueError(f"{value!r} is not an email address")
-    return value
-
-
 Keyword = Annotated[str, AfterValidator(_keyword)]
 Keywords = Annotated[tuple[Keyword, ...], BeforeValidator(_listed), Field(min_length=1)]
 Numbers = Annotated[tuple[Annotated[str, BeforeValidator(_number)], ...], BeforeValidator(_listed), Field(min_length=1)]
@@ -198,7 +173,6 @@ Regex = Annotated[re.Pattern[str], BeforeValidator(_regex)]
 Clock = Annotated[time, BeforeValidator(_clock)]
 Day = Annotated[str, BeforeValidator(_day)]
 Seconds = Annotated[float, BeforeValidator(_duration)]
-Template = Annotated[str, AfterValidator(_template)]
 
 
 class Strict(BaseModel):
@@ -313,12 +287,16 @@ class Webhook(Sink):
 
 
 class Email(Sink):
-    to: Annotated[tuple[Annotated[str, AfterValidator(_email)], ...], BeforeValidator(_listed), Field(min_length=1)]
-    subject: Template = "SMS from {from}"
-    body: Template = "{text}"
+    """An email of the message to fixed recipients: templated subject and plain-text body, and an
+    optional HTML alternative (its inserted values escaped)."""
+
+    to: Annotated[tuple[EmailAddress, ...], BeforeValidator(_listed), Field(min_length=1)]
+    subject: Template = "SMS from {{ from }}"
+    body: Template = "{{ text }}"
+    html: HtmlTemplate | None = None
 
     def summary(self, message: InboundMessage) -> str:
-        return f"to {', '.join(self.to)}: {render(self.subject, message)!r}"
+        return f"to {', '.join(self.to)}: {_preview(self.subject, message)}"
 
 
 class SmsReply(Sink):
@@ -327,7 +305,15 @@ class SmsReply(Sink):
     text: Annotated[Template, Field(min_length=1)]
 
     def summary(self, message: InboundMessage) -> str:
-        return f"to {message.sender or '(sender)'}: {render(self.text, message)!r}"
+        return f"to {message.sender or '(sender)'}: {_preview(self.text, message)}"
+
+
+def _preview(template: str, message: InboundMessage) -> str:
+    """The rendered text for rule authors, or why it does not render for this message."""
+    try:
+        return repr(render(template, message))
+    except RenderError as exc:
+        return f"({exc})"
 
 
 ActionKind = Literal["webhook", "email", "sms_reply"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from ..message import InboundMessage
 
@@ -54,3 +54,20 @@ class DeadLetter:
     payload: bytes
     """The raw event record (normalize, route) or the delivery's message JSON (deliver)."""
     delivery_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """What one try of a delivery came to."""
+
+    outcome: Literal["delivered", "failed"]
+    status: int | None
+    """The receiver's answer: an HTTP status, an SMTP reply code."""
+    error: str
+    duration: float
+    retry_after: float | None = None
+    code: str = "error"
+    """Why it failed, as a bounded metric label (http_5xx, smtp_4xx, timeout, network, ...); unused when delivered."""
+    permanent: bool = False
+    """The receiver refused for good (an SMTP 5xx, a template that cannot render): no retry can help,
+    so the delivery is a dead letter at once rather than after the whole retry schedule."""

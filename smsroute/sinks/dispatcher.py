@@ -20,9 +20,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from .. import metrics
 from ..aio import wait_any
 from ..streams.statedb import Due, Finished, StateDB
-from .delivery import Delivery
+from .delivery import Attempt, Delivery
 from .retry import next_delay
-from .webhook import Attempt
 
 log = logging.getLogger("smsroute.sinks")
 
@@ -100,7 +99,7 @@ class Dispatcher:
         try:
             sender = self.senders.get(delivery.sink)
             if sender is None:
-                attempt = Attempt("failed", None, f"no {delivery.sink} sink is configured", 0.0, code="no_sink")
+                attempt = Attempt("failed", None, f"no {delivery.sink} sink is configured", 0.0, code="no_sink", permanent=True)
             else:
                 attempt = await sender(delivery)
         except Exception:  # a bug in a sender must not lose the delivery: it stays claimed until restart
@@ -110,10 +109,10 @@ class Dispatcher:
             )
             self.in_flight[destination] -= 1
             return
-        self._finished.append((destination, self._outcome(delivery, due.attempts + 1, attempt, final=sender is None)))
+        self._finished.append((destination, self._outcome(delivery, due.attempts + 1, attempt)))
         self._wake.set()
 
-    def _outcome(self, delivery: Delivery, number: int, attempt: Attempt, final: bool) -> Finished:
+    def _outcome(self, delivery: Delivery, number: int, attempt: Attempt) -> Finished:
         """Count and log one attempt, and decide what follows it."""
         now = time.time()
         sink = delivery.sink
@@ -123,11 +122,12 @@ class Dispatcher:
             outcome = "delivered"
             _end_to_end_seconds(sink).observe(now - delivery.received_at)
         else:
-            delay = None if final else next_delay(delivery.action["retry"]["delays"], number, attempt.retry_after)
+            delays = delivery.action["retry"]["delays"]
+            delay = None if attempt.permanent else next_delay(delays, number, attempt.retry_after)
             next_at = None if delay is None else now + delay
             outcome = "retry" if next_at is not None else "dead_letter"
             if next_at is None:
-                metrics.DEAD_LETTERS.labels("deliver", "attempts_exhausted" if not final else "no_sink").inc()
+                metrics.DEAD_LETTERS.labels("deliver", self._dead_reason(delivery, attempt)).inc()
             else:
                 metrics.DELIVERY_RETRIES.labels(sink, attempt.code).inc()
             log.log(
@@ -145,6 +145,12 @@ class Dispatcher:
             )
         _deliveries(sink, outcome).inc()
         return Finished(delivery.id, number, attempt.outcome, attempt.status, attempt.error, attempt.duration, now, next_at)
+
+    def _dead_reason(self, delivery: Delivery, attempt: Attempt) -> str:
+        """The bounded reason code of a delivery's dead letter."""
+        if delivery.sink not in self.senders:
+            return "no_sink"
+        return "permanent" if attempt.permanent else "attempts_exhausted"
 
 
 _attempt_seconds = functools.cache(metrics.DELIVERY_ATTEMPT_SECONDS.labels)

@@ -11,29 +11,16 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from collections.abc import Awaitable, Callable
-from typing import Any, Literal
+from typing import Any
 
 import aiohttp
 from standardwebhooks import Webhook
 
-from .delivery import Delivery
+from .delivery import Attempt, Delivery
 from .retry import parse_retry_after
 
 USER_AGENT = "smsroute-webhook/1"
 MAX_ERROR_BODY = 200
-
-
-@dataclass(frozen=True, slots=True)
-class Attempt:
-    """What one try of a delivery came to."""
-
-    outcome: Literal["delivered", "failed"]
-    status: int | None
-    error: str
-    duration: float
-    retry_after: float | None = None
-    code: str = "error"
-    """Why it failed, as a bounded metric label (http_5xx, timeout, network, ...); unused when delivered."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,88 @@
+"""Message templates: Jinja2 in a sandbox over the canonical message, checked when the rules load."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from smsroute.message import InboundMessage
+from smsroute.rules import RuleError, load_rules
+from smsroute.rules.model import Email
+from smsroute.rules.templates import RenderError, check, render
+
+MESSAGE = InboundMessage(
+    id="m1", provider="agiletelecom", source="agiletelecom", sender="+393331234567", recipient="+393201234567",
+    text="<b>Info</b> & prezzi", received_at=datetime(2026, 11, 21, 10, 0, tzinfo=UTC), keyword="INFO",
+    route="info", extra={"carrier": "TIM"},
+)
+
+
+def test_fields_by_their_json_names_from_included() -> None:
+    template = "{{ from }} -> {{ to }} [{{ keyword }}/{{ route }}] at {{ received_at }}: {{ text | upper }}"
+    assert render(template, MESSAGE) == (
+        "+393331234567 -> +393201234567 [INFO/info] at 2026-11-21T10:00:00.000Z: <B>INFO</B> & PREZZI")
+
+
+def test_the_message_json_renders_like_the_message() -> None:
+    template = "{% if extra.carrier %}{{ extra.carrier }}: {% endif %}{{ text }}"
+    assert render(template, MESSAGE.to_json()) == render(template, MESSAGE) == "TIM: <b>Info</b> & prezzi"
+
+
+def test_text_is_not_escaped_html_is() -> None:
+    assert render("{{ text }}", MESSAGE) == "<b>Info</b> & prezzi"
+    assert render("<p>{{ text }}</p>", MESSAGE, html=True) == "<p>&lt;b&gt;Info&lt;/b&gt; &amp; prezzi</p>"
+
+
+def test_sandbox_refuses_python_internals_and_changes() -> None:
+    with pytest.raises(RenderError, match="SecurityError"):
+        render("{{ text.__class__.__mro__ }}", MESSAGE)
+    with pytest.raises(RenderError, match="SecurityError"):
+        render("{{ flags.append('x') }}", MESSAGE)
+    assert MESSAGE.flags == ()
+
+
+def test_a_missing_key_fails_the_render_with_its_name() -> None:
+    with pytest.raises(RenderError, match="has no attribute 'device'"):
+        render("{{ extra.device }}", MESSAGE)
+
+
+@pytest.mark.parametrize(
+    ("template", "reason"),
+    [
+        ("Hi {{ frm }}", "unknown field '{{ frm }}' (did you mean 'from'?) in template; known: complete, "),
+        ("{{ txt }} {{ kw }}", "unknown field '{{ kw }}', '{{ txt }}' (did you mean 'text'?) in template"),
+        ("SMS from {from}", "'{from}' is the old template syntax: write '{{ from }}' (templates are Jinja2)"),
+        ("line\n{% if %}", "invalid template: Expected an expression, got 'end of statement block' (template line 2)"),
+    ],
+)
+def test_mistakes_are_load_errors(template: str, reason: str) -> None:
+    with pytest.raises(ValueError) as caught:
+        check(template)
+    assert str(caught.value).startswith(reason)
+
+
+def test_literal_braces_and_loop_variables_are_fine() -> None:
+    assert check("{ \"json\": 1 } {% for flag in flags %}{{ flag }}{% endfor %}")
+
+
+def test_a_typo_in_a_rule_file_names_file_and_line(tmp_path: Path) -> None:
+    (tmp_path / "r.yaml").write_text(
+        "routes:\n  - name: r\n    actions:\n"
+        "      - email:\n          to: [ops@example.com]\n          html: '<p>{{ txet }}</p>'\n"
+    )
+    with pytest.raises(RuleError) as caught:
+        load_rules(tmp_path)
+    [problem] = caught.value.problems
+    assert (problem.file, problem.line, problem.where) == (str(tmp_path / "r.yaml"), 6, "routes[0].actions[0].email.html")
+    assert "'{{ txet }}' (did you mean 'text'?)" in problem.reason
+
+
+def test_email_defaults_and_summary() -> None:
+    email = Email.model_validate({"to": "ops@example.com"})
+    assert (email.subject, email.body, email.html) == ("SMS from {{ from }}", "{{ text }}", None)
+    assert email.summary(MESSAGE) == "to ops@example.com: 'SMS from +393331234567'"
+    broken = Email.model_validate({"to": "ops@example.com", "subject": "{{ extra.device }}"})
+    assert broken.summary(MESSAGE) == (
+        "to ops@example.com: (template failed: UndefinedError: 'dict object' has no attribute 'device')")
