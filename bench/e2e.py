@@ -124,11 +124,12 @@ def run_stats(receiver: Server, run: str) -> dict[str, object]:
 def drain(receiver: Server, run: str, accepted: int, timeout: float) -> dict[str, object]:
     """The run's receiver figures once it holds ``accepted`` distinct deliveries (or at the timeout)."""
     deadline = time.monotonic() + timeout
-    while True:
-        stats = run_stats(receiver, run)
-        if stats["delivered"] >= accepted or time.monotonic() > deadline:
-            return stats
+    while time.monotonic() < deadline:
+        with urllib.request.urlopen(f"{receiver.url}/count?run={run}", timeout=30) as response:
+            if int(response.read()) >= accepted:
+                break
         time.sleep(0.2)
+    return run_stats(receiver, run)
 
 
 def summarize(mode: str, run: str, engine: Server, receiver: Server, started: float, ended: float, cpu_before: float,

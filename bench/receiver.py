@@ -49,11 +49,16 @@ class Receiver:
     async def stats(self, request: web.Request) -> web.Response:
         return web.json_response(self.runs.get(request.query["run"], Run()).to_json())
 
+    async def count(self, request: web.Request) -> web.Response:
+        """Only the delivered count: cheap enough to poll while measuring."""
+        return web.Response(text=str(len(self.runs.get(request.query["run"], Run()).ids)))
+
 
 def main() -> None:
     receiver = Receiver()
     app = web.Application()
     app.router.add_get("/stats", receiver.stats)
+    app.router.add_get("/count", receiver.count)
     app.router.add_post("/{tail:.*}", receiver.deliver)
     run(app, __doc__.splitlines()[0], 8082)
 

@@ -76,19 +76,17 @@ def _serve(args: argparse.Namespace) -> int:
     from . import embedded
     from .ingress.providers import build_adapters
 
-    from .rules.watch import RulesWatcher
-
     settings = load_settings(args.config, host=args.host, port=args.port, data_dir=args.data_dir, routes=args.routes)
     if not settings.routes.exists():
         raise ConfigError(f"routes: {settings.routes} does not exist")
     adapters = build_adapters(settings)
     setup_logging(settings.log_level)
     try:
-        rules = RulesWatcher(settings.routes)
+        load_rules(settings.routes)  # refuse to start on invalid rules, whichever process will use them
     except RuleError as exc:
         _print_problems(settings.routes, exc)
         return 1
-    _run(embedded.serve(settings, adapters, rules))
+    _run(embedded.serve(settings, adapters))
     return 0
 
 

@@ -198,6 +198,9 @@ class Settings(BaseSettings):
     per_destination: int = Field(32, ge=1, le=1024, description="Delivery attempts in flight per receiver.")
     smtp: SMTPConfig | None = Field(None, description="Mail server for email actions; None: they are dead letters.")
     inbound_email: InboundEmailConfig = InboundEmailConfig()
+    pipeline_process: bool = Field(
+        True, description="Run processors and sinks in a child process beside the ingress: a CPU core each."
+    )
     ingress: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
         description="Ingress name -> settings. Empty: every built-in provider under its own name, unauthenticated.",

@@ -1,6 +1,9 @@
-"""The embedded engine: ingress, the SQLite log, the processors and the sinks in one process.
+"""The embedded engine: the ingress (HTTP, and SMTP when enabled) with its SQLite log, and the
+processing half beside it.
 
-Nothing to install: the raw log is ``<data_dir>/log.db``, the processing state ``<data_dir>/state.db``."""
+Nothing to install: the raw log is ``<data_dir>/log.db``, the processing state ``<data_dir>/state.db``.
+The processing half runs in a child process by default (``pipeline_process``), so the ingress and
+the processors each get a CPU core; tests also run both halves in one event loop."""
 
 from __future__ import annotations
 
@@ -8,27 +11,31 @@ import asyncio
 import logging
 import signal
 from collections.abc import Mapping
+from typing import Protocol
 
-import aiohttp
 from aiohttp import web
 
+from . import backlog
 from .config import Settings
 from .eventlog.sqlite import SQLiteLog
 from .ingress.app import create_app
 from .ingress.base import Adapter
-from .ingress.providers import available
+from .ingress.smtp import MailReceiver
+from .pipeline_process import PipelineProcess
+from .processing import Processing
 from .rules.watch import RulesWatcher
-from .sinks import email, sms_reply, webhook
-from .sinks.dispatcher import Dispatcher, Sender
-from .sinks.outbound import build_provider
-from .streams.dedupe import Dedupe
-from .streams.optouts import OptOuts
-from .streams.pipeline import Pipeline
-from .streams.processor import Processor
-from .streams.statedb import StateDB
-from .streams.stitch import Stitcher
 
 log = logging.getLogger("smsroute")
+
+
+class ProcessingHalf(Protocol):
+    """:class:`Processing` in this process, or :class:`PipelineProcess` running it in a child."""
+
+    async def start(self) -> None: ...
+    def appended(self) -> None: ...
+    async def run(self, stop: asyncio.Event) -> None: ...
+    async def metrics(self) -> list[str]: ...
+    async def close(self) -> None: ...
 
 
 def describe_auth(adapter: Adapter) -> str:
@@ -45,72 +52,48 @@ def describe_auth(adapter: Adapter) -> str:
     return "+".join(checks) or "none"
 
 
-def normalizers() -> dict[str, Adapter]:
-    """One adapter per provider type, for normalizing: it needs no ingress settings."""
-    return {provider: adapter(provider, adapter.config_class(provider=provider)) for provider, adapter in available().items()}
-
-
-def build_pipeline(settings: Settings, state: StateDB, rules: RulesWatcher) -> Pipeline:
-    return Pipeline(
-        normalizers(),
-        Dedupe(state.dedupe, settings.dedupe_window),
-        Stitcher(state.pending, settings.stitch_timeout),
-        lambda: rules.rules,
-        settings.default_region,
-        opt_outs=OptOuts(state.opt_outs),
-    )
-
-
-def build_senders(settings: Settings, state: StateDB, session: aiohttp.ClientSession) -> dict[str, Sender]:
-    """The sinks by action kind; a kind without one dead-letters its deliveries with that reason."""
-    senders: dict[str, Sender] = {"webhook": webhook.sender(session)}
-    provider = build_provider(settings.sms_reply, session)
-    if provider is not None:
-        senders["sms_reply"] = sms_reply.sender(provider, settings.sms_reply, state.opt_outs, state)
-    return senders
-
-
 class Engine:
-    """Everything of the embedded engine, started and stopped as one (tests run it in-process)."""
+    """Both halves, started and stopped as one."""
 
-    def __init__(self, settings: Settings, adapters: Mapping[str, Adapter], rules: RulesWatcher) -> None:
+    def __init__(self, settings: Settings, adapters: Mapping[str, Adapter], processing: ProcessingHalf) -> None:
         self.settings = settings
         self.adapters = adapters
-        self.rules = rules
+        self.processing = processing
         self.log = SQLiteLog(settings.data_dir / "log.db", busy_timeout=settings.log_busy_timeout)
-        self.state = StateDB(settings.data_dir / "state.db")
+        self.mail = (  # first: a configuration error must not start anything
+            MailReceiver.build(settings.inbound_email, set(adapters), self.log, settings.log_timeout)
+            if settings.inbound_email.enabled
+            else None
+        )
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
-        self._runner = web.AppRunner(create_app(settings, adapters, self.log), access_log=None)
+        app = create_app(settings, adapters, self.log, processing.metrics)
+        self._runner = web.AppRunner(app, access_log=None)
         self.port = settings.port
 
     async def start(self) -> None:
         settings = self.settings
         self.log.start()
-        self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=0, limit_per_host=settings.per_destination)
-        )
-        senders = build_senders(settings, self.state, self._session)
-        self._smtp = email.Pool(settings.smtp) if settings.smtp is not None else None
-        if self._smtp is not None:
-            senders["email"] = email.sender(self._smtp)
-        self.dispatcher = Dispatcher(self.state, senders, per_destination=settings.per_destination)
-        self.processor = Processor(self.log, self.state, build_pipeline(settings, self.state, self.rules), self.dispatcher.wake)
-        self.log.on_commit = self.processor.appended
+        await self.processing.start()
+        self.log.on_commit = self.processing.appended
+        if self.mail is not None:  # before HTTP: an engine that answers /healthz takes email too
+            await self.mail.start()
         await self._runner.setup()
         site = web.TCPSite(self._runner, settings.host, settings.port, backlog=1024)
         await site.start()
         self.port = self._runner.addresses[0][1]
         self._tasks = [
             asyncio.create_task(job)
-            for job in (self.processor.run(self._stop), self.dispatcher.run(self._stop), self.rules.run(self._stop))
+            for job in (
+                self.processing.run(self._stop),
+                backlog.Exporter(settings.data_dir / "state.db", settings.data_dir / "log.db").run(self._stop),
+            )
         ]
         _log_mounts(self.adapters)
-        _log_missing_sinks(self.rules, senders)
         log.info(
             f"listening on http://{settings.host}:{self.port}",
             extra={"event": "listening", "data_dir": str(settings.data_dir), "routes": str(settings.routes),
-                   "rules_version": self.rules.rules.version},
+                   "pipeline_process": settings.pipeline_process},
         )
 
     async def wait(self) -> None:
@@ -126,22 +109,24 @@ class Engine:
         self._stop.set()
 
     async def stop(self) -> None:
-        """Finish in-flight requests, the pending log commit and in-flight deliveries, then close."""
+        """Finish in-flight requests and the pending log commit, then the processing half's in-flight work."""
         if self._runner.server is None:
             return
         self._stop.set()
+        if self.mail is not None:
+            await self.mail.stop()
         await self._runner.cleanup()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self._session.close()
-        if self._smtp is not None:
-            await self._smtp.close()
         self.log.stop()
-        self.state.close()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.processing.close()
 
 
-async def serve(settings: Settings, adapters: Mapping[str, Adapter], rules: RulesWatcher) -> None:
+async def serve(settings: Settings, adapters: Mapping[str, Adapter]) -> None:
     """Run until SIGINT or SIGTERM."""
-    engine = Engine(settings, adapters, rules)
+    processing: ProcessingHalf = (
+        PipelineProcess(settings) if settings.pipeline_process else Processing(settings, RulesWatcher(settings.routes))
+    )
+    engine = Engine(settings, adapters, processing)
     await engine.start()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -163,11 +148,3 @@ def _log_mounts(adapters: Mapping[str, Adapter]) -> None:
                    "paths": [f"/{kind}/{name}" for kind in sorted(adapter.kinds)]},
         )
 
-
-def _log_missing_sinks(rules: RulesWatcher, senders: Mapping[str, Sender]) -> None:
-    """Routes whose actions have no sink would fill the dead letters: say so at start-up."""
-    for kind in sorted({action.kind for route in rules.rules.routes for action in route.actions} - set(senders)):
-        log.warning(
-            f"routes have {kind} actions but no {kind} sink is configured: their deliveries become dead letters",
-            extra={"event": "sink_missing", "sink": kind},
-        )

@@ -1,13 +1,44 @@
-"""Structured JSON logs: one object per line, with the fields passed in ``extra``."""
+"""Structured JSON logs: one object per line, with the fields passed in ``extra``.
+
+Secrets are kept out by the code that logs; as a safety net the formatter also masks fields named
+like secrets and credentials inside any text (URL user info, token query parameters, webhook
+secrets, bearer tokens), since error texts from libraries can quote a URL whole."""
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from datetime import UTC, datetime
+from typing import Any
 
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
+
+REDACTED = "[redacted]"
+_SECRET_FIELD = re.compile(r"secret|token|passw|authorization|signature|api[_-]?key|credential", re.IGNORECASE)
+_SECRET_TEXT = [
+    (re.compile(r"(?<=://)[^/@\s\"']+(?=@)"), REDACTED),
+    (re.compile(r"(?<=[?&;])((?:[\w.-]*(?:token|secret|passw|sig|signature|api[_-]?key|auth)[\w.-]*)=)[^&#\s\"']*", re.IGNORECASE),
+     rf"\1{REDACTED}"),
+    (re.compile(r"\bwhsec_[A-Za-z0-9+/=_-]+"), f"whsec_{REDACTED}"),
+    (re.compile(r"\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]+", re.IGNORECASE), rf"\1 {REDACTED}"),
+]
+
+
+def redact(value: Any, field: str = "") -> Any:
+    """``value`` with secrets masked: whole when ``field`` names a secret, else inside its text."""
+    if field and _SECRET_FIELD.search(field) and value is not None:
+        return REDACTED
+    if isinstance(value, str):
+        for pattern, replacement in _SECRET_TEXT:
+            value = pattern.sub(replacement, value)
+        return value
+    if isinstance(value, dict):
+        return {key: redact(item, str(key)) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [redact(item) for item in value]
+    return value
 
 
 class JSONFormatter(logging.Formatter):
@@ -16,11 +47,11 @@ class JSONFormatter(logging.Formatter):
             "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),
             "logger": record.name,
-            "msg": record.getMessage(),
+            "msg": redact(record.getMessage()),
         }
-        entry.update((key, value) for key, value in vars(record).items() if key not in _STANDARD)
+        entry.update((key, redact(value, key)) for key, value in vars(record).items() if key not in _STANDARD)
         if record.exc_info:
-            entry["exc"] = self.formatException(record.exc_info)
+            entry["exc"] = redact(self.formatException(record.exc_info))
         return json.dumps(entry, default=str, ensure_ascii=False)
 
 

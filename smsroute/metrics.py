@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+from collections.abc import Iterable
+
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
+from prometheus_client.metrics_core import Metric
+from prometheus_client.parser import text_string_to_metric_families
+
+disable_created_metrics()  # ``*_created`` series carry no signal here, and could not be added across processes
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -38,6 +44,15 @@ LOG_COMMIT_REQUESTS = Histogram(
     buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000),
 )
 
+PROCESSOR_BATCH_SECONDS = Histogram(
+    "smsroute_processor_batch_duration_seconds",
+    "One processor batch: the pipeline over a batch of logged events and its state transaction.",
+    buckets=LATENCY_BUCKETS,
+)
+PROCESSOR_BACKLOG = Gauge(
+    "smsroute_processor_backlog_events",
+    "Raw events in the embedded log not processed yet (the embedded engine's consumer lag).",
+)
 PIPELINE_EVENTS = Counter(
     "smsroute_pipeline_events_total",
     "Raw events through the processors, by outcome (normalized, duplicate, dead_letter, report).",
@@ -51,6 +66,11 @@ DEAD_LETTERS = Counter(
 PARTS_STITCHED = Counter(
     "smsroute_parts_stitched_total",
     "Concatenated messages completed, by provider.",
+    ["provider"],
+)
+PARTS_DUPLICATE = Counter(
+    "smsroute_parts_duplicate_total",
+    "Parts dropped because their message already holds a part with that index, by provider.",
     ["provider"],
 )
 STITCH_TIMEOUTS = Counter(
@@ -71,6 +91,27 @@ DELIVERIES = Counter(
     "smsroute_deliveries_total",
     "Delivery attempts by sink kind and outcome (delivered, retry, dead_letter, suppressed).",
     ["sink", "outcome"],
+)
+DELIVERY_RETRIES = Counter(
+    "smsroute_delivery_retries_total",
+    "Retries scheduled after a failed attempt, by sink kind and bounded reason (http_4xx, http_5xx, timeout, ...).",
+    ["sink", "reason"],
+)
+DELIVERY_BACKLOG = Gauge(
+    "smsroute_delivery_backlog",
+    "Deliveries not finished, by sink kind and state (due: to send now; scheduled: waiting for a retry;"
+    " sending: attempt in flight).",
+    ["sink", "state"],
+)
+DELIVERY_BACKLOG_AGE = Gauge(
+    "smsroute_delivery_backlog_age_seconds",
+    "How long the oldest due delivery has waited past its due time, by sink kind (0: nothing waits).",
+    ["sink"],
+)
+DEAD_LETTERS_WAITING = Gauge(
+    "smsroute_dead_letters_waiting",
+    "Dead letters not replayed yet, by stage (normalize, route, deliver).",
+    ["stage"],
 )
 DELIVERY_ATTEMPT_SECONDS = Histogram(
     "smsroute_delivery_attempt_duration_seconds",
@@ -120,3 +161,34 @@ DELIVERY_REPORTS = Counter(
     " and whether they were linked to one of our replies (true, false).",
     ["provider", "status", "linked"],
 )
+
+
+class _Families:
+    """A registry-like view of already collected families, for :func:`generate_latest`."""
+
+    def __init__(self, families: Iterable[Metric]) -> None:
+        self.families = list(families)
+
+    def collect(self) -> Iterable[Metric]:
+        return self.families
+
+
+def exposition(others: Iterable[str] = ()) -> bytes:
+    """This process's metrics with those of the engine's other processes (their text exposition) added in.
+
+    Adding is right for counters and histograms, and for gauges too, since each gauge is set by one
+    process only: the processing process reports no process-wide collectors."""
+    families = {family.name: family for family in REGISTRY.collect()}
+    for text in others:
+        for family in text_string_to_metric_families(text):
+            mine = families.setdefault(family.name, family)
+            if mine is family:
+                continue
+            index = {(sample.name, tuple(sorted(sample.labels.items()))): i for i, sample in enumerate(mine.samples)}
+            for sample in family.samples:
+                i = index.get((sample.name, tuple(sorted(sample.labels.items()))))
+                if i is None:
+                    mine.samples.append(sample)
+                else:
+                    mine.samples[i] = mine.samples[i]._replace(value=mine.samples[i].value + sample.value)
+    return generate_latest(_Families(families.values()))  # type: ignore[arg-type]

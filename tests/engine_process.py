@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import aiohttp
@@ -28,18 +30,21 @@ def form(text: str) -> dict[str, str]:
 
 
 class EngineProcess:
-    """The engine on a free port, its stderr kept in a file."""
+    """The engine on a free port, its stderr kept in a file; ``env`` adds SMSROUTE_* settings."""
 
-    def __init__(self, data_dir: Path, stderr: Path, routes: Path = ROUTES) -> None:
+    def __init__(
+        self, data_dir: Path, stderr: Path, routes: Path = ROUTES, env: Mapping[str, str] = {}, config: Path | None = None
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.stderr_path = stderr
         with stderr.open("ab") as err:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "smsroute", "serve", "--host", "127.0.0.1", "--port", str(self.port),
-                 "--data-dir", str(data_dir), "--routes", str(routes)],
+                 "--data-dir", str(data_dir), "--routes", str(routes), *(["--config", str(config)] if config else [])],
                 stdout=subprocess.DEVNULL,
                 stderr=err,
+                env={**os.environ, **env},
             )
 
     def stderr(self) -> str:

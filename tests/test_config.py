@@ -173,3 +173,37 @@ def test_cli_exits_2_on_an_unknown_provider(tmp_path: Path) -> None:
 def test_log_busy_timeout_must_be_shorter_than_log_timeout() -> None:
     with pytest.raises(ConfigError, match="log_busy_timeout must be shorter than log_timeout"):
         load_settings(log_timeout=1.0, log_busy_timeout=1.0)
+
+
+def test_smtp_settings_from_file_and_secret_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = write(tmp_path, '[smtp]\nhost = "mail.example.com"\nusername = "smsroute"\nfrom_address = "sms@example.com"\n')
+    monkeypatch.setenv("SMSROUTE_SMTP__PASSWORD", "pa55word")
+    smtp = load_settings(config).smtp
+    assert smtp is not None and (smtp.host, smtp.server_port, smtp.tls, smtp.pool_size) == ("mail.example.com", 587, "starttls", 4)
+    assert smtp.password is not None and smtp.password.get_secret_value() == "pa55word"
+    assert "pa55word" not in repr(smtp)
+    with pytest.raises(ConfigError, match="smtp.host: Field required"):  # a password alone is no mail server
+        load_settings()
+    monkeypatch.delenv("SMSROUTE_SMTP__PASSWORD")
+    assert load_settings().smtp is None
+
+
+def test_bad_smtp_and_inbound_email_settings_are_named(tmp_path: Path) -> None:
+    config = write(tmp_path, '[smtp]\nhost = "m"\nfrom_address = "x"\n[inbound_email]\nallow_senders = []\nport = -1\n')
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config)
+    assert str(caught.value).split("\n") == [
+        f"{config}: smtp.from_address: Value error, 'x' is not an email address",
+        f"{config}: inbound_email.port: Input should be greater than or equal to 0",
+        f"{config}: inbound_email.allow_senders: Tuple should have at least 1 item after validation, not 0",
+    ]
+
+
+def test_cli_exits_2_on_inbound_email_from_a_provider_without_email(tmp_path: Path) -> None:
+    (tmp_path / "routes").mkdir()
+    (tmp_path / "routes" / "r.yaml").write_text("routes: [{name: r, actions: [{webhook: {url: 'http://127.0.0.1:9/x'}}]}]\n")
+    write(tmp_path, 'routes = "routes"\n[inbound_email]\nenabled = true\nprovider = "vonage"\n')
+    result = run_cli(tmp_path, "serve", "--config", "smsroute.toml", "--port", "0")
+    assert result.returncode == 2
+    assert "inbound_email.provider: 'vonage' delivers no SMS by email (providers that do: agiletelecom)" in result.stderr
+    assert not (tmp_path / "data").exists()

@@ -4,16 +4,19 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from prometheus_client import REGISTRY
 
 from smsroute.config import SMTPConfig
 from smsroute.sinks.delivery import Delivery
 from smsroute.sinks.email import Pool, compose
+from engine_process import EngineProcess, form
 from smtp_server import PASSWORD, USER, Certificates, Mailbox, StartSMTP, certificates, start_smtp  # noqa: F401
 from test_pipeline import AGILE, Running, StartEngine, eventually, receiver, start_engine  # noqa: F401
 
@@ -47,8 +50,8 @@ def smtp_settings(mailbox: Mailbox, **overrides: Any) -> dict[str, Any]:
 
 
 def attempts(run: Running, route: str) -> list[dict[str, Any]]:
-    [(delivery_id,)] = run.engine.state.conn.execute("SELECT id FROM deliveries WHERE route = ?", (route,)).fetchall()
-    return run.engine.state.attempts(delivery_id)
+    [(delivery_id,)] = run.engine.processing.state.conn.execute("SELECT id FROM deliveries WHERE route = ?", (route,)).fetchall()
+    return run.engine.processing.state.attempts(delivery_id)
 
 
 def counter(name: str, **labels: str) -> float:
@@ -68,7 +71,7 @@ async def test_email_arrives_with_rendered_templates_headers_and_html(
     email = got.message
     assert (email["From"], email["To"]) == (FROM, "sales@example.com, desk@example.com")
     assert email["Subject"] == "INFO from +393331234567: Info <prezzi> & sconti perché 😀"  # one line
-    [(delivery_id, message_id)] = run.engine.state.conn.execute("SELECT id, message_id FROM deliveries").fetchall()
+    [(delivery_id, message_id)] = run.engine.processing.state.conn.execute("SELECT id, message_id FROM deliveries").fetchall()
     assert email["Message-ID"] == f"<{delivery_id}@example.com>"
     assert (email["Auto-Submitted"], email["X-Smsroute-Route"]) == ("auto-generated", "info")
     assert email["X-Smsroute-Message-Id"] == message_id
@@ -84,6 +87,7 @@ async def test_a_4xx_is_retried_then_delivered_once(start_engine: StartEngine, s
     mailbox = await start_smtp()
     mailbox.replies = ["451 4.3.0 queue full, try later"]
     retries = counter("smsroute_deliveries_total", sink="email", outcome="retry")
+    by_reason = counter("smsroute_delivery_retries_total", sink="email", reason="smtp_4xx")
     run = await start_engine(RULES, smtp=smtp_settings(mailbox))
     assert await run.post("/inbound/agiletelecom", data={**AGILE, "text": "INFO please"}) == 200
     await eventually(lambda: len(mailbox.received) == 1)
@@ -92,6 +96,7 @@ async def test_a_4xx_is_retried_then_delivered_once(start_engine: StartEngine, s
     assert (first["outcome"], first["status"]) == ("failed", 451) and "queue full" in first["error"]
     assert (second["outcome"], second["status"]) == ("delivered", 250)
     assert counter("smsroute_deliveries_total", sink="email", outcome="retry") == retries + 1
+    assert counter("smsroute_delivery_retries_total", sink="email", reason="smtp_4xx") == by_reason + 1
     await asyncio.sleep(0.5)
     assert len(mailbox.received) == 1 and mailbox.data_commands == 2
 
@@ -112,8 +117,8 @@ async def test_a_5xx_is_a_dead_letter_at_once(
     dead = counter("smsroute_dead_letters_total", stage="deliver", reason="permanent")
     run = await start_engine(RULES, smtp=smtp_settings(mailbox))
     assert await run.post("/inbound/agiletelecom", data={**AGILE, "text": "REFUSED"}) == 200
-    await eventually(lambda: len(run.engine.state.dead_letters()) == 1)
-    [letter] = run.engine.state.dead_letters()
+    await eventually(lambda: len(run.engine.processing.state.dead_letters()) == 1)
+    [letter] = run.engine.processing.state.dead_letters()
     assert letter["stage"] == "deliver" and expected in letter["reason"]
     await asyncio.sleep(0.8)  # longer than the whole retry schedule
     assert len(attempts(run, "refused")) == 1 and mailbox.received == []
@@ -126,8 +131,8 @@ async def test_a_template_failing_on_the_message_is_a_dead_letter_at_once(
     mailbox = await start_smtp()
     run = await start_engine(RULES, smtp=smtp_settings(mailbox))
     assert await run.post("/inbound/agiletelecom", data={**AGILE, "text": "BROKEN"}) == 200
-    await eventually(lambda: len(run.engine.state.dead_letters()) == 1)
-    [letter] = run.engine.state.dead_letters()
+    await eventually(lambda: len(run.engine.processing.state.dead_letters()) == 1)
+    [letter] = run.engine.processing.state.dead_letters()
     assert letter["reason"] == (
         "cannot compose the email: template failed: UndefinedError: 'dict object' has no attribute 'device'")
     assert len(attempts(run, "broken")) == 1 and mailbox.connections == []
@@ -136,10 +141,38 @@ async def test_a_template_failing_on_the_message_is_a_dead_letter_at_once(
 async def test_without_smtp_settings_email_deliveries_are_dead_letters(start_engine: StartEngine) -> None:
     run = await start_engine(RULES)
     assert await run.post("/inbound/agiletelecom", data={**AGILE, "text": "hello"}) == 200
-    await eventually(lambda: len(run.engine.state.dead_letters()) == 1)
-    assert run.engine.state.dead_letters()[0]["reason"] == "no email sink is configured"
+    await eventually(lambda: len(run.engine.processing.state.dead_letters()) == 1)
+    assert run.engine.processing.state.dead_letters()[0]["reason"] == "no email sink is configured"
     await asyncio.sleep(0.6)
     assert len(attempts(run, "rest")) == 1
+
+
+async def test_smsroute_serve_sends_email_from_its_processing_process(
+    tmp_path: Path, start_smtp: StartSMTP, certificates: Certificates
+) -> None:
+    """The default runtime: settings (the password too) travel to the child process that sends."""
+    mailbox = await start_smtp(tls="starttls", auth=True)
+    routes = tmp_path / "routes"
+    routes.mkdir()
+    (routes / "r.yaml").write_text("routes: [{name: all, actions: [{email: {to: [ops@example.com]}}]}]\n")
+    config = tmp_path / "smsroute.toml"
+    config.write_text(
+        f'[smtp]\nhost = "127.0.0.1"\nport = {mailbox.port}\nusername = "{USER}"\npassword = "{PASSWORD}"\n'
+        f'from_address = "{FROM}"\nca_file = "{certificates.ca_file}"\n'
+    )
+    engine = EngineProcess(tmp_path / "data", tmp_path / "engine.stderr", routes=routes, config=config)
+    try:
+        async with aiohttp.ClientSession() as http:
+            await engine.wait_healthy(http)
+            async with http.post(engine.url + "/inbound/agiletelecom", data=form("Ciao da serve")) as response:
+                assert response.status == 200
+            await eventually(lambda: len(mailbox.received) == 1, timeout=30)
+    finally:
+        engine.kill()
+    [got] = mailbox.received
+    assert (got.tls, got.login, got.message["Subject"]) == (True, USER, "SMS from +393331234567")
+    assert got.message.get_content().strip() == "Ciao da serve"
+    assert PASSWORD not in engine.stderr()
 
 
 # --- the pool, straight against the server -------------------------------------------------------
@@ -148,7 +181,7 @@ async def test_without_smtp_settings_email_deliveries_are_dead_letters(start_eng
 def delivery(number: int = 1, text: str = "hello") -> Delivery:
     message = {"from": "+393331234567", "to": "+393201234567", "text": text, "route": "r"}
     action = {"to": ["ops@example.com"], "subject": "SMS {{ text }}", "body": "{{ text }}"}
-    return Delivery(f"msg_{number:032x}", f"m{number}", "r", "email", action, message, time.time())
+    return Delivery(f"msg_{number:032x}", f"m{number}", "r", "email", action, json.dumps(message), time.time())
 
 
 async def send(pool: Pool, *deliveries: Delivery) -> list[Any]:
@@ -183,7 +216,7 @@ async def test_a_wrong_password_is_retried_not_final(start_smtp: StartSMTP, pool
     mailbox = await start_smtp(tls="starttls", auth=True)
     pool = pools(mailbox, tls="starttls", username=USER, password="wrong", ca_file=certificates.ca_file)
     [attempt] = await send(pool, delivery())
-    assert (attempt.outcome, attempt.status, attempt.permanent) == ("failed", 535, False), attempt
+    assert (attempt.outcome, attempt.status, attempt.permanent, attempt.code) == ("failed", 535, False, "smtp_5xx")
     assert PASSWORD not in attempt.error and "wrong" not in attempt.error
     assert mailbox.received == []
 
@@ -197,7 +230,7 @@ async def test_a_server_wanting_a_login_is_retried_not_final(start_smtp: StartSM
 async def test_an_untrusted_certificate_is_refused(start_smtp: StartSMTP, pools: Any) -> None:
     mailbox = await start_smtp(tls="tls")
     [attempt] = await send(pools(mailbox, tls="tls"), delivery())
-    assert (attempt.outcome, attempt.permanent) == ("failed", False)
+    assert (attempt.outcome, attempt.permanent, attempt.code) == ("failed", False, "network")
     assert "certificate verify failed" in attempt.error and mailbox.received == []
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from conftest import Ingress
-from smsroute.embedded import normalizers
+from smsroute.processing import normalizers
 from smsroute.streams.parts import Concat, Part, Unprocessable, decode_user_data, parse_time, parse_udh, phone
 from test_kaleyra import SEED_SAMPLE
 from test_pipeline import AGILE

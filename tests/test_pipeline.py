@@ -18,6 +18,7 @@ from standardwebhooks import Webhook
 
 from smsroute.config import load_settings
 from smsroute.embedded import Engine
+from smsroute.processing import Processing
 from smsroute.ingress.providers import build_adapters
 from smsroute.rules.watch import RulesWatcher
 
@@ -107,7 +108,7 @@ async def start_engine(tmp_path: Path, receiver: Receiver) -> AsyncIterator[Star
         routes.mkdir(exist_ok=True)
         (routes / "rules.yaml").write_text(rules or rules_yaml(receiver.url))
         settings = load_settings(data_dir=tmp_path / "data", routes=routes, port=0, default_region="IT", **overrides)
-        engine = Engine(settings, build_adapters(settings), RulesWatcher(routes))
+        engine = Engine(settings, build_adapters(settings), Processing(settings, RulesWatcher(routes)))
         await engine.start()
         run = Running(engine, f"http://127.0.0.1:{engine.port}", aiohttp.ClientSession())
         running.append(run)
@@ -139,7 +140,7 @@ async def test_agile_telecom_message_arrives_as_canonical_json(start_engine: Sta
     assert message["text"] == "Ciao a tutti"
     assert (message["provider"], message["source"], message["route"]) == ("agiletelecom", "agiletelecom", "inbox")
     assert message["keyword"] == "CIAO" and message["complete"] is True and message["parts"] == 1
-    assert message["rules_version"] == run.engine.rules.rules.version
+    assert message["rules_version"] == run.engine.processing.rules.rules.version
     assert message["received_at"].endswith("Z")
 
 
@@ -208,8 +209,8 @@ async def test_receiver_failing_twice_gets_the_message_once_with_one_webhook_id(
     requests = receiver.at("/flaky")
     assert len(requests) == 3
     assert len({r["headers"]["webhook-id"] for r in requests}) == 1
-    [(delivery_id,)] = run.engine.state.conn.execute("SELECT id FROM deliveries WHERE route = 'flaky'").fetchall()
-    outcomes = [a["outcome"] for a in run.engine.state.attempts(delivery_id)]
+    [(delivery_id,)] = run.engine.processing.state.conn.execute("SELECT id FROM deliveries WHERE route = 'flaky'").fetchall()
+    outcomes = [a["outcome"] for a in run.engine.processing.state.attempts(delivery_id)]
     assert outcomes == ["failed", "failed", "delivered"]
 
 
@@ -219,12 +220,12 @@ async def test_dead_receiver_ends_in_dead_letters_and_replay_delivers(
     receiver.fail["/dead"] = -1
     run = await start_engine()
     assert await run.post("/inbound/agiletelecom", data={**AGILE, "text": "DEAD end"}) == 200
-    await eventually(lambda: len(run.engine.state.dead_letters()) == 1)
+    await eventually(lambda: len(run.engine.processing.state.dead_letters()) == 1)
     assert len(receiver.at("/dead")) == 3  # the first try and two retries
-    [letter] = run.engine.state.dead_letters()
+    [letter] = run.engine.processing.state.dead_letters()
     assert letter["stage"] == "deliver" and "503" in letter["reason"]
     receiver.fail["/dead"] = 0
-    assert run.engine.state.replay_deliveries(None) == 1
-    run.engine.dispatcher.wake()
+    assert run.engine.processing.state.replay_deliveries(None) == 1
+    run.engine.processing.dispatcher.wake()
     await eventually(lambda: len(receiver.at("/dead")) == 4)
-    assert run.engine.state.dead_letters() == []
+    assert run.engine.processing.state.dead_letters() == []

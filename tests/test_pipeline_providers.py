@@ -117,7 +117,7 @@ async def test_seed_sample_arrives_as_canonical_json(
     assert (message["provider"], message["source"]) == (provider, provider)
     assert (message["parts"], message["complete"], message["encoding"]) == (1, True, "text")
     assert message["received_at"].endswith("Z") and len(message["id"]) == 32
-    assert message["rules_version"] == run.engine.rules.rules.version
+    assert message["rules_version"] == run.engine.processing.rules.rules.version
     assert len(receiver.received) == 1  # one route matched, one delivery
 
 
@@ -164,7 +164,7 @@ async def test_unknown_vonage_type_is_a_dead_letter_at_normalize(
     assert await run.post("/inbound/vonage", json={**VONAGE, "type": "vcard"}) == 204
     assert await run.post("/inbound/vonage", json={**VONAGE, "messageId": "0A0000001234567C"}) == 204
     await only(receiver, "/inbox")  # the stream goes on past it
-    [letter] = run.engine.state.dead_letters()
+    [letter] = run.engine.processing.state.dead_letters()
     assert (letter["stage"], letter["reason"]) == ("normalize", "unprocessable: unknown vonage message type 'vcard'")
     assert letter["delivery_id"] is None
     assert json.loads(RawEvent.decode(letter["payload"]).body)["type"] == "vcard"
@@ -195,11 +195,11 @@ async def test_message_no_route_matches_is_a_dead_letter_at_route(
     assert await run.post("/inbound/agiletelecom", data={**AGILE, "text": "info orari"}) == 200
     routed = await only(receiver, "/info")
     assert (routed["route"], routed["keyword"]) == ("info", "INFO")
-    [letter] = run.engine.state.dead_letters()
+    [letter] = run.engine.processing.state.dead_letters()
     assert (letter["stage"], letter["reason"]) == ("route", "unrouted: no route matched")
     unrouted = json.loads(letter["payload"])
     assert (unrouted["text"], unrouted["from"], unrouted["route"]) == ("nobody listens", "+393331234567", "")
-    assert unrouted["rules_version"] == run.engine.rules.rules.version
+    assert unrouted["rules_version"] == run.engine.processing.rules.rules.version
     await moved(
         run,
         before,
@@ -222,10 +222,10 @@ async def test_smsgateway24_status_is_stored_as_a_report_not_delivered(
         ("smsroute_pipeline_events_total", {"provider": "smsgateway24", "outcome": "report"}, 1),
         ("smsroute_delivery_reports_total", {"provider": "smsgateway24", "status": "delivered", "linked": "false"}, 1),
     )
-    [report] = run.engine.state.reports()
+    [report] = run.engine.processing.state.reports()
     assert (report["provider_message_id"], report["code"], report["status"], report["delivery_id"]) == (
         "555001", "7", "delivered", None)
-    assert (run.engine.state.dead_letters(), receiver.received) == ([], [])
+    assert (run.engine.processing.state.dead_letters(), receiver.received) == ([], [])
 
 
 async def test_absurd_provider_time_is_delivered_without_one(

@@ -3,6 +3,7 @@ real HTTP server playing openvoip: what is sent, what is suppressed and why, wha
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,7 @@ def delivery(number: int, sender_number: str = ALICE, text: str = "Ciao {{ from 
     message = {"id": f"m{number}", "from": sender_number, "to": "+393201234567", "text": "INFO prezzi",
                "keyword": "INFO", "route": "info"}
     return Delivery(f"d{number}", f"m{number}", "info", "sms_reply", {"text": text, "retry": {"delays": [1]}, **action},
-                    message, 0.0)
+                    json.dumps(message), 0.0)
 
 
 class Sink:
@@ -98,7 +99,8 @@ async def test_a_retry_of_an_admitted_reply_is_not_rate_limited(
     run = sink(rate_limit=1)
     openvoip.answers.append("099")
     first = await run.send(delivery(1))
-    assert (first.outcome, first.permanent, first.error) == ("failed", False, "openvoip 099: Errore generico")
+    assert (first.outcome, first.permanent, first.error, first.code) == ("failed", False, "openvoip 099: Errore generico",
+                                                                       "provider_error")
     assert (await run.send(delivery(1))).outcome == "delivered"  # the same delivery again: its place is kept
     assert (await run.send(delivery(2))).outcome == "suppressed"
 
@@ -110,7 +112,7 @@ async def test_never_two_replies_to_one_message_even_after_a_restart(
     assert (await run.send(delivery(1))).outcome == "delivered"
     run.restart()
     other_route = Delivery("d1-other", "m1", "info-2", "sms_reply", {"text": "again", "retry": {"delays": []}},
-                           delivery(1).message, 0.0)
+                           delivery(1).body, 0.0)
     second = await run.send(other_route)
     assert (second.outcome, second.error) == ("suppressed", "already_replied: message m1 was answered by delivery d1")
     assert len(openvoip.requests) == 1

@@ -3,6 +3,7 @@
 One writer thread owns the write connection. Requests queue their records; the thread takes
 everything queued so far and writes it in one transaction, so a burst of concurrent requests
 shares a single fsync. Each request's future resolves only after its transaction committed.
+Checkpoints run in a thread of their own (:mod:`smsroute.checkpoint`), never inside a commit.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from .. import metrics
+from ..checkpoint import Checkpointer
 from . import LogUnavailable
 
 log = logging.getLogger(__name__)
@@ -40,6 +42,7 @@ def connect(path: Path, busy_timeout: float) -> sqlite3.Connection:
     conn = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None, check_same_thread=False)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("PRAGMA wal_autocheckpoint=0")
     conn.execute(_SCHEMA)
     return conn
 
@@ -55,6 +58,7 @@ class SQLiteLog:
         self._thread: threading.Thread | None = None
         self._healthy = False
         self._reader: sqlite3.Connection | None = None
+        self._checkpointer = Checkpointer(self.path)
         self.on_commit: Callable[[], None] | None = None
         """Called on the event loop after each successful commit (the processor's wake-up)."""
 
@@ -69,6 +73,7 @@ class SQLiteLog:
         self._healthy = True
         self._thread = threading.Thread(target=self._write_loop, args=(conn,), name="log-writer", daemon=True)
         self._thread.start()
+        self._checkpointer.start()
 
     def stop(self) -> None:
         """Write what is queued, then stop the writer thread."""
@@ -76,6 +81,7 @@ class SQLiteLog:
             self._queue.put(None)
             self._thread.join()
             self._thread = None
+            self._checkpointer.stop()
         if self._reader is not None:
             self._reader.close()
             self._reader = None
@@ -89,12 +95,19 @@ class SQLiteLog:
 
     def read(self, after: int = 0, limit: int = 1000) -> list[tuple[int, str, bytes]]:
         """Records with offset > ``after``, oldest first, as ``(offset, key, record)``."""
-        if self._reader is None:
-            self._reader = connect(self.path, self.busy_timeout)
-        return self._reader.execute(
+        return self._reading().execute(
             'SELECT "offset", key, record FROM raw_events WHERE "offset" > ? ORDER BY "offset" LIMIT ?',
             (after, limit),
         ).fetchall()
+
+    def last_offset(self) -> int:
+        """The offset of the newest record (0 when empty)."""
+        return self._reading().execute('SELECT coalesce(max("offset"), 0) FROM raw_events').fetchone()[0]
+
+    def _reading(self) -> sqlite3.Connection:
+        if self._reader is None:
+            self._reader = connect(self.path, self.busy_timeout)
+        return self._reader
 
     def _write_loop(self, conn: sqlite3.Connection) -> None:
         stopping = False

@@ -6,10 +6,10 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from .. import metrics
 from ..config import Settings
@@ -29,13 +29,22 @@ _latency = functools.cache(metrics.INGRESS_LATENCY.labels)
 ADAPTERS = web.AppKey("adapters", dict[str, Adapter])
 EVENT_LOG = web.AppKey("event_log", EventLog)
 SETTINGS = web.AppKey("settings", Settings)
+MoreMetrics = Callable[[], Awaitable[list[str]]]
+MORE_METRICS = web.AppKey("more_metrics", MoreMetrics)
 
 
-def create_app(settings: Settings, adapters: Mapping[str, Adapter], event_log: EventLog) -> web.Application:
+def create_app(
+    settings: Settings,
+    adapters: Mapping[str, Adapter],
+    event_log: EventLog,
+    more_metrics: MoreMetrics | None = None,
+) -> web.Application:
+    """``more_metrics``: the text exposition of the engine's other processes, added into ``/metrics``."""
     app = web.Application(client_max_size=settings.max_body_bytes)
     app[SETTINGS] = settings
     app[ADAPTERS] = dict(adapters)
     app[EVENT_LOG] = event_log
+    app[MORE_METRICS] = more_metrics or _nothing
     app.router.add_route("*", "/inbound/{source}", _inbound)
     app.router.add_route("*", "/status/{source}", _status)
     app.router.add_get("/healthz", _healthz)
@@ -165,7 +174,11 @@ async def _readyz(request: web.Request) -> web.Response:
     return web.Response(status=503, text="log unavailable\n")
 
 
+async def _nothing() -> list[str]:
+    return []
+
+
 async def _metrics(request: web.Request) -> web.Response:
-    response = web.Response(body=generate_latest())
+    response = web.Response(body=metrics.exposition(await request.app[MORE_METRICS]()))
     response.content_type = CONTENT_TYPE_LATEST.split(";")[0]
     return response

@@ -12,6 +12,7 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from email.message import EmailMessage
 from typing import Any, ClassVar
 from urllib.parse import parse_qsl, urlencode
 
@@ -22,6 +23,7 @@ from ..config import IngressConfig
 from ..events import EventKind, RawEvent
 from ..streams.parts import Part, Unprocessable, phone
 from ..streams.reports import DeliveryReport
+from . import mail
 
 FORM = "application/x-www-form-urlencoded"
 JSON = "application/json"
@@ -173,6 +175,12 @@ class Adapter:
     config_class: ClassVar[type[IngressConfig]] = IngressConfig
     headers: ClassVar[tuple[str, ...]] = ()
     """Request headers worth keeping in the raw event (never secrets)."""
+    email_labels: ClassVar[Mapping[str, str]] = {}
+    """SMS by email: the labels of the fields in the email's text, as the provider writes them, ->
+    the names of the same fields in its webhook, so both arrive as the same fields. Empty: the
+    provider sends no email."""
+    email_text_label: ClassVar[str] = ""
+    """The label of the SMS text, which may run over several lines."""
 
     def __init__(self, name: str, config: IngressConfig) -> None:
         self.name = name
@@ -207,6 +215,10 @@ class Adapter:
     def answer(self, request: Incoming, messages: list[Message]) -> web.Response:
         """The provider's "received": sent only after the events are durable."""
         return web.Response(status=200, text="OK")
+
+    def email_fields(self, message: EmailMessage) -> Fields:
+        """The fields of one of the provider's SMS emails; :class:`~.mail.Refused` when it is not one."""
+        return mail.labelled(mail.text(message), self.email_labels, self.email_text_label)
 
     def normalize(self, event: RawEvent, region: str | None) -> Part:
         """The logged event as a canonical part; :class:`Unprocessable` when it never can be one."""

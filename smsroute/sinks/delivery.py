@@ -20,12 +20,13 @@ class Delivery:
     """webhook, email or sms_reply."""
     action: dict[str, Any]
     """The action's settings as they were when the message was routed."""
-    message: dict[str, Any]
-    """The canonical message JSON (``route`` and ``rules_version`` set)."""
+    body: str
+    """The canonical message as JSON text (``route`` and ``rules_version`` set), what a webhook posts."""
     received_at: float
 
     @classmethod
-    def of(cls, message: InboundMessage, route: str, index: int, sink: str, action: dict[str, Any]) -> Delivery:
+    def of(cls, message: InboundMessage, route: str, index: int, sink: str, action: dict[str, Any], body: str) -> Delivery:
+        """``body``: ``message`` as routed, in JSON (one text for all the actions of a route)."""
         digest = hashlib.sha256(f"{message.id}\x1f{route}\x1f{index}".encode()).hexdigest()
         return cls(
             id=f"msg_{digest[:32]}",
@@ -33,12 +34,14 @@ class Delivery:
             route=route,
             sink=sink,
             action=action,
-            message=message.to_json(),
+            body=body,
             received_at=message.received_at.timestamp(),
         )
 
-    def body(self) -> str:
-        return json.dumps(self.message, ensure_ascii=False, separators=(",", ":"))
+    @property
+    def message(self) -> dict[str, Any]:
+        """The canonical message's fields, for sinks that template them."""
+        return json.loads(self.body)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +68,8 @@ class Attempt:
     """Why it failed or was suppressed; empty when delivered."""
     duration: float
     retry_after: float | None = None
+    code: str = "error"
+    """Why it failed, as a bounded metric label (http_5xx, smtp_4xx, timeout, network, ...); unused when delivered."""
     permanent: bool = False
     """The receiver refused for good (an SMTP 5xx, a template that cannot render): no retry can help,
     so the delivery is a dead letter at once rather than after the whole retry schedule."""

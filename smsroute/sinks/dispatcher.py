@@ -2,11 +2,16 @@
 
 Deliveries queue per destination (a webhook's scheme://host:port). Each destination gets at most
 ``per_destination`` attempts in flight, so one slow or dead receiver fills only its own slots
-while the others keep flowing. Retries are rows with a due time, never sleeps."""
+while the others keep flowing. Retries are rows with a due time, never sleeps.
+
+Each pass of the loop is one state transaction: it records the attempts finished since the last
+pass and claims the next due deliveries. An attempt counts as in flight until it is recorded, so a
+crash can leave at most ``per_destination`` attempts per destination unrecorded (to be tried again)."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections import Counter
@@ -14,7 +19,7 @@ from collections.abc import Awaitable, Callable, Mapping
 
 from .. import metrics
 from ..aio import wait_any
-from ..streams.statedb import Due, StateDB
+from ..streams.statedb import Due, Finished, StateDB
 from .delivery import Attempt, Delivery
 from .retry import next_delay
 
@@ -36,7 +41,10 @@ class Dispatcher:
         self.senders = senders
         self.per_destination = per_destination
         self.idle_poll = idle_poll
+        self.claim_at_least = max(1, per_destination // 4)
+        """Free slots worth a claim while a destination is busy: claims come in batches, not one by one."""
         self.in_flight: Counter[str] = Counter()
+        self._finished: list[tuple[str, Finished]] = []
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -50,15 +58,30 @@ class Dispatcher:
             log.warning("deliveries interrupted by a crash are due again", extra={"event": "claims_released", "count": released})
         while not stop.is_set():
             self._wake.clear()
-            now = time.time()
+            self._pass(time.time())
+            await self._sleep(stop)
+        while self._tasks:
+            await asyncio.wait(self._tasks, timeout=10)
+            if self._tasks:
+                log.warning("deliveries still in flight at stop: they will be tried again",
+                            extra={"event": "stop_in_flight", "count": len(self._tasks)})
+                break
+        self._pass(None)
+
+    def _pass(self, now: float | None) -> None:
+        """Record what finished; then, unless stopping (``now`` None), claim what is due."""
+        finished, self._finished = self._finished, []
+        with self.state.transaction():
+            self.state.record([result for _, result in finished])
+            for destination, _ in finished:
+                self.in_flight[destination] -= 1
+            if now is None:
+                return
             for destination in self.state.due_destinations(now):
                 free = self.per_destination - self.in_flight[destination]
-                if free > 0:
+                if free >= self.claim_at_least:
                     for due in self.state.claim(destination, now, free):
                         self._start(destination, due)
-            await self._sleep(stop)
-        if self._tasks:
-            await asyncio.wait(self._tasks, timeout=10)
 
     async def _sleep(self, stop: asyncio.Event) -> None:
         next_due = self.state.next_due()
@@ -76,24 +99,28 @@ class Dispatcher:
         try:
             sender = self.senders.get(delivery.sink)
             if sender is None:
-                attempt = Attempt("failed", None, f"no {delivery.sink} sink is configured", 0.0, permanent=True)
+                attempt = Attempt("failed", None, f"no {delivery.sink} sink is configured", 0.0, code="no_sink", permanent=True)
             else:
                 attempt = await sender(delivery)
-            self._record(delivery, due.attempts + 1, attempt)
         except Exception:  # a bug in a sender must not lose the delivery: it stays claimed until restart
-            log.exception("delivery attempt crashed", extra={"event": "delivery_crashed", "delivery_id": delivery.id})
-        finally:
+            log.exception(
+                "delivery attempt crashed",
+                extra={"event": "delivery_crashed", "delivery_id": delivery.id, "message_id": delivery.message_id},
+            )
             self.in_flight[destination] -= 1
-            self._wake.set()
+            return
+        self._finished.append((destination, self._outcome(delivery, due.attempts + 1, attempt)))
+        self._wake.set()
 
-    def _record(self, delivery: Delivery, number: int, attempt: Attempt) -> None:
+    def _outcome(self, delivery: Delivery, number: int, attempt: Attempt) -> Finished:
+        """Count and log one attempt, and decide what follows it."""
         now = time.time()
         sink = delivery.sink
-        metrics.DELIVERY_ATTEMPT_SECONDS.labels(sink).observe(attempt.duration)
+        _attempt_seconds(sink).observe(attempt.duration)
         next_at = None
         if attempt.outcome == "delivered":
             outcome = "delivered"
-            metrics.END_TO_END_SECONDS.labels(sink).observe(now - delivery.received_at)
+            _end_to_end_seconds(sink).observe(now - delivery.received_at)
         elif attempt.outcome == "suppressed":
             outcome = "suppressed"
             self._log(logging.INFO, f"delivery suppressed: {attempt.error}", delivery, number, outcome)
@@ -104,10 +131,12 @@ class Dispatcher:
             outcome = "retry" if next_at is not None else "dead_letter"
             if next_at is None:
                 metrics.DEAD_LETTERS.labels("deliver", self._dead_reason(delivery, attempt)).inc()
+            else:
+                metrics.DELIVERY_RETRIES.labels(sink, attempt.code).inc()
             level = logging.WARNING if next_at is None else logging.INFO
             self._log(level, f"delivery attempt failed: {attempt.error}", delivery, number, outcome)
-        metrics.DELIVERIES.labels(sink, outcome).inc()
-        self.state.finish(delivery.id, number, attempt.outcome, attempt.status, attempt.error, attempt.duration, now, next_at)
+        _deliveries(sink, outcome).inc()
+        return Finished(delivery.id, number, attempt.outcome, attempt.status, attempt.error, attempt.duration, now, next_at)
 
     def _dead_reason(self, delivery: Delivery, attempt: Attempt) -> str:
         """The bounded reason code of a delivery's dead letter."""
@@ -130,3 +159,7 @@ class Dispatcher:
                 "outcome": outcome,
             },
         )
+
+_attempt_seconds = functools.cache(metrics.DELIVERY_ATTEMPT_SECONDS.labels)
+_end_to_end_seconds = functools.cache(metrics.END_TO_END_SECONDS.labels)
+_deliveries = functools.cache(metrics.DELIVERIES.labels)

@@ -17,7 +17,11 @@ import logging
 import ssl
 import time
 from collections.abc import Awaitable, Callable
-from email.message import EmailMessage
+from email.charset import QP, Charset
+from email.header import Header
+from email.message import Message
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
 from email.utils import formatdate
 
 import aiosmtplib
@@ -41,7 +45,7 @@ class Pool:
         self._slots = asyncio.Semaphore(config.pool_size)
         self._tls = _tls_context(config) if config.tls != "none" else None
 
-    async def send(self, email: EmailMessage, recipients: list[str]) -> Attempt:
+    async def send(self, email: Message, recipients: list[str]) -> Attempt:
         """One attempt at one email; never raises for what the network or the server does."""
         started = time.perf_counter()
         async with self._slots:
@@ -64,7 +68,8 @@ class Pool:
             except _CONNECTION_ERRORS as exc:
                 if client is not None:
                     client.close()
-                return Attempt("failed", None, f"{type(exc).__name__}: {exc}", time.perf_counter() - started)
+                code = "timeout" if isinstance(exc, asyncio.TimeoutError) else "network"  # SMTPTimeoutError is one
+                return Attempt("failed", None, f"{type(exc).__name__}: {exc}", time.perf_counter() - started, code=code)
             self._keep(client)
         return Attempt("delivered", 250, refused, time.perf_counter() - started)
 
@@ -96,7 +101,7 @@ class Pool:
             raise
         return client
 
-    async def _transact(self, client: aiosmtplib.SMTP, email: EmailMessage, recipients: list[str]) -> str:
+    async def _transact(self, client: aiosmtplib.SMTP, email: Message, recipients: list[str]) -> str:
         """Send; what some (not all) recipients refused, as text for the attempt's record."""
         refused, _ = await client.send_message(email, sender=self.config.from_address, recipients=recipients)
         if not refused:
@@ -125,36 +130,47 @@ NEEDS_AUTHENTICATION = 530
 
 def _refusal(exc: aiosmtplib.SMTPResponseException, duration: float) -> Attempt:
     permanent = exc.code >= 500 and exc.code != NEEDS_AUTHENTICATION and not isinstance(exc, _SETUP_ERRORS)
-    return Attempt("failed", exc.code, f"SMTP {exc.code}: {exc.message}", duration, permanent=permanent)
+    code = f"smtp_{exc.code // 100}xx"
+    return Attempt("failed", exc.code, f"SMTP {exc.code}: {exc.message}", duration, code=code, permanent=permanent)
 
 
 def _refused_all(exc: aiosmtplib.SMTPRecipientsRefused, duration: float) -> Attempt:
     """Every recipient refused: final only when every refusal is (a 4xx one may pass later)."""
     codes = [refusal.code for refusal in exc.recipients]
     text = "; ".join(f"{refusal.recipient} refused: {refusal.code} {refusal.message}" for refusal in exc.recipients)
-    return Attempt("failed", max(codes), f"SMTP {text}", duration, permanent=min(codes) >= 500)
+    code = f"smtp_{min(codes) // 100}xx"
+    return Attempt("failed", max(codes), f"SMTP {text}", duration, code=code, permanent=min(codes) >= 500)
 
 
-def compose(delivery: Delivery, from_address: str) -> EmailMessage:
+def compose(delivery: Delivery, from_address: str) -> Message:
     """The email of one delivery: rendered subject and body, the HTML alternative if the route has one.
 
     ``Message-ID`` is derived from the delivery id, the same on every retry, so a mail system can
-    recognise a repeat. ``Auto-Submitted`` tells auto-responders not to answer (RFC 3834)."""
+    recognise a repeat. ``Auto-Submitted`` tells auto-responders not to answer (RFC 3834). Built
+    with the classic MIME classes: the header-parsing ``EmailMessage`` API costs about 1 ms of the
+    event loop per email, these about 40 µs."""
     action, message = delivery.action, delivery.message
-    email = EmailMessage()
+    email: Message = _text(render(action["body"], message), "plain")
+    if action.get("html"):
+        email = MIMEMultipart("alternative", _subparts=[email, _text(render(action["html"], message, html=True), "html")])
+    subject = " ".join(render(action["subject"], message).split())  # one line, whatever the SMS held
     email["From"] = from_address
     email["To"] = ", ".join(action["to"])
-    email["Subject"] = " ".join(render(action["subject"], message).split())  # one line, whatever the SMS held
-    email["Date"] = formatdate(localtime=False)
+    email["Subject"] = subject if subject.isascii() else Header(subject, "utf-8")  # type: ignore[assignment]
+    email["Date"] = formatdate(usegmt=True)
     email["Message-ID"] = f"<{delivery.id}@{from_address.rpartition('@')[2]}>"
     email["Auto-Submitted"] = "auto-generated"
     email["X-Mailer"] = USER_AGENT
     email["X-Smsroute-Route"] = delivery.route
     email["X-Smsroute-Message-Id"] = delivery.message_id
-    email.set_content(render(action["body"], message))
-    if action.get("html"):
-        email.add_alternative(render(action["html"], message, html=True), subtype="html")
     return email
+
+
+def _text(content: str, subtype: str) -> MIMEText:
+    """UTF-8 as quoted-printable: readable in the raw, safe for any server."""
+    charset = Charset("utf-8")
+    charset.body_encoding = QP
+    return MIMEText(content, subtype, charset)  # type: ignore[arg-type]
 
 
 def sender(pool: Pool) -> Callable[[Delivery], Awaitable[Attempt]]:
@@ -164,7 +180,7 @@ def sender(pool: Pool) -> Callable[[Delivery], Awaitable[Attempt]]:
         try:
             email = compose(delivery, pool.config.from_address)
         except RenderError as exc:  # the same on every retry
-            return Attempt("failed", None, f"cannot compose the email: {exc}", 0.0, permanent=True)
+            return Attempt("failed", None, f"cannot compose the email: {exc}", 0.0, code="template", permanent=True)
         return await pool.send(email, list(delivery.action["to"]))
 
     return send

@@ -88,19 +88,20 @@ def sender(provider: Provider, config: SmsReplyConfig, opt_outs: OptOutList,
     async def send(delivery: Delivery) -> Attempt:
         started = time.perf_counter()
         now = time.time()
-        recipient = str(delivery.message.get("from") or "")
+        message = delivery.message
+        recipient = str(message.get("from") or "")
         if not recipient:
-            return Attempt("failed", None, "the message has no sender to reply to", 0.0, permanent=True)
+            return Attempt("failed", None, "the message has no sender to reply to", 0.0, code="error", permanent=True)
         if (why := guards.suppress(delivery, recipient, now)) is not None:
             metrics.REPLIES_SUPPRESSED.labels(why.split(":", 1)[0]).inc()
             metrics.SMS_REPLIES.labels(provider.name, "suppressed").inc()
             return Attempt("suppressed", None, why, time.perf_counter() - started)
         try:
-            text = render(delivery.action["text"], delivery.message)
+            text = render(delivery.action["text"], message)
         except RenderError as exc:  # a retry would render the same
-            return Attempt("failed", None, str(exc), 0.0, permanent=True)
+            return Attempt("failed", None, str(exc), 0.0, code="error", permanent=True)
         if not text.strip():
-            return Attempt("failed", None, "the reply text rendered empty", 0.0, permanent=True)
+            return Attempt("failed", None, "the reply text rendered empty", 0.0, code="error", permanent=True)
         ledger.reserve_reply(delivery.id, delivery.message_id, recipient, provider.name, now)
         result = await provider.send(Reply(delivery.id, recipient, text))
         duration = time.perf_counter() - started
@@ -114,10 +115,22 @@ def sender(provider: Provider, config: SmsReplyConfig, opt_outs: OptOutList,
                        "code": result.code},
             )
             return Attempt("delivered", None, "", duration)
+        code = metric_code(result.code)
         if result.status == "failed":
             ledger.reply_failed(delivery.id, time.time())
             metrics.SMS_REPLIES.labels(provider.name, "failed").inc()
-            return Attempt("failed", None, result.reason, duration, permanent=True)
-        return Attempt("failed", None, result.reason, duration)
+            return Attempt("failed", None, result.reason, duration, code=code, permanent=True)
+        return Attempt("failed", None, result.reason, duration, code=code)
 
     return send
+
+
+def metric_code(code: str) -> str:
+    """A provider's answer code as a bounded metric label: providers may answer codes no one listed."""
+    if code in ("timeout", "network"):
+        return code
+    if code.startswith("http_") and code[5:].isdigit():
+        return f"http_{code[5]}xx"
+    if code in ("not_json", "bad_answer"):
+        return "bad_answer"
+    return "provider_error"

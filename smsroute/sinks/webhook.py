@@ -40,7 +40,7 @@ def sender(session: aiohttp.ClientSession) -> Callable[[Delivery], Awaitable[Att
     """The webhook sink as the dispatcher calls it."""
 
     async def send(delivery: Delivery) -> Attempt:
-        return await post(session, WebhookTarget.of(delivery.action), delivery.id, delivery.body())
+        return await post(session, WebhookTarget.of(delivery.action), delivery.id, delivery.body)
 
     return send
 
@@ -79,8 +79,9 @@ async def post(session: aiohttp.ClientSession, target: WebhookTarget, delivery_i
                 f"HTTP {response.status}: {excerpt}".strip(),
                 time.perf_counter() - started,
                 parse_retry_after(response.headers.get("Retry-After"), time.time()),
+                f"http_{response.status // 100}xx",
             )
     except asyncio.TimeoutError:
-        return Attempt("failed", None, f"timed out after {target.timeout:g} s", time.perf_counter() - started)
+        return Attempt("failed", None, f"timed out after {target.timeout:g} s", time.perf_counter() - started, code="timeout")
     except aiohttp.ClientError as exc:
-        return Attempt("failed", None, f"{type(exc).__name__}: {exc}", time.perf_counter() - started)
+        return Attempt("failed", None, f"{type(exc).__name__}: {exc}", time.perf_counter() - started, code="network")

@@ -130,16 +130,17 @@ def parse_time(value: str | int | float | None, *formats: str) -> datetime | Non
         except (ValueError, OverflowError, OSError):  # NaN, "²", a year past 9999: no time, no crash
             return None
     text = str(value)
+    try:  # first: fromisoformat is C, strptime is slow Python
+        moment = datetime.fromisoformat(text)
+        return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    except ValueError:
+        pass
     for fmt in formats:
         try:
             return datetime.strptime(text, fmt).replace(tzinfo=UTC)
         except ValueError:
             pass
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return None
 
 
 def part_to_json(part: Part) -> dict[str, Any]:

@@ -8,6 +8,7 @@ doubles it."""
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from collections.abc import Callable, Mapping
@@ -29,6 +30,12 @@ from .reports import DeliveryReport
 from .stitch import Stitcher
 
 log = logging.getLogger("smsroute.streams")
+
+_events = functools.cache(metrics.PIPELINE_EVENTS.labels)
+_stitched = functools.cache(metrics.PARTS_STITCHED.labels)
+_stitch_timeouts = functools.cache(metrics.STITCH_TIMEOUTS.labels)
+_dead_letters = functools.cache(metrics.DEAD_LETTERS.labels)
+_routed = functools.cache(metrics.MESSAGES_ROUTED.labels)
 
 
 @dataclass(slots=True)
@@ -60,6 +67,9 @@ class Pipeline:
         self.rules = rules
         self.region = region
         self.opt_outs = opt_outs
+        self._settings_version = ""
+        self._settings_cache: dict[int, dict[str, Any]] = {}
+        """Settings by ``id`` of the action's sink; the rule set of ``_settings_version`` keeps those alive."""
 
     def process(self, record: bytes, now: float) -> Outcome:
         """Everything one logged raw event leads to."""
@@ -73,7 +83,7 @@ class Pipeline:
         try:
             if event.kind == "status":
                 report = normalizer.report(event, self.region)
-                metrics.PIPELINE_EVENTS.labels(event.provider, "report").inc()
+                _events(event.provider, "report").inc()
                 return Outcome(reports=[report])
             part = normalizer.normalize(event, self.region)
         except Unprocessable as exc:
@@ -82,21 +92,26 @@ class Pipeline:
             log.exception("normalize failed", extra={"event": "normalize_error", "provider": event.provider})
             return self._dead("normalize", "error", f"{type(exc).__name__}: {exc}", record, event.provider)
         if self.dedupe.is_retry(part.dedupe_key, now):
-            metrics.PIPELINE_EVENTS.labels(event.provider, "duplicate").inc()
+            _events(event.provider, "duplicate").inc()
             return Outcome()
-        metrics.PIPELINE_EVENTS.labels(event.provider, "normalized").inc()
+        _events(event.provider, "normalized").inc()
         message = self.stitcher.add(part, now)
         if message is None:
             return Outcome()
         if message.parts > 1:
-            metrics.PARTS_STITCHED.labels(message.provider).inc()
+            _stitched(message.provider).inc()
         return self.route(message)
 
     def expire(self, now: float) -> Outcome:
         """Messages whose missing parts never came: delivered incomplete, and counted."""
         outcome = Outcome()
         for message in self.stitcher.expire(now):
-            metrics.STITCH_TIMEOUTS.labels(message.provider).inc()
+            _stitch_timeouts(message.provider).inc()
+            log.warning(
+                "message released incomplete: parts missing after the stitch timeout",
+                extra={"event": "stitch_timeout", "message_id": message.id, "provider": message.provider,
+                       "parts": message.parts, "parts_received": message.extra.get("parts_received")},
+            )
             outcome.extend(self.route(message))
         return outcome
 
@@ -104,37 +119,55 @@ class Pipeline:
         """One delivery per action of every matching route; no match is a dead letter, never a drop."""
         rules = self.rules()
         match = rules.match(message)
-        message = replace(message, keyword=match.keyword, rules_version=rules.version)
         if not match.routes:
             metrics.MESSAGES_UNROUTED.inc()
-            payload = json.dumps(message.to_json(), ensure_ascii=False).encode()
-            return self._dead("route", "unrouted", "no route matched", payload, message.provider)
+            unrouted = replace(message, keyword=match.keyword, rules_version=rules.version)
+            payload = json.dumps(unrouted.to_json(), ensure_ascii=False).encode()
+            return self._dead("route", "unrouted", "no route matched", payload, message.provider, message.id)
+        fields = message.to_json() | {"keyword": match.keyword, "rules_version": rules.version}
+        bodies: dict[str, str] = {}
         for route in match.routes:
-            metrics.MESSAGES_ROUTED.labels(route.name).inc()
+            _routed(route.name).inc()
+            bodies[route.name] = json.dumps(fields | {"route": route.name}, ensure_ascii=False, separators=(",", ":"))
             if route.compliance is not None and message.sender:
                 self.opt_outs.apply(route.compliance, message.sender, message.id, message.received_at.timestamp())
         return Outcome(
             deliveries=[
                 Delivery.of(
-                    message.routed(delivery.route.name, rules.version),
+                    message,
                     delivery.route.name,
                     delivery.number,
                     delivery.action.kind,
-                    _settings(delivery.action.sink, delivery.route.compliance),
+                    self._settings(rules, delivery.action.sink, delivery.route.compliance),
+                    bodies[delivery.route.name],
                 )
                 for delivery in match.deliveries
             ]
         )
 
+    def _settings(self, rules: RuleSet, sink: Sink, compliance: str | None) -> dict[str, Any]:
+        """:func:`settings` of an action, worked out once per rule set rather than per message (an
+        action belongs to one route, so its route's ``compliance`` is the same every time)."""
+        if self._settings_version != rules.version:
+            self._settings_version, self._settings_cache = rules.version, {}
+        found = self._settings_cache.get(id(sink))
+        if found is None:
+            found = self._settings_cache[id(sink)] = settings(sink, compliance)
+        return found
+
     @staticmethod
-    def _dead(stage: str, code: str, reason: str, payload: bytes, provider: str) -> Outcome:
-        metrics.DEAD_LETTERS.labels(stage, code).inc()
+    def _dead(stage: str, code: str, reason: str, payload: bytes, provider: str, message_id: str | None = None) -> Outcome:
+        _dead_letters(stage, code).inc()
+        log.warning(
+            f"dead letter: {code}: {reason}",
+            extra={"event": "dead_letter", "stage": stage, "reason": code, "provider": provider, "message_id": message_id},
+        )
         if stage == "normalize":
-            metrics.PIPELINE_EVENTS.labels(provider, "dead_letter").inc()
+            _events(provider, "dead_letter").inc()
         return Outcome(dead_letters=[DeadLetter(stage, f"{code}: {reason}", payload)])
 
 
-def _settings(sink: Sink, compliance: str | None) -> dict[str, Any]:
+def settings(sink: Sink, compliance: str | None = None) -> dict[str, Any]:
     """A routed action's settings as the sinks need them later, whatever the rules become meanwhile:
     secrets in clear (they stay in the engine's state, never in logs), retries as plain delays, and
     the route's ``compliance`` (its replies reach opted-out numbers)."""

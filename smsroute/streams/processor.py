@@ -59,6 +59,7 @@ class Processor:
                 await asyncio.sleep(0)  # a backlog must not starve the ingress sharing this loop
 
     def _step(self, rows: list[tuple[int, str, bytes]], offset: int, now: float, housekeeping: bool) -> int:
+        started = time.perf_counter()
         outcome = Outcome()
         with self.state.transaction():
             for row_offset, _, record in rows:
@@ -73,6 +74,8 @@ class Processor:
             for report in outcome.reports:
                 self._report(report, now)
             self.state.set_offset(offset)
+        if rows:
+            metrics.PROCESSOR_BATCH_SECONDS.observe(time.perf_counter() - started)
         if outcome.deliveries:
             self.on_deliveries()
         return offset

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
+from .. import metrics
 from ..message import InboundMessage
 from .parts import Part
 from .state import TimedStore
@@ -31,12 +32,13 @@ class Stitcher:
     def add(self, part: Part, now: float) -> InboundMessage | None:
         """The whole message once ``part`` completes it (or is a whole SMS), else None.
 
-        A part index already held is a duplicate and is dropped (returns None)."""
+        A part index already held is a duplicate: dropped (returns None) and counted."""
         if part.concat is None or part.concat.total <= 1:
             return assemble([part], complete=True)
         key = part.stitch_key
         group = self.pending.get(key) or Pending(first_seen=now)
         if part.concat.index in group.parts:
+            metrics.PARTS_DUPLICATE.labels(part.provider).inc()
             return None
         group.parts[part.concat.index] = part
         if len(group.parts) == part.concat.total:

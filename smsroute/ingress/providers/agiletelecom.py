@@ -2,6 +2,10 @@
 
 Agile Telecom treats any answer but the body ``+OK`` as a failure and retries 3 times, 15 minutes
 apart, then drops the message: so ``+OK`` is sent only once the event is durable.
+
+It also delivers inbound SMS by email, from smsin@agiletelecom.com, with the fields From, To,
+Date/Time and Body (see :mod:`smsroute.ingress.smtp`). They are read as the webhook's four fields,
+so an SMS has the same dedupe key whichever way it came.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from aiohttp import web
 
 from ...events import EventKind, RawEvent
 from ...streams.parts import Part, parse_time, sha256_key
+from .. import mail
 from ..base import Adapter, Fields, Incoming, Message, fields_of, require
 
 REQUIRED = ("originator", "destination", "date_time", "text")
@@ -17,6 +22,8 @@ REQUIRED = ("originator", "destination", "date_time", "text")
 
 class AgileTelecom(Adapter):
     provider = "agiletelecom"
+    email_labels = {"From": "originator", "To": "destination", "Date/Time": "date_time", "Body": "text"}
+    email_text_label = "Body"
 
     def validate(self, request: Incoming) -> list[Fields]:
         fields = request.form()
@@ -30,7 +37,7 @@ class AgileTelecom(Adapter):
         return web.Response(text="+OK", content_type="text/plain")
 
     def normalize(self, event: RawEvent, region: str | None) -> Part:
-        fields = fields_of(event)
+        fields = self.email_fields(mail.parse(event.body)) if event.content_type == mail.RFC822 else fields_of(event)
         values = [str(fields.get(name, "")) for name in REQUIRED]
         return self.part(
             event,
