@@ -9,17 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 from collections.abc import Mapping
 from typing import Protocol
 
-from aiohttp import web
-
 from . import backlog
+from .aio import on_stop_signals
 from .config import Settings
 from .eventlog.sqlite import SQLiteLog
-from .ingress.app import create_app
 from .ingress.base import Adapter
+from .ingress.server import IngressServer
 from .ingress.smtp import MailReceiver
 from .pipeline_process import PipelineProcess
 from .processing import Processing
@@ -38,20 +36,6 @@ class ProcessingHalf(Protocol):
     async def close(self) -> None: ...
 
 
-def describe_auth(adapter: Adapter) -> str:
-    config = adapter.config
-    checks = [
-        name
-        for name, on in (
-            ("signature", adapter.signed),
-            ("token", config.token is not None),
-            ("ip-allow-list", bool(config.allow_ips)),
-        )
-        if on
-    ]
-    return "+".join(checks) or "none"
-
-
 class Engine:
     """Both halves, started and stopped as one."""
 
@@ -67,8 +51,7 @@ class Engine:
         )
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
-        app = create_app(settings, adapters, self.log, processing.metrics)
-        self._runner = web.AppRunner(app, access_log=None)
+        self.ingress = IngressServer(settings, adapters, self.log, processing.metrics)
         self.port = settings.port
 
     async def start(self) -> None:
@@ -78,10 +61,10 @@ class Engine:
         self.log.on_commit = self.processing.appended
         if self.mail is not None:  # before HTTP: an engine that answers /healthz takes email too
             await self.mail.start()
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, settings.host, settings.port, backlog=1024)
-        await site.start()
-        self.port = self._runner.addresses[0][1]
+        await self.ingress.start(
+            data_dir=str(settings.data_dir), routes=str(settings.routes), pipeline_process=settings.pipeline_process
+        )
+        self.port = self.ingress.port
         self._tasks = [
             asyncio.create_task(job)
             for job in (
@@ -89,12 +72,6 @@ class Engine:
                 backlog.Exporter(settings.data_dir / "state.db", settings.data_dir / "log.db").run(self._stop),
             )
         ]
-        _log_mounts(self.adapters)
-        log.info(
-            f"listening on http://{settings.host}:{self.port}",
-            extra={"event": "listening", "data_dir": str(settings.data_dir), "routes": str(settings.routes),
-                   "pipeline_process": settings.pipeline_process},
-        )
 
     async def wait(self) -> None:
         """Until stop() is called or a loop of the engine fails (which is then raised)."""
@@ -110,12 +87,12 @@ class Engine:
 
     async def stop(self) -> None:
         """Finish in-flight requests and the pending log commit, then the processing half's in-flight work."""
-        if self._runner.server is None:
+        if not self.ingress.running:
             return
         self._stop.set()
         if self.mail is not None:
             await self.mail.stop()
-        await self._runner.cleanup()
+        await self.ingress.stop()
         self.log.stop()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.processing.close()
@@ -128,23 +105,9 @@ async def serve(settings: Settings, adapters: Mapping[str, Adapter]) -> None:
     )
     engine = Engine(settings, adapters, processing)
     await engine.start()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, engine.request_stop)
+    on_stop_signals(engine.request_stop)
     try:
         await engine.wait()
     finally:
         log.info("stopping", extra={"event": "stopping"})
         await engine.stop()
-
-
-def _log_mounts(adapters: Mapping[str, Adapter]) -> None:
-    for name, adapter in adapters.items():
-        auth = describe_auth(adapter)
-        log.log(
-            logging.WARNING if auth == "none" else logging.INFO,
-            f"ingress {name} mounted" + (" with no authentication" if auth == "none" else ""),
-            extra={"event": "ingress_mounted", "source": name, "provider": adapter.provider, "auth": auth,
-                   "paths": [f"/{kind}/{name}" for kind in sorted(adapter.kinds)]},
-        )
-

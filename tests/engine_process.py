@@ -1,4 +1,4 @@
-"""``smsroute serve`` as a child process, for tests that need a real crash (SIGKILL)."""
+"""``smsroute`` commands as child processes, for tests that need a real process (SIGKILL, the CLI)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import aiohttp
@@ -29,22 +29,19 @@ def form(text: str) -> dict[str, str]:
             "text": text}
 
 
-class EngineProcess:
-    """The engine on a free port, its stderr kept in a file; ``env`` adds SMSROUTE_* settings."""
+class SmsrouteProcess:
+    """``python -m smsroute ARGS --host 127.0.0.1 --port <free>``, its stderr kept in a file."""
 
-    def __init__(
-        self, data_dir: Path, stderr: Path, routes: Path = ROUTES, env: Mapping[str, str] = {}, config: Path | None = None
-    ) -> None:
+    def __init__(self, args: Sequence[str], stderr: Path, env: Mapping[str, str] | None = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.stderr_path = stderr
         with stderr.open("ab") as err:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "smsroute", "serve", "--host", "127.0.0.1", "--port", str(self.port),
-                 "--data-dir", str(data_dir), "--routes", str(routes), *(["--config", str(config)] if config else [])],
+                [sys.executable, "-m", "smsroute", *args, "--host", "127.0.0.1", "--port", str(self.port)],
                 stdout=subprocess.DEVNULL,
                 stderr=err,
-                env={**os.environ, **env},
+                env=None if env is None else {**os.environ, **env},
             )
 
     def stderr(self) -> str:
@@ -69,3 +66,19 @@ class EngineProcess:
         if self.process.poll() is None:
             self.process.kill()
             self.process.wait()
+
+    def stop(self, timeout: float = 30.0) -> int:
+        """SIGTERM, and the exit status once it has stopped by itself."""
+        self.process.terminate()
+        return self.process.wait(timeout)
+
+
+class EngineProcess(SmsrouteProcess):
+    """``smsroute serve``: the embedded engine on a free port; ``env`` adds SMSROUTE_* settings."""
+
+    def __init__(
+        self, data_dir: Path, stderr: Path, routes: Path = ROUTES, env: Mapping[str, str] | None = None,
+        config: Path | None = None,
+    ) -> None:
+        args = ["serve", "--data-dir", str(data_dir), "--routes", str(routes), *(["--config", str(config)] if config else [])]
+        super().__init__(args, stderr, env)
