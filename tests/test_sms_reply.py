@@ -167,3 +167,11 @@ async def test_template_that_fails_on_the_message_is_a_permanent_failure(
     assert (attempt.outcome, attempt.permanent) == ("failed", True)
     assert attempt.error.startswith("template failed: ")
     assert openvoip.requests == []
+
+
+async def test_a_reply_sent_before_a_crash_is_not_sent_again(sink: Callable[..., Sink], openvoip: FakeOpenVoip) -> None:  # noqa: F811
+    run = sink()
+    assert (await run.send(delivery(1))).outcome == "delivered"
+    run.restart()  # the dispatcher's record of that attempt was lost: the delivery is claimed again
+    again = await run.send(delivery(1))
+    assert (again.outcome, len(openvoip.requests)) == ("delivered", 1)

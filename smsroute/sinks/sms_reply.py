@@ -13,8 +13,9 @@ is then final (counted, logged, never retried, not a dead letter):
   on the first attempt only: once admitted, a reply keeps its place through its retries.
 
 The guards' memory is the reply ledger (the state db), written before the provider is called: two
-replies in flight see each other. A reply the provider took is ``delivered`` for the dispatcher; a
-refusal for good (a bad destination) is a permanent failure; anything else is retried.
+replies in flight see each other. A reply the provider took is ``delivered`` for the dispatcher (and
+recorded sent at once, so a crash before the dispatcher records the attempt sends no second SMS);
+a refusal for good (a bad destination) is a permanent failure; anything else is retried.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ class OptOutList(Protocol):
 class ReplyLedger(Protocol):
     """Every reply made, for the guards and for linking delivery reports (the state db)."""
 
-    def reply_for(self, message_id: str) -> str | None: ...
+    def reply_for(self, message_id: str) -> tuple[str, str] | None: ...
 
     def recent_replies(self, recipient: str, since: float) -> int: ...
 
@@ -53,6 +54,8 @@ class ReplyLedger(Protocol):
 
 
 class Guards:
+    """The four checks, in the order of the module's docstring, over the opt-out list and the ledger."""
+
     def __init__(self, config: SmsReplyConfig, own_senders: frozenset[str], opt_outs: OptOutList,
                  ledger: ReplyLedger) -> None:
         self.config = config
@@ -69,10 +72,10 @@ class Guards:
         if bare in self.own or (self.never and bare.startswith(self.never)):
             return f"loop: {recipient} is one of our senders or in sms_reply.never_reply_to"
         replied = self.ledger.reply_for(delivery.message_id)
-        if replied == delivery.id:
+        if replied is not None and replied[0] == delivery.id:
             return None  # a retry of this very reply: admitted before
         if replied is not None:
-            return f"already_replied: message {delivery.message_id} was answered by delivery {replied}"
+            return f"already_replied: message {delivery.message_id} was answered by delivery {replied[0]}"
         recent = self.ledger.recent_replies(recipient, now - self.config.rate_window)
         if recent >= self.config.rate_limit:
             return (f"rate_limited: {recent} replies to {recipient} in the last {self.config.rate_window:g} s"
@@ -92,6 +95,9 @@ def sender(provider: Provider, config: SmsReplyConfig, opt_outs: OptOutList,
         recipient = str(message.get("from") or "")
         if not recipient:
             return Attempt("failed", None, "the message has no sender to reply to", 0.0, code="error", permanent=True)
+        if ledger.reply_for(delivery.message_id) in ((delivery.id, "sent"), (delivery.id, "delivered")):
+            # sent before a crash took the dispatcher's record of it: the ledger remembers, no second SMS
+            return Attempt("delivered", None, "", 0.0)
         if (why := guards.suppress(delivery, recipient, now)) is not None:
             metrics.REPLIES_SUPPRESSED.labels(why.split(":", 1)[0]).inc()
             metrics.SMS_REPLIES.labels(provider.name, "suppressed").inc()

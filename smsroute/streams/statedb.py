@@ -359,10 +359,10 @@ class StateDB:
 
     # --- SMS replies and their delivery reports --------------------------------------------------
 
-    def reply_for(self, message_id: str) -> str | None:
-        """The delivery that replies (or replied) to this message, if any."""
-        row = self.conn.execute("SELECT delivery_id FROM replies WHERE message_id = ?", (message_id,)).fetchone()
-        return row[0] if row else None
+    def reply_for(self, message_id: str) -> tuple[str, str] | None:
+        """The delivery that replies (or replied) to this message and its reply's status, if any."""
+        row = self.conn.execute("SELECT delivery_id, status FROM replies WHERE message_id = ?", (message_id,)).fetchone()
+        return (row[0], row[1]) if row else None
 
     def recent_replies(self, recipient: str, since: float) -> int:
         """Replies to ``recipient`` since ``since`` that may have reached it (refused ones do not count)."""
