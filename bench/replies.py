@@ -89,7 +89,7 @@ def timed(state: StateDB, guards: Guards, batch: list[Delivery], size: int) -> R
         began = time.perf_counter()
         now = time.time()
         recipient = delivery.message["from"]  # parsed per reply, as the sink does
-        why = guards.suppress(delivery, recipient, now)
+        why = guards.suppress(delivery, recipient, now, state.reply_for(delivery.message_id))
         if why is not None:
             suppressed[why.split(":", 1)[0]] += 1
             suppressed_seconds += time.perf_counter() - began

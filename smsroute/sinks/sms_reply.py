@@ -64,14 +64,14 @@ class Guards:
         self.opt_outs = opt_outs
         self.ledger = ledger
 
-    def suppress(self, delivery: Delivery, recipient: str, now: float) -> str | None:
-        """Why this reply must not be sent (``reason: words``), or None."""
+    def suppress(self, delivery: Delivery, recipient: str, now: float, replied: tuple[str, str] | None) -> str | None:
+        """Why this reply must not be sent (``reason: words``), or None. ``replied``: the ledger's
+        reply to the same message (delivery id, status), if any."""
         if delivery.action.get("compliance") is None and (opt_out := self.opt_outs.get(recipient)) is not None:
             return f"opted_out: {recipient} opted out (message {opt_out.message_id})"
         bare = recipient.lstrip("+")
         if bare in self.own or (self.never and bare.startswith(self.never)):
             return f"loop: {recipient} is one of our senders or in sms_reply.never_reply_to"
-        replied = self.ledger.reply_for(delivery.message_id)
         if replied is not None and replied[0] == delivery.id:
             return None  # a retry of this very reply: admitted before
         if replied is not None:
@@ -95,10 +95,11 @@ def sender(provider: Provider, config: SmsReplyConfig, opt_outs: OptOutList,
         recipient = str(message.get("from") or "")
         if not recipient:
             return Attempt("failed", None, "the message has no sender to reply to", 0.0, code="error", permanent=True)
-        if ledger.reply_for(delivery.message_id) in ((delivery.id, "sent"), (delivery.id, "delivered")):
+        replied = ledger.reply_for(delivery.message_id)
+        if replied in ((delivery.id, "sent"), (delivery.id, "delivered")):
             # sent before a crash took the dispatcher's record of it: the ledger remembers, no second SMS
             return Attempt("delivered", None, "", 0.0)
-        if (why := guards.suppress(delivery, recipient, now)) is not None:
+        if (why := guards.suppress(delivery, recipient, now, replied)) is not None:
             metrics.REPLIES_SUPPRESSED.labels(why.split(":", 1)[0]).inc()
             metrics.SMS_REPLIES.labels(provider.name, "suppressed").inc()
             return Attempt("suppressed", None, why, time.perf_counter() - started)
