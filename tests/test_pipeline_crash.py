@@ -136,7 +136,7 @@ async def test_kill_9_while_delivering_loses_nothing_and_repeats_only_in_flight(
             burst = await post(http, engine, receiver, texts, kill_after)
             assert engine.process.wait(timeout=STOP_TIMEOUT) == -signal.SIGKILL
             assert 0 < burst.delivered_at_kill < len(burst.acked), "the kill was not mid-delivery"
-            assert burst.failed > 0, "the kill was not mid-stream"
+            assert burst.failed + burst.unsent > 0, "the kill was not mid-stream"  # a group commit may answer every request in flight at once
             first_run = len(receiver.requests)
 
             restarted_at = time.monotonic()
