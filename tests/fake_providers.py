@@ -15,6 +15,8 @@ from urllib.parse import parse_qsl
 import pytest
 from aiohttp import web
 
+from local_server import served
+
 OPENVOIP_SECRET = "s3cr3t-Contratto"
 ID_CALL_GR = "9999"
 OPENVOIP_SENDER = "ACME"
@@ -28,13 +30,6 @@ GATEWAY24_DEVICE = "4242"
 def openvoip_verify(sender: str, text: str, destination: str, secret: str, id_call_gr: str) -> str:
     """The document's PHP: md5(sha1($sms_sender . $sms_text . $sms_destination . $secret . $id_call_gr))."""
     return hashlib.md5(hashlib.sha1((sender + text + destination + secret + id_call_gr).encode()).hexdigest().encode()).hexdigest()
-
-
-async def serve(app: web.Application) -> tuple[web.AppRunner, str]:
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    return runner, f"http://127.0.0.1:{runner.addresses[0][1]}"
 
 
 @dataclass
@@ -100,9 +95,8 @@ async def openvoip() -> AsyncIterator[FakeOpenVoip]:
     fake = FakeOpenVoip()
     app = web.Application()
     app.router.add_get("/sms_send_soa.php", fake.handle)
-    runner, fake.url = await serve(app)
-    yield fake
-    await runner.cleanup()
+    async with served(app) as fake.url:
+        yield fake
 
 
 @pytest.fixture
@@ -110,6 +104,5 @@ async def gateway24() -> AsyncIterator[FakeGateway24]:
     fake = FakeGateway24()
     app = web.Application()
     app.router.add_post("/getdata/addsms", fake.handle)
-    runner, fake.url = await serve(app)
-    yield fake
-    await runner.cleanup()
+    async with served(app) as fake.url:
+        yield fake

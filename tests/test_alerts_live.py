@@ -19,6 +19,7 @@ import yaml
 from aiohttp import web
 
 from engine_process import EngineProcess, form, free_port
+from local_server import served
 from metrics_contract import RULE_FILES
 from tools import tool
 
@@ -34,11 +35,8 @@ async def failing_receiver() -> AsyncIterator[str]:
 
     app = web.Application()
     app.router.add_post("/{tail:.*}", fail)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    yield f"http://127.0.0.1:{runner.addresses[0][1]}"
-    await runner.cleanup()
+    async with served(app) as url:
+        yield url
 
 
 def rules_yaml(url: str) -> str:

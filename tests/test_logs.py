@@ -16,6 +16,7 @@ import pytest
 from aiohttp import web
 
 from engine_process import EngineProcess, form
+from local_server import served
 from smsroute.logs import REDACTED, JSONFormatter
 from test_vonage import SAMPLE as VONAGE
 
@@ -62,11 +63,8 @@ async def echoing_receiver() -> AsyncIterator[str]:
 
     app = web.Application()
     app.router.add_post("/{tail:.*}", fail)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    yield f"http://127.0.0.1:{runner.addresses[0][1]}"
-    await runner.cleanup()
+    async with served(app) as url:
+        yield url
 
 
 def rules_yaml(url: str) -> str:

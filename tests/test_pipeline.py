@@ -16,6 +16,7 @@ import pytest
 from aiohttp import web
 from standardwebhooks import Webhook
 
+from local_server import served
 from smsroute.config import load_settings
 from smsroute.embedded import Engine
 from smsroute.processing import Processing
@@ -51,13 +52,8 @@ async def receiver() -> AsyncIterator[Receiver]:
     rec = Receiver()
     app = web.Application()
     app.router.add_post("/{tail:.*}", rec.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    rec.url = f"http://127.0.0.1:{runner.addresses[0][1]}"
-    yield rec
-    await runner.cleanup()
+    async with served(app) as rec.url:
+        yield rec
 
 
 def rules_yaml(url: str) -> str:

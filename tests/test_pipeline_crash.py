@@ -26,6 +26,7 @@ from engine_process import EngineProcess as Engine
 from engine_process import form
 from aiohttp import web
 
+from local_server import served
 from smsroute.config import Settings
 
 PATH = "/inbound/agiletelecom"
@@ -61,12 +62,8 @@ async def receiver() -> AsyncIterator[Receiver]:
     rec = Receiver()
     app = web.Application()
     app.router.add_post("/{tail:.*}", rec.handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    rec.url = f"http://127.0.0.1:{runner.addresses[0][1]}"
-    yield rec
-    await runner.cleanup()
+    async with served(app) as rec.url:
+        yield rec
 
 def write_rules(routes: Path, receiver: Receiver) -> Path:
     routes.mkdir()
