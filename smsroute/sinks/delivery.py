@@ -6,6 +6,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from ..message import InboundMessage
 
@@ -37,8 +38,21 @@ class Delivery:
             received_at=message.received_at.timestamp(),
         )
 
+    @property
+    def destination(self) -> str:
+        """What deliveries queue behind: one receiver's slowness must not hold back the others."""
+        return destination(self.sink, self.action)
+
     def body(self) -> str:
         return json.dumps(self.message, ensure_ascii=False, separators=(",", ":"))
+
+
+def destination(sink: str, action: dict[str, Any]) -> str:
+    """A webhook's scheme://host:port; other sinks queue by their kind."""
+    if sink == "webhook":
+        url = urlsplit(action["url"])
+        return f"{url.scheme}://{url.netloc}"
+    return sink
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from ..sinks.delivery import DeadLetter, Delivery
 from .parts import part_from_json, part_to_json
@@ -64,14 +63,6 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     replayed_at REAL
 );
 """
-
-
-def destination(sink: str, action: dict[str, Any]) -> str:
-    """What deliveries queue behind: one receiver's slowness must not hold back the others."""
-    if sink == "webhook":
-        url = urlsplit(action["url"])
-        return f"{url.scheme}://{url.netloc}"
-    return sink
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,7 +165,7 @@ class StateDB:
             " received_at, created_at, state, next_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?)",
             [
                 (
-                    d.id, d.message_id, d.route, d.sink, destination(d.sink, d.action), json.dumps(d.action),
+                    d.id, d.message_id, d.route, d.sink, d.destination, json.dumps(d.action),
                     d.body(), d.received_at, now, now,
                 )
                 for d in deliveries
