@@ -1,8 +1,9 @@
-"""Shared fixtures: a real ingress server on 127.0.0.1 backed by a real SQLite log."""
+"""Shared fixtures: a real ingress server on 127.0.0.1 backed by a real SQLite log, and a real
+Kafka broker for the tests marked ``kafka`` (every test that uses a Kafka fixture is)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,59 @@ from smsroute.eventlog.sqlite import SQLiteLog
 from smsroute.events import RawEvent
 from smsroute.ingress.app import create_app
 from smsroute.ingress.providers import build_adapters
+
+from kafka_broker import Broker, LocalBroker, NoBroker, session_broker
+
+KAFKA_FIXTURES = {"kafka_broker", "kafka_bootstrap", "local_kafka", "throwaway_kafka"}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that needs a broker ``kafka``, before ``-m`` selects (so none can be missed)."""
+    for item in items:
+        if KAFKA_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.kafka)
+
+
+@pytest.fixture(scope="session")
+def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
+    """The session's Kafka broker, started on first use and stopped at the end (see tests/kafka_broker.py).
+    Never skipped: with no broker to be had, every Kafka test fails saying why."""
+    try:
+        with session_broker(tmp_path_factory.mktemp("kafka")) as broker:
+            yield broker
+    except NoBroker as exc:
+        pytest.fail(str(exc), pytrace=False)
+
+
+@pytest.fixture
+def kafka_bootstrap(kafka_broker: Broker) -> str:
+    """``host:port`` of the session's broker."""
+    return kafka_broker.bootstrap
+
+
+@pytest.fixture
+def throwaway_kafka(tmp_path: Path) -> Iterator[LocalBroker]:
+    """A broker of this test's own (scripts/kafka-local), stopped after it."""
+    broker = LocalBroker(tmp_path / "kafka")
+    try:
+        broker.start()
+    except NoBroker as exc:
+        pytest.fail(str(exc), pytrace=False)
+    yield broker
+    broker.stop()
+
+
+@pytest.fixture
+def local_kafka(kafka_broker: Broker, request: pytest.FixtureRequest) -> Iterator[LocalBroker]:
+    """A broker the test may stop and restart: the session's own when it runs locally (running
+    again after the test), else a throwaway one."""
+    if kafka_broker.local is None:
+        yield request.getfixturevalue("throwaway_kafka")
+        return
+    yield kafka_broker.local
+    if not kafka_broker.local.running:
+        kafka_broker.local.start()
 
 
 @dataclass

@@ -1,0 +1,210 @@
+"""A real Apache Kafka broker for the tests, from the first source that can give one:
+
+1. ``KAFKA_BOOTSTRAP_SERVERS``: a broker someone already runs;
+2. a testcontainers Kafka, where a Docker engine answers;
+3. the local broker of ``scripts/kafka-local`` (Maven Central jars, no Docker), on free ports.
+
+The local broker can also be stopped and restarted on the same ports and data, and more of them
+can be started, for tests about a broker going away. There is no fallback to skipping: a test that
+needs Kafka fails, saying why none could be had.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
+
+from engine_process import free_port
+
+KAFKA_LOCAL = Path(__file__).resolve().parent.parent / "scripts" / "kafka-local"
+START_TIMEOUT = 180.0
+"""Seconds for a broker to answer: generous, a cold start may resolve the jars from Maven first."""
+STOP_TIMEOUT = 60.0
+"""Seconds for a clean shutdown after SIGTERM before SIGKILL."""
+JVM_OPTS = "-XX:TieredStopAtLevel=1"
+"""Only the quick JIT: starts the broker about two seconds sooner here; test loads are small."""
+DOCKER_PROBE_TIMEOUT = 3
+KAFKA_IMAGE = "confluentinc/cp-kafka:7.9.0"  # Apache Kafka 3.9, as scripts/kafka-local runs
+
+
+class NoBroker(Exception):
+    """No Kafka broker could be had; the message says what was tried and why it failed."""
+
+
+async def cluster_answers(bootstrap: str, timeout: float = 5.0) -> str | None:
+    """None once the cluster answers a metadata request with a broker, else why not."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000))
+    try:
+        async with asyncio.timeout(timeout):
+            await admin.start()
+            cluster = await admin.describe_cluster()
+    except (KafkaError, OSError, TimeoutError) as exc:
+        return f"{type(exc).__name__}: {exc}"
+    finally:
+        await admin.close()
+    return None if cluster["brokers"] else "no broker registered yet"
+
+
+async def wait_until_answers(bootstrap: str, timeout: float, gone: Callable[[], str | None] = lambda: None) -> None:
+    """Poll until the broker answers; ``gone()`` returns a reason to stop early (its process died)."""
+    deadline = time.monotonic() + timeout
+    while (reason := await cluster_answers(bootstrap)) is not None:
+        if (died := gone()) is not None:
+            raise NoBroker(died)
+        if time.monotonic() > deadline:
+            raise NoBroker(f"{bootstrap} did not answer within {timeout:.0f} s: {reason}")
+        await asyncio.sleep(0.25)
+
+
+def _die_with_parent() -> None:
+    """In the child: SIGTERM when the test process dies, so no broker outlives a killed test run."""
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+class LocalBroker:
+    """One ``scripts/kafka-local`` broker: its data, configuration and log in ``directory``.
+
+    The async methods are for tests that stop or restart it while requests are in flight; the
+    sync ones for fixtures. Either way the process is started from the event loop's thread (the
+    main one), which its parent-death signal is tied to."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.port = free_port()
+        self.controller_port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    async def start_async(self, timeout: float = START_TIMEOUT) -> None:
+        """Start (or start again on the same ports and data) and wait until it answers."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        with (self.directory / "stdout.log").open("ab") as out:
+            self.process = subprocess.Popen(
+                [str(KAFKA_LOCAL), "start", str(self.directory), str(self.port), str(self.controller_port)],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env={"KAFKA_JVM_OPTS": JVM_OPTS, **os.environ},
+                preexec_fn=_die_with_parent,
+            )
+        try:
+            await wait_until_answers(self.bootstrap, timeout, self._exited)
+        except NoBroker:
+            await self.stop_async()
+            raise
+
+    async def stop_async(self) -> None:
+        """SIGTERM (a clean shutdown), then SIGKILL if it takes longer than STOP_TIMEOUT."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        deadline = time.monotonic() + STOP_TIMEOUT
+        while self.process.poll() is None and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    def start(self) -> None:
+        asyncio.run(self.start_async())
+
+    def stop(self) -> None:
+        asyncio.run(self.stop_async())
+
+    def _exited(self) -> str | None:
+        if self.process is None or self.process.poll() is None:
+            return None
+        return f"scripts/kafka-local exited with {self.process.returncode}:\n{self.output()}"
+
+    def output(self, lines: int = 40) -> str:
+        """The last lines of what the script printed and of the broker's own log."""
+        tails = []
+        for name in ("stdout.log", "broker.log"):
+            path = self.directory / name
+            if path.exists():
+                tails.append(f"--- {path}\n" + "\n".join(path.read_text(errors="replace").splitlines()[-lines:]))
+        return "\n".join(tails)
+
+
+@dataclass
+class Broker:
+    """The session's broker: where it is, and the local broker behind it when that is what runs."""
+
+    bootstrap: str
+    source: str
+    local: LocalBroker | None = None
+
+
+@contextmanager
+def session_broker(directory: Path) -> Iterator[Broker]:
+    """The first broker that can be had (see the module docstring), stopped on exit."""
+    if bootstrap := os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+        asyncio.run(wait_until_answers(bootstrap, 30.0))
+        yield Broker(bootstrap, "KAFKA_BOOTSTRAP_SERVERS")
+        return
+    docker = docker_unavailable()
+    if docker is None:
+        with _container() as bootstrap:
+            yield Broker(bootstrap, "testcontainers")
+        return
+    local = LocalBroker(directory)
+    try:
+        local.start()
+    except NoBroker as exc:
+        raise NoBroker(
+            "no Kafka broker for the tests: KAFKA_BOOTSTRAP_SERVERS is not set; "
+            f"no Docker engine ({docker}); the local broker failed: {exc}"
+        ) from None
+    try:
+        yield Broker(local.bootstrap, "scripts/kafka-local", local)
+    finally:
+        local.stop()
+
+
+def docker_unavailable() -> str | None:
+    """None when a Docker engine answers a ping within a few seconds, else why not."""
+    if not os.environ.get("DOCKER_HOST") and not Path("/var/run/docker.sock").exists():
+        return "DOCKER_HOST is not set and /var/run/docker.sock does not exist"
+    import docker  # testcontainers' dependency
+
+    try:
+        docker.from_env(timeout=DOCKER_PROBE_TIMEOUT).ping()
+    except Exception as exc:  # noqa: BLE001 - any failure means "no engine here", which is the answer
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+@contextmanager
+def _container() -> Iterator[str]:
+    from testcontainers.community.kafka import KafkaContainer
+
+    container = (
+        KafkaContainer(KAFKA_IMAGE)
+        .with_kraft()
+        .with_env("KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR", "1")
+        .with_env("KAFKA_TRANSACTION_STATE_LOG_MIN_ISR", "1")
+        .with_env("KAFKA_AUTO_CREATE_TOPICS_ENABLE", "false")
+    )
+    with container:
+        bootstrap = container.get_bootstrap_server()
+        asyncio.run(wait_until_answers(bootstrap, START_TIMEOUT))
+        yield bootstrap
