@@ -41,6 +41,35 @@ class IngressConfig(BaseModel):
     )
 
 
+class WorkerConfig(BaseModel):
+    """The Kafka engine's workers (``smsroute worker``): their state, timers and metrics endpoint.
+    Where the brokers and topics are is the ``kafka`` section's business."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    app_id: str | None = Field(
+        None, description="Consumer group, internal topic and transactional-id prefix; default <topic_prefix>.worker."
+    )
+    store: Literal["rocksdb", "memory"] = Field(
+        "rocksdb", description="Where tables live locally: RocksDB files under state_dir, or memory (tests)."
+    )
+    state_dir: Path | None = Field(None, description="RocksDB tables; default <data_dir>/worker.")
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = Field(9108, ge=0, le=65535, description="GET /metrics on this port; 0 picks a free one.")
+    tick_interval: float = Field(
+        0.5, gt=0, le=60, description="Seconds between stitch-timeout and retry checks (the precision of both)."
+    )
+    commit_interval: float = Field(
+        0.2, gt=0, le=60, description="Seconds between transaction commits: what is processed becomes visible then."
+    )
+    session_timeout: float = Field(
+        10.0, ge=6, le=300, description="Seconds without heartbeats before a worker's partitions move to the others."
+    )
+    max_queued: int = Field(
+        10_000, ge=1, description="Deliveries a worker holds waiting for a free slot at their destination."
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SMSROUTE_", env_nested_delimiter="__", extra="forbid")
 
@@ -58,6 +87,7 @@ class Settings(BaseSettings):
     dedupe_window: float = Field(48 * 3600.0, gt=0, description="Seconds a provider retry is recognised as one.")
     stitch_timeout: float = Field(300.0, gt=0, description="Seconds to wait for missing parts before delivering incomplete.")
     per_destination: int = Field(32, ge=1, le=1024, description="Delivery attempts in flight per receiver.")
+    worker: WorkerConfig = Field(default_factory=WorkerConfig, description="The Kafka engine's workers.")
     ingress: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
         description="Ingress name -> settings. Empty: every built-in provider under its own name, unauthenticated.",

@@ -98,3 +98,8 @@ RULES_ROUTES = Gauge(
     "smsroute_rules_routes",
     "Routes in the routing rules in force.",
 )
+CONSUMER_LAG = Gauge(
+    "smsroute_consumer_lag",
+    "Kafka engine: records of a partition a worker serves that are not yet processed and committed.",
+    ["topic", "partition"],
+)

@@ -37,6 +37,7 @@ def encode_delivery(delivery: Delivery) -> bytes:
             "action": json.dumps(delivery.action, ensure_ascii=False),
             "message": encode_message(delivery.message),
             "received_at": delivery.received_at,
+            "round": delivery.round,
         }
     )
 
@@ -51,6 +52,7 @@ def decode_delivery(data: bytes) -> Delivery:
         action=json.loads(record["action"]),
         message=decode_message(record["message"]),
         received_at=record["received_at"],
+        round=record["round"],
     )
 
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 from faust.serializers import codecs
 
-from smsroute.avro import DecodeError
+from smsroute.avro import DecodeError, codec
 from smsroute.message import InboundMessage
 from smsroute.records import AttemptRecord, DeadLetterRecord, decode_message, encode_message
 from smsroute.sinks.delivery import DeadLetter, Delivery
@@ -39,7 +39,7 @@ def test_message_json_comes_back_identical_in_the_same_order() -> None:
 
 def test_delivery_round_trips_through_the_faust_codec() -> None:
     data = codecs.dumps("smsroute.delivery", DELIVERY)
-    assert data[0] == 1  # the schema revision byte
+    assert data[0] == codec("delivery").version  # the schema revision byte
     decoded = codecs.loads("smsroute.delivery", data)
     assert decoded == DELIVERY
     assert decoded.body() == DELIVERY.body()  # what the receiver gets and the signature covers
@@ -65,3 +65,29 @@ def test_a_damaged_record_is_refused_not_misread() -> None:
         codecs.loads("smsroute.delivery", data[:-3])
     with pytest.raises(DecodeError):
         codecs.loads("smsroute.delivery", b"\x09" + data[1:])
+
+
+def test_a_delivery_written_with_revision_1_reads_with_the_current_revision() -> None:
+    """Revision 2 added ``round``: a record from a worker still on revision 1 reads as round 0."""
+    import io
+    import json
+    from importlib import resources
+
+    import fastavro
+
+    from smsroute.records import decode_delivery, encode_message
+
+    assert codec("delivery").version >= 2
+    v1 = fastavro.parse_schema(json.loads(resources.files("smsroute.schemas").joinpath("delivery.v1.avsc").read_text()))
+    out = io.BytesIO()
+    out.write(b"\x01")
+    fastavro.schemaless_writer(out, v1, {
+        "id": DELIVERY.id, "message_id": DELIVERY.message_id, "route": "inbox", "sink": "webhook",
+        "destination": DELIVERY.destination, "action": json.dumps(DELIVERY.action),
+        "message": encode_message(DELIVERY.message), "received_at": DELIVERY.received_at,
+    })
+    decoded = decode_delivery(out.getvalue())
+    assert decoded == DELIVERY and decoded.round == 0
+    replayed = codecs.loads("smsroute.delivery", codecs.dumps("smsroute.delivery", DELIVERY.__class__(
+        **{**{name: getattr(DELIVERY, name) for name in DELIVERY.__slots__}, "round": 2})))
+    assert replayed.round == 2

@@ -24,6 +24,8 @@ class Delivery:
     message: dict[str, Any]
     """The canonical message JSON (``route`` and ``rules_version`` set)."""
     received_at: float
+    round: int = 0
+    """0 as routed; n after its n-th replay from dead letters."""
 
     @classmethod
     def of(cls, message: InboundMessage, route: str, index: int, sink: str, action: dict[str, Any]) -> Delivery:

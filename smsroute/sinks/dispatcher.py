@@ -10,18 +10,13 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 
-from .. import metrics
 from ..aio import wait_any
 from ..streams.statedb import Due, StateDB
-from .delivery import Delivery
-from .retry import next_delay
-from .webhook import Attempt
+from .outcome import Sender, attempt_once
 
 log = logging.getLogger("smsroute.sinks")
-
-Sender = Callable[[Delivery], Awaitable[Attempt]]
 
 
 class Dispatcher:
@@ -75,45 +70,12 @@ class Dispatcher:
     async def _attempt(self, destination: str, due: Due) -> None:
         delivery = due.delivery
         try:
-            sender = self.senders.get(delivery.sink)
-            if sender is None:
-                attempt = Attempt("failed", None, f"no {delivery.sink} sink is configured", 0.0)
-            else:
-                attempt = await sender(delivery)
-            self._record(delivery, due.attempts + 1, attempt, final=sender is None)
+            verdict = await attempt_once(self.senders, delivery, due.attempts + 1)
+            attempt = verdict.attempt
+            self.state.finish(delivery.id, verdict.number, attempt.outcome, attempt.status, attempt.error,
+                              attempt.duration, verdict.at, verdict.next_at)
         except Exception:  # a bug in a sender must not lose the delivery: it stays claimed until restart
             log.exception("delivery attempt crashed", extra={"event": "delivery_crashed", "delivery_id": delivery.id})
         finally:
             self.in_flight[destination] -= 1
             self._wake.set()
-
-    def _record(self, delivery: Delivery, number: int, attempt: Attempt, final: bool) -> None:
-        now = time.time()
-        sink = delivery.sink
-        metrics.DELIVERY_ATTEMPT_SECONDS.labels(sink).observe(attempt.duration)
-        next_at = None
-        if attempt.outcome == "delivered":
-            outcome = "delivered"
-            metrics.END_TO_END_SECONDS.labels(sink).observe(now - delivery.received_at)
-        else:
-            delay = None if final else next_delay(delivery.action["retry"]["delays"], number, attempt.retry_after)
-            next_at = None if delay is None else now + delay
-            outcome = "retry" if next_at is not None else "dead_letter"
-            if next_at is None:
-                metrics.DEAD_LETTERS.labels("deliver", "attempts_exhausted" if not final else "no_sink").inc()
-            log.log(
-                logging.WARNING if next_at is None else logging.INFO,
-                f"delivery attempt failed: {attempt.error}",
-                extra={
-                    "event": "delivery_failed",
-                    "delivery_id": delivery.id,
-                    "message_id": delivery.message_id,
-                    "route": delivery.route,
-                    "sink": sink,
-                    "attempt": number,
-                    "outcome": outcome,
-                },
-            )
-        metrics.DELIVERIES.labels(sink, outcome).inc()
-        self.state.finish(delivery.id, number, attempt.outcome, attempt.status, attempt.error, attempt.duration, now, next_at)
-
