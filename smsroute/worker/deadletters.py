@@ -1,0 +1,90 @@
+"""Dead letters of the Kafka engine: read from their topic, replayed into the delivery topic.
+
+The topic is keyed by dead-letter id and the latest record of an id is its state: a replay sends
+the dead delivery again with its round raised (a fresh set of retries; the sink takes a delivery
+whose round is newer than the one it finished) and appends the letter again with ``replayed_at``.
+Replaying twice is harmless: the sink ignores a round it has already taken."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.structs import TopicPartition
+
+from ..config import Settings
+from ..records import AttemptRecord, DeadLetterRecord, decode_delivery, encode_delivery
+from .app import topic_names
+
+
+async def latest(settings: Settings) -> list[DeadLetterRecord]:
+    """Every dead letter's latest record, in the order the letters first appeared."""
+    kafka = settings.kafka
+    assert kafka is not None
+    topic = topic_names(settings)["dead_letters"]
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=kafka.bootstrap_servers, client_id=kafka.client_id, isolation_level="read_committed",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    letters: dict[str, DeadLetterRecord] = {}
+    try:
+        partitions = [TopicPartition(topic, p) for p in sorted(await consumer.partitions_for_topic(topic) or ())]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        ends = await consumer.end_offsets(partitions)
+        remaining = {tp for tp in partitions if ends[tp] > 0}
+        while remaining:
+            batches = await consumer.getmany(*remaining, timeout_ms=1000)
+            for records in batches.values():
+                for record in records:
+                    letter = DeadLetterRecord.decode(record.value)
+                    letters[letter.id] = letter
+            remaining = {tp for tp in remaining if await consumer.position(tp) < ends[tp]}
+    finally:
+        await consumer.stop()
+    return sorted(letters.values(), key=lambda letter: letter.created_at)
+
+
+def describe(letter: DeadLetterRecord) -> dict[str, Any]:
+    """A letter as ``dead-letters list`` shows it (the embedded engine's fields)."""
+    return {
+        "id": letter.id, "stage": letter.stage, "reason": letter.reason, "delivery_id": letter.delivery_id,
+        "created_at": letter.created_at, "replayed_at": letter.replayed_at,
+        "attempts": [_attempt(AttemptRecord.decode(data)) for data in letter.attempts],
+    }
+
+
+def _attempt(record: AttemptRecord) -> dict[str, Any]:
+    return {"attempt": record.attempt, "at": record.at, "outcome": record.outcome, "status": record.status,
+            "error": record.error, "duration": record.duration}
+
+
+async def replay(settings: Settings, ids: list[str] | None) -> int:
+    """Send the dead deliveries (all, or those of ``ids``) again; returns how many."""
+    kafka = settings.kafka
+    assert kafka is not None
+    names = topic_names(settings)
+    chosen = [
+        letter for letter in await latest(settings)
+        if letter.stage == "deliver" and letter.replayed_at is None and letter.delivery is not None
+        and (ids is None or letter.id in ids)
+    ]
+    producer = AIOKafkaProducer(
+        bootstrap_servers=kafka.bootstrap_servers, client_id=kafka.client_id, acks="all", enable_idempotence=True
+    )
+    await producer.start()
+    try:
+        now = time.time()
+        for letter in chosen:
+            assert letter.delivery is not None
+            delivery = decode_delivery(letter.delivery)
+            again = dataclasses.replace(delivery, round=delivery.round + 1)
+            await producer.send_and_wait(names["deliveries"], encode_delivery(again), key=again.destination.encode())
+            marked = dataclasses.replace(letter, replayed_at=now)
+            await producer.send_and_wait(names["dead_letters"], marked.encode(), key=letter.id.encode())
+    finally:
+        await producer.stop()
+    return len(chosen)
