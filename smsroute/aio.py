@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import signal
+from collections.abc import Callable
 
 
 async def wait_any(*events: asyncio.Event, timeout: float) -> None:
@@ -13,3 +15,10 @@ async def wait_any(*events: asyncio.Event, timeout: float) -> None:
     finally:
         for waiter in waiters:
             waiter.cancel()
+
+
+def on_stop_signals(callback: Callable[[], None]) -> None:
+    """Call ``callback`` on SIGINT or SIGTERM: the process stops cleanly, finishing what is in flight."""
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, callback)

@@ -19,13 +19,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="smsroute", description="Inbound-SMS routing engine.")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    serve = commands.add_parser("serve", help="run the embedded engine (ingress and log in one process)")
-    serve.add_argument("--config", type=Path, help="TOML configuration file")
-    serve.add_argument("--host", help="listen address (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, help="listen port (default 8080)")
+    serve = commands.add_parser(
+        "serve", help="run the engine: embedded (one process, SQLite), or the ingress on Kafka when [kafka] is configured"
+    )
+    _listen_options(serve)
     serve.add_argument("--data-dir", type=Path, help="where the log and state live (default ./data)")
     serve.add_argument("--routes", type=Path, help="routing rules file or directory (default routing_rules/)")
     serve.set_defaults(run=_serve)
+
+    ingress = commands.add_parser(
+        "ingress", help="run the Kafka engine's ingress: provider requests in, raw events published to Kafka"
+    )
+    _listen_options(ingress)
+    ingress.set_defaults(run=_ingress)
 
     worker = commands.add_parser(
         "worker", help="run a Kafka engine worker: processors and sinks over the Kafka topics (needs [kafka])"
@@ -81,6 +87,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+def _listen_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, help="TOML configuration file")
+    parser.add_argument("--host", help="listen address (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="listen port (default 8080)")
+
+
 def _serve(args: argparse.Namespace) -> int:
     from . import embedded
     from .ingress.providers import build_adapters
@@ -88,6 +100,8 @@ def _serve(args: argparse.Namespace) -> int:
     from .rules.watch import RulesWatcher
 
     settings = load_settings(args.config, host=args.host, port=args.port, data_dir=args.data_dir, routes=args.routes)
+    if settings.kafka is not None:
+        return _serve_ingress_on_kafka(settings)
     if not settings.routes.exists():
         raise ConfigError(f"routes: {settings.routes} does not exist")
     adapters = build_adapters(settings)
@@ -98,6 +112,27 @@ def _serve(args: argparse.Namespace) -> int:
         _print_problems(settings.routes, exc)
         return 1
     _run(embedded.serve(settings, adapters, rules))
+    return 0
+
+
+def _ingress(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config, host=args.host, port=args.port)
+    if settings.kafka is None:
+        raise ConfigError(
+            "kafka: not configured: `smsroute ingress` publishes to Kafka; give [kafka] bootstrap_servers "
+            "in the configuration file or SMSROUTE_KAFKA__BOOTSTRAP_SERVERS (or run `smsroute serve`)"
+        )
+    return _serve_ingress_on_kafka(settings)
+
+
+def _serve_ingress_on_kafka(settings: Settings) -> int:
+    from .ingress.kafka import serve_kafka
+    from .ingress.providers import build_adapters
+
+    assert settings.kafka is not None
+    adapters = build_adapters(settings)
+    setup_logging(settings.log_level)
+    _run(serve_kafka(settings, adapters, settings.kafka))
     return 0
 
 

@@ -18,6 +18,10 @@ from pydantic.networks import IPvAnyNetwork
 from pydantic_settings import BaseSettings, InitSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
 INGRESS_NAME = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+TOPIC_PREFIX = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,199}$"
+"""Kafka's legal topic characters; the prefix is followed by ``.raw.v1`` and the like."""
+KAFKA_MAX_BODY = 1024 * 1024 - 64 * 1024
+"""Largest request body with Kafka: the record (body and the event's other fields) stays under 1 MiB."""
 
 _file_values: ContextVar[dict[str, Any]] = ContextVar("smsroute_config_file_values", default={})
 
@@ -40,6 +44,65 @@ class IngressConfig(BaseModel):
         (), description="Proxies whose X-Forwarded-For is believed when resolving the client address."
     )
 
+
+class KafkaConfig(BaseModel):
+    """The Kafka engine: where the brokers are, the topics' shape, and how the ingress publishes.
+
+    Delivery guarantees are not settings: the producer always waits for every in-sync replica
+    (``acks=all``) and is idempotent, so a provider is answered only once its event is replicated.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    bootstrap_servers: str = Field(
+        description="Comma-separated host:port of one or more brokers (a TOML list is accepted too)."
+    )
+    client_id: str = Field("smsroute", min_length=1, description="Client id the brokers see (quotas, logs).")
+    topic_prefix: str = Field("smsroute", description="Topics are <prefix>.raw.v1 and the like.")
+    partitions: int = Field(12, ge=1, le=10_000, description="Partitions of each topic created at start-up.")
+    replication_factor: int = Field(1, ge=1, le=32, description="Replicas of each topic created (3 in production).")
+    compression: Literal["none", "gzip", "lz4", "zstd", "snappy"] = Field(
+        "lz4", description="Producer batch compression: lz4 is cheap on CPU and shrinks JSON and form bodies well."
+    )
+    linger: float = Field(
+        0.005, ge=0, le=1, description="Seconds a batch waits for more records: more records per request under load."
+    )
+    max_batch_bytes: int = Field(256 * 1024, ge=1024, le=1024 * 1024, description="Largest batch per partition.")
+    request_timeout: float = Field(
+        4.0, gt=0, description="Seconds before an unacknowledged publish fails (503); shorter than log_timeout."
+    )
+
+    @field_validator("bootstrap_servers", mode="before")
+    @classmethod
+    def _servers(cls, value: Any) -> Any:
+        if isinstance(value, list | tuple):
+            value = ",".join(str(item) for item in value)
+        if not isinstance(value, str):
+            return value
+        servers = [server.strip() for server in value.split(",") if server.strip()]
+        if not servers:
+            raise ValueError("no broker given (host:port, comma-separated)")
+        for server in servers:
+            host, _, port = server.rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"{server!r} is not host:port")
+        return ",".join(servers)
+
+    @field_validator("topic_prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        if not re.match(TOPIC_PREFIX, value):
+            raise ValueError(f"{value!r} must match {TOPIC_PREFIX} (characters Kafka allows in topic names)")
+        return value
+
+    def topic(self, name: str) -> str:
+        """The full topic name, e.g. ``topic("raw.v1")`` -> ``smsroute.raw.v1``."""
+        return f"{self.topic_prefix}.{name}"
+
+    @property
+    def raw_topic(self) -> str:
+        """Raw provider events, written by the ingress, keyed so a message's parts share a partition."""
+        return self.topic("raw.v1")
 
 class WorkerConfig(BaseModel):
     """The Kafka engine's workers (``smsroute worker``): their state, timers and metrics endpoint.
@@ -92,6 +155,9 @@ class Settings(BaseSettings):
         default_factory=dict,
         description="Ingress name -> settings. Empty: every built-in provider under its own name, unauthenticated.",
     )
+    kafka: KafkaConfig | None = Field(
+        None, description="The Kafka engine's settings; given, the ingress publishes raw events to Kafka."
+    )
 
     @field_validator("ingress")
     @classmethod
@@ -116,6 +182,15 @@ class Settings(BaseSettings):
             # Otherwise a request gives up (503) while its write still waits for the lock, and
             # /readyz keeps saying ready because no commit has failed yet.
             raise ValueError("log_busy_timeout must be shorter than log_timeout")
+        if self.kafka is not None and self.kafka.request_timeout >= self.log_timeout:
+            # Same reason: the publish must fail (and flip /readyz) before the request gives up.
+            raise ValueError("kafka.request_timeout must be shorter than log_timeout")
+        if self.kafka is not None and self.max_body_bytes > KAFKA_MAX_BODY:
+            # A larger record is refused by brokers (message.max.bytes, 1 MiB by default) on
+            # every retry: a 503 forever instead of a 413 once.
+            raise ValueError(
+                f"max_body_bytes must be at most {KAFKA_MAX_BODY} with kafka (records over 1 MiB are refused)"
+            )
         return self
 
     @classmethod

@@ -6,17 +6,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 from collections.abc import Mapping
 
 import aiohttp
-from aiohttp import web
 
+from .aio import on_stop_signals
 from .config import Settings
 from .eventlog.sqlite import SQLiteLog
-from .ingress.app import create_app
 from .ingress.base import Adapter
 from .ingress.providers import available
+from .ingress.server import IngressServer
 from .rules.watch import RulesWatcher
 from .sinks import webhook
 from .sinks.dispatcher import Dispatcher
@@ -27,20 +26,6 @@ from .streams.statedb import StateDB
 from .streams.stitch import Stitcher
 
 log = logging.getLogger("smsroute")
-
-
-def describe_auth(adapter: Adapter) -> str:
-    config = adapter.config
-    checks = [
-        name
-        for name, on in (
-            ("signature", adapter.signed),
-            ("token", config.token is not None),
-            ("ip-allow-list", bool(config.allow_ips)),
-        )
-        if on
-    ]
-    return "+".join(checks) or "none"
 
 
 def normalizers() -> dict[str, Adapter]:
@@ -69,7 +54,7 @@ class Engine:
         self.state = StateDB(settings.data_dir / "state.db")
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
-        self._runner = web.AppRunner(create_app(settings, adapters, self.log), access_log=None)
+        self.ingress = IngressServer(settings, adapters, self.log)
         self.port = settings.port
 
     async def start(self) -> None:
@@ -83,20 +68,14 @@ class Engine:
         )
         self.processor = Processor(self.log, self.state, build_pipeline(settings, self.state, self.rules), self.dispatcher.wake)
         self.log.on_commit = self.processor.appended
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, settings.host, settings.port, backlog=1024)
-        await site.start()
-        self.port = self._runner.addresses[0][1]
+        await self.ingress.start(
+            data_dir=str(settings.data_dir), routes=str(settings.routes), rules_version=self.rules.rules.version
+        )
+        self.port = self.ingress.port
         self._tasks = [
             asyncio.create_task(job)
             for job in (self.processor.run(self._stop), self.dispatcher.run(self._stop), self.rules.run(self._stop))
         ]
-        _log_mounts(self.adapters)
-        log.info(
-            f"listening on http://{settings.host}:{self.port}",
-            extra={"event": "listening", "data_dir": str(settings.data_dir), "routes": str(settings.routes),
-                   "rules_version": self.rules.rules.version},
-        )
 
     async def wait(self) -> None:
         """Until stop() is called or a loop of the engine fails (which is then raised)."""
@@ -112,10 +91,10 @@ class Engine:
 
     async def stop(self) -> None:
         """Finish in-flight requests, the pending log commit and in-flight deliveries, then close."""
-        if self._runner.server is None:
+        if not self.ingress.running:
             return
         self._stop.set()
-        await self._runner.cleanup()
+        await self.ingress.stop()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self._session.close()
         self.log.stop()
@@ -126,22 +105,9 @@ async def serve(settings: Settings, adapters: Mapping[str, Adapter], rules: Rule
     """Run until SIGINT or SIGTERM."""
     engine = Engine(settings, adapters, rules)
     await engine.start()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, engine.request_stop)
+    on_stop_signals(engine.request_stop)
     try:
         await engine.wait()
     finally:
         log.info("stopping", extra={"event": "stopping"})
         await engine.stop()
-
-
-def _log_mounts(adapters: Mapping[str, Adapter]) -> None:
-    for name, adapter in adapters.items():
-        auth = describe_auth(adapter)
-        log.log(
-            logging.WARNING if auth == "none" else logging.INFO,
-            f"ingress {name} mounted" + (" with no authentication" if auth == "none" else ""),
-            extra={"event": "ingress_mounted", "source": name, "provider": adapter.provider, "auth": auth,
-                   "paths": [f"/{kind}/{name}" for kind in sorted(adapter.kinds)]},
-        )

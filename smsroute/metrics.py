@@ -37,6 +37,20 @@ LOG_COMMIT_REQUESTS = Histogram(
     "Requests made durable by one group commit.",
     buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000),
 )
+KAFKA_RECORDS = Counter(
+    "smsroute_kafka_records_total",
+    "Raw event records the ingress published to Kafka, by outcome (acknowledged, failed).",
+    ["outcome"],
+)
+KAFKA_PUBLISH_SECONDS = Histogram(
+    "smsroute_kafka_publish_duration_seconds",
+    "From handing one request's records to the producer to the acknowledgement of all of them (acks=all).",
+    buckets=LATENCY_BUCKETS,
+)
+KAFKA_READY = Gauge(
+    "smsroute_kafka_producer_ready",
+    "1 while the ingress has a Kafka producer and its last publish succeeded, else 0.",
+)
 
 PIPELINE_EVENTS = Counter(
     "smsroute_pipeline_events_total",

@@ -1,12 +1,14 @@
-"""``smsroute serve`` as a child process, for tests that need a real crash (SIGKILL)."""
+"""``smsroute`` commands as child processes, for tests that need a real process (SIGKILL, the CLI)."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import aiohttp
@@ -27,19 +29,19 @@ def form(text: str) -> dict[str, str]:
             "text": text}
 
 
-class EngineProcess:
-    """The engine on a free port, its stderr kept in a file."""
+class SmsrouteProcess:
+    """``python -m smsroute ARGS --host 127.0.0.1 --port <free>``, its stderr kept in a file."""
 
-    def __init__(self, data_dir: Path, stderr: Path, routes: Path = ROUTES) -> None:
+    def __init__(self, args: Sequence[str], stderr: Path, env: Mapping[str, str] | None = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.stderr_path = stderr
         with stderr.open("ab") as err:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "smsroute", "serve", "--host", "127.0.0.1", "--port", str(self.port),
-                 "--data-dir", str(data_dir), "--routes", str(routes)],
+                [sys.executable, "-m", "smsroute", *args, "--host", "127.0.0.1", "--port", str(self.port)],
                 stdout=subprocess.DEVNULL,
                 stderr=err,
+                env=None if env is None else {**os.environ, **env},
             )
 
     def stderr(self) -> str:
@@ -64,3 +66,15 @@ class EngineProcess:
         if self.process.poll() is None:
             self.process.kill()
             self.process.wait()
+
+    def stop(self, timeout: float = 30.0) -> int:
+        """SIGTERM, and the exit status once it has stopped by itself."""
+        self.process.terminate()
+        return self.process.wait(timeout)
+
+
+class EngineProcess(SmsrouteProcess):
+    """``smsroute serve``: the embedded engine on a free port."""
+
+    def __init__(self, data_dir: Path, stderr: Path, routes: Path = ROUTES) -> None:
+        super().__init__(["serve", "--data-dir", str(data_dir), "--routes", str(routes)], stderr)

@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
@@ -65,6 +66,41 @@ async def wait_until_answers(bootstrap: str, timeout: float, gone: Callable[[], 
         if time.monotonic() > deadline:
             raise NoBroker(f"{bootstrap} did not answer within {timeout:.0f} s: {reason}")
         await asyncio.sleep(0.25)
+
+
+async def partition_count(bootstrap: str, topic: str, timeout: float = 30.0) -> int:
+    """How many partitions ``topic`` has, once the broker describes it (a topic just created
+    takes a moment to reach the broker's metadata)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    deadline = time.monotonic() + timeout
+    try:
+        while (described := (await admin.describe_topics([topic]))[0])["error_code"]:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"topic {topic} not described within {timeout:.0f} s: {described}")
+            await asyncio.sleep(0.1)
+    finally:
+        await admin.close()
+    return len(described["partitions"])
+
+
+async def read_topic(bootstrap: str, topic: str) -> list[ConsumerRecord[bytes, bytes]]:
+    """Every committed record of every partition of ``topic``, from the beginning to the end as it
+    is now: partition by partition, each in offset order."""
+    partitions = [TopicPartition(topic, partition) for partition in range(await partition_count(bootstrap, topic))]
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, isolation_level="read_committed")
+    await consumer.start()
+    try:
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        ends = await consumer.end_offsets(partitions)
+        records: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]] = {tp: [] for tp in partitions}
+        while any([await consumer.position(tp) < ends[tp] for tp in partitions]):
+            for tp, batch in (await consumer.getmany(*partitions, timeout_ms=1000)).items():
+                records[tp] += batch
+        return [record for tp in partitions for record in records[tp]]
+    finally:
+        await consumer.stop()
 
 
 def _die_with_parent() -> None:

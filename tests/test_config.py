@@ -173,3 +173,50 @@ def test_cli_exits_2_on_an_unknown_provider(tmp_path: Path) -> None:
 def test_log_busy_timeout_must_be_shorter_than_log_timeout() -> None:
     with pytest.raises(ConfigError, match="log_busy_timeout must be shorter than log_timeout"):
         load_settings(log_timeout=1.0, log_busy_timeout=1.0)
+
+
+def test_kafka_section_from_file_and_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load_settings().kafka is None  # the embedded engine unless Kafka is configured
+    config = write(tmp_path, '[kafka]\nbootstrap_servers = ["k1:9092", "k2:9092"]\npartitions = 24\n')
+    kafka = load_settings(config).kafka
+    assert kafka is not None
+    assert (kafka.bootstrap_servers, kafka.partitions, kafka.raw_topic) == ("k1:9092,k2:9092", 24, "smsroute.raw.v1")
+    monkeypatch.setenv("SMSROUTE_KAFKA__BOOTSTRAP_SERVERS", "127.0.0.1:19092, 127.0.0.2:19092")
+    monkeypatch.setenv("SMSROUTE_KAFKA__TOPIC_PREFIX", "sms-eu")
+    kafka = load_settings(config).kafka
+    assert kafka is not None
+    assert (kafka.bootstrap_servers, kafka.partitions) == ("127.0.0.1:19092,127.0.0.2:19092", 24)
+    assert kafka.topic("messages.v1") == "sms-eu.messages.v1"
+
+
+@pytest.mark.parametrize(
+    ("kafka", "expected"),
+    [
+        ({}, "kafka.bootstrap_servers: Field required"),
+        ({"bootstrap_servers": "localhost"}, "kafka.bootstrap_servers: Value error, 'localhost' is not host:port"),
+        ({"bootstrap_servers": " , "}, "kafka.bootstrap_servers: Value error, no broker given"),
+        ({"bootstrap_servers": "k:9092", "topic_prefix": "sms eu"}, "kafka.topic_prefix: Value error, 'sms eu' must match"),
+        ({"bootstrap_servers": "k:9092", "partitions": 0}, "kafka.partitions: Input should be greater than or equal to 1"),
+        ({"bootstrap_servers": "k:9092", "compression": "brotli"}, "kafka.compression: Input should be 'none', 'gzip'"),
+        ({"bootstrap_servers": "k:9092", "acks": 1}, "kafka.acks: Extra inputs are not permitted"),
+        ({"bootstrap_servers": "k:9092", "request_timeout": 5.0},
+         "(top level): Value error, kafka.request_timeout must be shorter than log_timeout"),
+    ],
+)
+def test_bad_kafka_settings_are_named(kafka: dict[str, object], expected: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        load_settings(kafka=kafka)
+    assert str(error.value).startswith(f"configuration: {expected}")
+
+
+def test_kafka_limits_the_body_size() -> None:
+    load_settings(max_body_bytes=2 * 1024 * 1024)  # the embedded log takes it
+    with pytest.raises(ConfigError) as error:
+        load_settings(max_body_bytes=2 * 1024 * 1024, kafka={"bootstrap_servers": "k:9092"})
+    assert "max_body_bytes must be at most 983040 with kafka" in str(error.value)
+
+
+def test_ingress_command_needs_kafka(tmp_path: Path) -> None:
+    result = run_cli(tmp_path, "ingress")
+    assert result.returncode == 2
+    assert "kafka: not configured: `smsroute ingress` publishes to Kafka" in result.stderr

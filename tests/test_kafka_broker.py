@@ -5,11 +5,11 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 
-from kafka_broker import LocalBroker
+from kafka_broker import LocalBroker, read_topic
 
 
 async def create_topic(bootstrap: str, partitions: int = 1) -> str:
@@ -21,24 +21,6 @@ async def create_topic(bootstrap: str, partitions: int = 1) -> str:
     finally:
         await admin.close()
     return topic
-
-
-async def read_all(bootstrap: str, topic: str) -> list[bytes]:
-    """Every record of partition 0, from the beginning to the end as it is now."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, isolation_level="read_committed")
-    await consumer.start()
-    try:
-        partition = TopicPartition(topic, 0)
-        consumer.assign([partition])
-        await consumer.seek_to_beginning(partition)
-        end = (await consumer.end_offsets([partition]))[partition]
-        values: list[bytes] = []
-        while await consumer.position(partition) < end:
-            batch = await consumer.getmany(partition, timeout_ms=1000)
-            values += [record.value for record in batch.get(partition, [])]
-        return values
-    finally:
-        await consumer.stop()
 
 
 async def test_transactions_work_on_one_broker(kafka_bootstrap: str) -> None:
@@ -54,7 +36,7 @@ async def test_transactions_work_on_one_broker(kafka_bootstrap: str) -> None:
         await producer.abort_transaction()
     finally:
         await producer.stop()
-    assert await read_all(kafka_bootstrap, topic) == [b"committed"]
+    assert [record.value for record in await read_topic(kafka_bootstrap, topic)] == [b"committed"]
 
 
 async def topics(bootstrap: str) -> list[str]:
@@ -91,7 +73,7 @@ async def test_restart_keeps_data_and_ports(local_kafka: LocalBroker) -> None:
     assert not local_kafka.running
     await local_kafka.start_async()
     assert local_kafka.bootstrap == bootstrap
-    assert await read_all(bootstrap, topic) == [b"before restart"]
+    assert [record.value for record in await read_topic(bootstrap, topic)] == [b"before restart"]
 
 
 async def test_a_throwaway_broker_is_a_cluster_of_its_own(kafka_bootstrap: str, throwaway_kafka: LocalBroker) -> None:

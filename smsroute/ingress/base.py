@@ -190,7 +190,15 @@ class Adapter:
         raise NotImplementedError
 
     def key(self, kind: EventKind, fields: Fields) -> str:
-        """Partition key: every part and every retry of one message must share it."""
+        """Partition key: every part and every retry of one message must share it.
+
+        Inbound messages use ``<provider>:<sender>:<recipient>`` as the provider sends them: the
+        stitch key is (provider, from, to, reference, total), so all parts of a message share
+        this key, and a provider retry repeats the same numbers. A message id would split parts
+        (each has its own), the provider alone would put a burst on one partition; the ingress
+        name is left out so that ingresses of one provider stitch together. Delivery reports
+        are keyed by the id of the message they report on. On Kafka the key picks the partition.
+        """
         raise NotImplementedError
 
     def split(self, request: Incoming, messages: list[Fields]) -> list[Message]:

@@ -6,10 +6,9 @@ import asyncio
 import logging
 
 import faust
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
 
 from ..config import Settings
+from ..eventlog.topics import ensure_topics
 from ..logs import setup_logging
 from ..rules.watch import RulesWatcher
 from .app import Worker, prepare_state_dir, topic_names
@@ -32,30 +31,12 @@ def run(settings: Settings, rules: RulesWatcher) -> None:
     """Serve until stopped; a clean stop marks the local tables as trustworthy for the next start."""
     marker = prepare_state_dir(settings)
     worker = Worker(settings, rules)
-    asyncio.run(create_topics(settings, worker.changelogs()))
+    # Every topic before the first worker joins, or its first assignment could miss a changelog.
+    assert settings.kafka is not None
+    asyncio.run(ensure_topics(settings.kafka, list(topic_names(settings).values()), compacted=worker.changelogs()))
     try:
         FaustWorker(worker.app, log_level=settings.log_level, quiet=True).execute_from_commandline()
     except SystemExit as exc:
         if not exc.code:
             marker.touch()
         raise
-
-
-async def create_topics(settings: Settings, changelogs: list[str]) -> None:
-    """The engine's topics and the workers' changelogs (compacted), with the configured partitions,
-    when missing: all before the first worker joins, or its first assignment could miss one."""
-    kafka = settings.kafka
-    assert kafka is not None
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers, client_id=kafka.client_id)
-    await admin.start()
-    try:
-        compacted = {"cleanup.policy": "compact"}
-        response = await admin.create_topics(
-            [NewTopic(name, kafka.partitions, kafka.replication_factor) for name in topic_names(settings).values()]
-            + [NewTopic(name, kafka.partitions, kafka.replication_factor, topic_configs=compacted) for name in changelogs]
-        )
-        for name, code, message in response.topic_errors:
-            if code and code != TopicAlreadyExistsError.errno:
-                raise RuntimeError(f"cannot create topic {name}: {message}")
-    finally:
-        await admin.close()
