@@ -148,6 +148,9 @@ class Worker:
         app.task(self._watch_rules)
         app.on_partitions_revoked.connect(self._revoked)
         app.on_partitions_assigned.connect(self._assigned)
+        app.on_rebalance_complete.connect(self._rebalanced)
+        self.ready = False
+        """Partitions assigned and their tables recovered: /readyz answers 200."""
 
     def changelogs(self) -> list[str]:
         return [table.changelog_topic.get_topic_name() for table in self.app.tables.values()]
@@ -238,6 +241,7 @@ class Worker:
         server = web.Application()
         server.router.add_get("/metrics", _metrics)
         server.router.add_get("/healthz", _healthz)
+        server.router.add_get("/readyz", self._readyz)
         runner = web.AppRunner(server, access_log=None)
         await runner.setup()
         await web.TCPSite(runner, config.metrics_host, config.metrics_port).start()
@@ -261,9 +265,19 @@ class Worker:
     async def _watch_rules(self) -> None:
         await self.rules.run()
 
+    async def _readyz(self, request: web.Request) -> web.Response:
+        if not self.ready:
+            return web.Response(status=503, text="rebalancing\n")
+        served = {tp.partition for tp in self.app.assignor.assigned_actives() if tp.topic == self.names["raw"]}
+        return web.Response(text=f"ready: {len(served)} partitions\n")
+
+    async def _rebalanced(self, app: AppT, **_: Any) -> None:
+        self.ready = True
+
     async def _revoked(self, app: AppT, revoked: set[TP], **_: Any) -> None:
         """Before partitions move: commit what is finished, and forget the rest (it is read
         again from the committed offsets, here or by the next owner)."""
+        self.ready = False
         await self.app.consumer.transactions.commit({})
         self.app.progress.forget(revoked)
         self.sink.drop_queued()

@@ -12,40 +12,42 @@ import time
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.structs import TopicPartition
+from aiokafka.structs import ConsumerRecord
 
-from ..config import Settings
+from ..config import KafkaConfig, Settings
 from ..records import AttemptRecord, DeadLetterRecord, decode_delivery, encode_delivery
 from .app import topic_names
 
 
 async def latest(settings: Settings) -> list[DeadLetterRecord]:
     """Every dead letter's latest record, in the order the letters first appeared."""
-    kafka = settings.kafka
-    assert kafka is not None
-    topic = topic_names(settings)["dead_letters"]
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=kafka.bootstrap_servers, client_id=kafka.client_id, isolation_level="read_committed",
-        enable_auto_commit=False,
-    )
-    await consumer.start()
+    assert settings.kafka is not None
     letters: dict[str, DeadLetterRecord] = {}
+    for record in await read_all(settings.kafka, topic_names(settings)["dead_letters"]):
+        letter = DeadLetterRecord.decode(record.value)
+        letters[letter.id] = letter
+    return sorted(letters.values(), key=lambda letter: letter.created_at)
+
+
+async def read_all(kafka: KafkaConfig, topic: str) -> list[ConsumerRecord[bytes, bytes]]:
+    """Every committed record of ``topic`` as it stands now, partition by partition."""
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=kafka.bootstrap_servers, client_id=kafka.client_id, isolation_level="read_committed",
+        enable_auto_commit=False, auto_offset_reset="earliest",
+    )
+    await consumer.start()  # with no group, every partition of the topic is assigned
+    records: list[ConsumerRecord[bytes, bytes]] = []
     try:
-        partitions = [TopicPartition(topic, p) for p in sorted(await consumer.partitions_for_topic(topic) or ())]
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
+        partitions = sorted(consumer.assignment())
         ends = await consumer.end_offsets(partitions)
         remaining = {tp for tp in partitions if ends[tp] > 0}
         while remaining:
-            batches = await consumer.getmany(*remaining, timeout_ms=1000)
-            for records in batches.values():
-                for record in records:
-                    letter = DeadLetterRecord.decode(record.value)
-                    letters[letter.id] = letter
+            for batch in (await consumer.getmany(*remaining, timeout_ms=500)).values():
+                records.extend(batch)
             remaining = {tp for tp in remaining if await consumer.position(tp) < ends[tp]}
     finally:
         await consumer.stop()
-    return sorted(letters.values(), key=lambda letter: letter.created_at)
+    return records
 
 
 def describe(letter: DeadLetterRecord) -> dict[str, Any]:
