@@ -9,6 +9,7 @@ import json
 import time
 from typing import Any
 
+import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -74,7 +75,11 @@ PATHS = {"inbox": "/inbox", "opt-out": "/optout"}
 
 
 async def scrape(run: Running) -> Metrics:
-    async with run.http.get(run.metrics_url) as response:
+    return await scrape_url(run.http, run.metrics_url)
+
+
+async def scrape_url(http: aiohttp.ClientSession, url: str) -> Metrics:
+    async with http.get(url) as response:
         text = await response.text()
     return {
         (sample.name, frozenset(sample.labels.items())): sample.value

@@ -7,7 +7,7 @@ import asyncio
 
 from faust.types import TP
 
-from smsroute.worker.transactions import Gate, Progress
+from smsroute.worker.transactions import Admission, Gate, Progress
 
 RAW = TP("smsroute.raw.v1", 0)
 DELIVERIES = TP("smsroute.deliveries.v1", 0)
@@ -76,3 +76,20 @@ async def test_a_commit_waits_for_the_event_in_process_and_holds_back_new_ones()
 async def gate_other(gate: Gate, order: list[str]) -> None:
     async with gate.processing("tx-1"):
         order.append("other")
+
+
+def test_admission_lets_records_in_once_in_order_and_reads_holes_again() -> None:
+    admission = Admission()
+    admission.start({RAW: 10, DELIVERIES: None})
+    assert admission.admit(DELIVERIES, 3) is True  # nothing committed yet: the first there is
+    assert admission.admit(RAW, 10) is True
+    assert admission.admit(RAW, 10) is False  # again: processed already
+    assert admission.admit(RAW, 13) == 11  # a hole after 10: read again from 11
+    assert admission.admit(RAW, 14) is False  # fetched before the new reading
+    assert admission.admit(RAW, 11) is True  # the new reading: 11 was there after all
+    assert admission.admit(RAW, 12) is True
+    assert admission.admit(RAW, 15) == 13
+    assert admission.admit(RAW, 15) is True  # read again, 15 comes first: 13 and 14 hold no record
+    assert admission.admit(TP("other", 0), 0) is False  # not served
+    admission.stop([RAW])
+    assert admission.admit(RAW, 16) is False

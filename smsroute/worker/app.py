@@ -28,6 +28,8 @@ from typing import Any
 
 import aiohttp
 import faust
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.structs import TopicPartition
 from aiohttp import web
 from faust.types import TP, AppT, EventT, StreamT
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -47,7 +49,7 @@ from ..streams.stitch import Pending, Stitcher
 from . import codec
 from .sink import Sink, State
 from .stores import TableStore
-from .transactions import Gate, Progress, SourceTransactionManager, Transport
+from .transactions import Admission, Gate, Progress, SourceTransactionManager, Transport
 
 log = logging.getLogger("smsroute.worker")
 
@@ -151,6 +153,8 @@ class Worker:
         app.on_rebalance_complete.connect(self._rebalanced)
         self.ready = False
         """Partitions assigned and their tables recovered: /readyz answers 200."""
+        self.admission = Admission()
+        self._admin: AIOKafkaAdminClient | None = None
 
     def changelogs(self) -> list[str]:
         return [table.changelog_topic.get_topic_name() for table in self.app.tables.values()]
@@ -165,6 +169,8 @@ class Worker:
         progress, gate = self.app.progress, self.app.gate
         async for event in stream.noack().events():
             tp, offset = event.message.tp, event.message.offset
+            if not await self._admit(event):
+                continue
             progress.received(tp, offset)
             async with gate.processing(self._transaction(tp)):
                 now = time.time()
@@ -180,6 +186,16 @@ class Worker:
                 progress.finished(tp, offset)
             event.ack()
 
+    async def _admit(self, event: EventT) -> bool:
+        tp, offset = event.message.tp, event.message.offset
+        admitted = self.admission.admit(tp, offset)
+        if admitted is True:
+            return True
+        if admitted is not False:
+            await self.app.consumer.reread(tp, admitted)
+        event.ack()
+        return False
+
     async def _emit(self, outcome: Outcome, now: float) -> None:
         for delivery in outcome.deliveries:
             await self.deliveries.send(key=delivery.destination.encode(), value=delivery)
@@ -194,6 +210,8 @@ class Worker:
         progress, gate = self.app.progress, self.app.gate
         async for event in stream.noack().events():
             tp, offset = event.message.tp, event.message.offset
+            if not await self._admit(event):
+                continue
             progress.received(tp, offset)
             async with gate.processing(self._transaction(tp)):
                 pending = False
@@ -261,6 +279,8 @@ class Worker:
             await self.sink.stop()
             await self.http.close()
             await runner.cleanup()
+            if self._admin is not None:
+                await self._admin.close()
 
     async def _watch_rules(self) -> None:
         await self.rules.run()
@@ -272,6 +292,19 @@ class Worker:
         return web.Response(text=f"ready: {len(served)} partitions\n")
 
     async def _rebalanced(self, app: AppT, **_: Any) -> None:
+        """Before records flow again: where each served partition resumes (its committed offset)."""
+        sources = {self.names[role] for role in ("raw", "process_ticks", "deliveries", "deliver_ticks")}
+        served = [tp for tp in self.app.assignor.assigned_actives() if tp.topic in sources]
+        if self._admin is None:
+            kafka = _kafka(self.settings)
+            self._admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers, client_id=kafka.client_id)
+            await self._admin.start()
+        committed = await self._admin.list_consumer_group_offsets(
+            self.app.conf.id, partitions=[TopicPartition(tp.topic, tp.partition) for tp in served]
+        )
+        offsets = {tp: committed[tp].offset if tp in committed and committed[tp].offset >= 0 else None
+                   for tp in served}
+        self.admission.start({TP(tp.topic, tp.partition): offset for tp, offset in offsets.items()})
         self.ready = True
 
     async def _revoked(self, app: AppT, revoked: set[TP], **_: Any) -> None:
@@ -279,6 +312,7 @@ class Worker:
         again from the committed offsets, here or by the next owner)."""
         self.ready = False
         await self.app.consumer.transactions.commit({})
+        self.admission.stop(revoked)
         self.app.progress.forget(revoked)
         self.sink.drop_queued()
 

@@ -38,7 +38,7 @@ import asyncio
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Awaitable, Iterable, Mapping
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, cast
 
 from aiokafka.errors import ProducerFenced
 from aiokafka.structs import RecordMetadata, TopicPartition
@@ -125,6 +125,54 @@ class Progress:
             self.committed.pop(tp, None)
 
 
+class Admission:
+    """Lets each partition's records into the agents once, in offset order, from the committed
+    offset on: what :class:`Progress` commits is then exactly what was processed.
+
+    Around a rebalance Faust can hand an agent records out of order or with holes (records fetched
+    before its seek to the committed offsets, records skipped while its flow control was paused),
+    and a commit past a hole loses the records in it. A record below the next expected offset was
+    already processed: skipped. A record above it may follow a hole, or offsets that hold no record
+    (transaction markers, aborted records): the partition is read again from the expected offset,
+    records fetched before that are skipped, and the first record of the new reading is let in
+    (the offsets before it hold nothing).
+    """
+
+    def __init__(self) -> None:
+        self._expected: dict[TP, int | None] = {}
+        self._probing: dict[TP, int] = {}
+
+    def start(self, committed: Mapping[TP, int | None]) -> None:
+        """After a rebalance: the partitions served now and their committed offsets (None: none
+        committed yet, the first record is the first there is)."""
+        self._expected = dict(committed)
+        self._probing.clear()
+
+    def stop(self, tps: Iterable[TP]) -> None:
+        for tp in tps:
+            self._expected.pop(tp, None)
+            self._probing.pop(tp, None)
+
+    def admit(self, tp: TP, offset: int) -> bool | int:
+        """True: process it. False: skip it. An offset: skip it and read the partition again from there."""
+        if tp not in self._expected:
+            return False  # not (or no longer) served: the next rebalance settles it
+        expected = self._expected[tp]
+        if expected is not None and offset < expected:
+            return False  # processed already
+        probing = self._probing.get(tp)
+        if expected is not None and offset > expected:
+            if probing is None:
+                self._probing[tp] = offset
+                return expected
+            if offset > probing:
+                return False  # fetched before the partition was read again
+            # The reading again from ``expected`` starts here: the offsets before hold no record.
+        self._probing.pop(tp, None)
+        self._expected[tp] = offset + 1
+        return True
+
+
 class SourceTransactionManager(TransactionManager):
     """Needs an app with a :class:`Gate` (``app.gate``) and a :class:`Progress` (``app.progress``)
     shared with its agents."""
@@ -187,10 +235,37 @@ class ConsumerThread(driver.AIOKafkaConsumerThread):
         changelog for empty and start a worker with none of its partitions' state."""
         return await self._ensure_consumer().end_offsets(partitions)
 
+    async def reread(self, tp: TP, offset: int) -> None:
+        async def seek() -> None:
+            self._ensure_consumer().seek(TopicPartition(tp.topic, tp.partition), offset)
+
+        await self.call_thread(seek)
+
+
+class _Unfiltered(dict[TP, int | None]):
+    """Faust's read offsets, as its fetch loop sees them: never known. That loop drops any record
+    below the highest offset it has queued, so after a seek back (its own at a rebalance, or
+    :class:`Admission`'s) the records read again are dropped whenever records fetched before the
+    seek were queued after it. :class:`Admission` orders and filters the records instead."""
+
+    def __getitem__(self, tp: TP) -> int | None:
+        return None
+
 
 class Consumer(driver.Consumer):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._read_offset = _Unfiltered()
+
     def _new_consumer_thread(self) -> ConsumerThread:
         return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    async def reread(self, tp: TP, offset: int) -> None:
+        """Read ``tp`` again from ``offset`` (:class:`Admission`'s holes). The seek runs on the
+        consumer's own thread: Faust's ``seek`` calls aiokafka from the app's thread, where it
+        does not take."""
+        await cast(ConsumerThread, self._thread).reread(tp, offset)
+        self._read_offset[tp] = offset
 
 
 class Transport(driver.Transport):
