@@ -22,10 +22,7 @@ from smsroute.records import decode_delivery
 from test_pipeline import AGILE, Receiver, eventually, receiver, vonage_part  # noqa: F401
 from test_pipeline_providers import scrape_url, value
 
-Routes = str
-
-
-def inbox_rules(url: str) -> Routes:
+def inbox_rules(url: str) -> str:
     return f"""
 routes:
   - name: dead

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import io
+import json
 from datetime import UTC, datetime
+from importlib import resources
 
+import fastavro
 import pytest
 from faust.serializers import codecs
 
 from smsroute.avro import DecodeError, codec
 from smsroute.message import InboundMessage
-from smsroute.records import AttemptRecord, DeadLetterRecord, decode_message, encode_message
+from smsroute.records import AttemptRecord, DeadLetterRecord, decode_delivery, decode_message, encode_message
 from smsroute.sinks.delivery import DeadLetter, Delivery
 from smsroute.worker.codec import register
 
@@ -69,14 +73,6 @@ def test_a_damaged_record_is_refused_not_misread() -> None:
 
 def test_a_delivery_written_with_revision_1_reads_with_the_current_revision() -> None:
     """Revision 2 added ``round``: a record from a worker still on revision 1 reads as round 0."""
-    import io
-    import json
-    from importlib import resources
-
-    import fastavro
-
-    from smsroute.records import decode_delivery, encode_message
-
     assert codec("delivery").version >= 2
     v1 = fastavro.parse_schema(json.loads(resources.files("smsroute.schemas").joinpath("delivery.v1.avsc").read_text()))
     out = io.BytesIO()

@@ -79,7 +79,7 @@ async def gate_other(gate: Gate, order: list[str]) -> None:
 
 
 def test_admission_lets_records_in_once_in_order_and_reads_holes_again() -> None:
-    admission = Admission()
+    admission = Admission(contiguous=[RAW.topic])
     admission.start({RAW: 10, DELIVERIES: None})
     assert admission.admit(DELIVERIES, 3) is True  # nothing committed yet: the first there is
     assert admission.admit(RAW, 10) is True
@@ -93,3 +93,13 @@ def test_admission_lets_records_in_once_in_order_and_reads_holes_again() -> None
     assert admission.admit(TP("other", 0), 0) is False  # not served
     admission.stop([RAW])
     assert admission.admit(RAW, 16) is False
+
+
+def test_gaps_in_transactional_topics_are_checked_only_while_a_rebalance_settles() -> None:
+    admission = Admission(contiguous=[RAW.topic], settle=0.0)
+    admission.start({RAW: 10, DELIVERIES: 20})
+    assert admission.admit(DELIVERIES, 22) is True  # 20, 21: a transaction's marker, say
+    assert admission.admit(RAW, 12) == 10  # the raw topic has no markers: a gap is a hole
+    settling = Admission(contiguous=[RAW.topic], settle=60.0)
+    settling.start({DELIVERIES: 20})
+    assert settling.admit(DELIVERIES, 22) == 20

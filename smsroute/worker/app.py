@@ -22,7 +22,6 @@ import hashlib
 import logging
 import shutil
 import time
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -153,7 +152,7 @@ class Worker:
         app.on_rebalance_complete.connect(self._rebalanced)
         self.ready = False
         """Partitions assigned and their tables recovered: /readyz answers 200."""
-        self.admission = Admission()
+        self.admission = Admission(contiguous=(names["raw"], names["process_ticks"], names["deliver_ticks"]))
         self._admin: AIOKafkaAdminClient | None = None
 
     def changelogs(self) -> list[str]:

@@ -35,6 +35,7 @@ from the committed offsets with the committed state (consumers read ``read_commi
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Awaitable, Iterable, Mapping
 from contextlib import asynccontextmanager
@@ -136,17 +137,26 @@ class Admission:
     (transaction markers, aborted records): the partition is read again from the expected offset,
     records fetched before that are skipped, and the first record of the new reading is let in
     (the offsets before it hold nothing).
+
+    Topics written in transactions have such empty offsets after every transaction, so reading
+    them again for each would cost more than the work: their gaps are checked for ``settle``
+    seconds after a rebalance, when Faust's holes happen; topics in ``contiguous`` (written
+    without transactions, where any gap is a hole) always.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, contiguous: Iterable[str], settle: float = 30.0) -> None:
+        self.contiguous = set(contiguous)
+        self.settle = settle
         self._expected: dict[TP, int | None] = {}
         self._probing: dict[TP, int] = {}
+        self._started = 0.0
 
     def start(self, committed: Mapping[TP, int | None]) -> None:
         """After a rebalance: the partitions served now and their committed offsets (None: none
         committed yet, the first record is the first there is)."""
         self._expected = dict(committed)
         self._probing.clear()
+        self._started = time.monotonic()
 
     def stop(self, tps: Iterable[TP]) -> None:
         for tp in tps:
@@ -161,7 +171,7 @@ class Admission:
         if expected is not None and offset < expected:
             return False  # processed already
         probing = self._probing.get(tp)
-        if expected is not None and offset > expected:
+        if expected is not None and offset > expected and self._checks_gaps(tp):
             if probing is None:
                 self._probing[tp] = offset
                 return expected
@@ -171,6 +181,10 @@ class Admission:
         self._probing.pop(tp, None)
         self._expected[tp] = offset + 1
         return True
+
+
+    def _checks_gaps(self, tp: TP) -> bool:
+        return tp.topic in self.contiguous or tp in self._probing or time.monotonic() - self._started < self.settle
 
 
 class SourceTransactionManager(TransactionManager):
