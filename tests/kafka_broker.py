@@ -6,7 +6,8 @@
 
 The local broker can also be stopped and restarted on the same ports and data, and more of them
 can be started, for tests about a broker going away. There is no fallback to skipping: a test that
-needs Kafka fails, saying why none could be had.
+needs Kafka fails, saying why none could be had. ``read_topic`` and ``partition_count`` tell what is
+on a topic.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 from engine_process import free_port
+from smsroute.eventlog.kafka import describe
 
 KAFKA_LOCAL = Path(__file__).resolve().parent.parent / "scripts" / "kafka-local"
 START_TIMEOUT = 180.0
@@ -51,7 +53,7 @@ async def cluster_answers(bootstrap: str, timeout: float = 5.0) -> str | None:
             await admin.start()
             cluster = await admin.describe_cluster()
     except (KafkaError, OSError, TimeoutError) as exc:
-        return f"{type(exc).__name__}: {exc}"
+        return describe(exc)
     finally:
         await admin.close()
     return None if cluster["brokers"] else "no broker registered yet"

@@ -81,7 +81,7 @@ class KafkaLog:
             await self._publish(producer, records)
         except (KafkaError, TimeoutError) as exc:
             _failed.inc(len(records))
-            self._error = f"{type(exc).__name__}: {exc}"
+            self._error = describe(exc)
             if producer is self._producer:
                 self._set_healthy(False)
                 self._reconnect()
@@ -120,7 +120,7 @@ class KafkaLog:
                     self._topics_ready = True
                 producer = await self._start_producer()
             except (KafkaError, OSError) as exc:
-                self._error = f"{type(exc).__name__}: {exc}"
+                self._error = describe(exc)
                 log.error(
                     "kafka unavailable",
                     extra={"event": "kafka_unavailable", "bootstrap_servers": self.config.bootstrap_servers,
@@ -181,3 +181,9 @@ class KafkaLog:
 def _retrieve(ack: asyncio.Future[object]) -> None:
     if not ack.cancelled():
         ack.exception()
+
+
+def describe(exc: BaseException) -> str:
+    """``Type: message``, once: aiokafka's messages often start with their type already."""
+    name, text = type(exc).__name__, str(exc)
+    return text if text.startswith(name) else f"{name}: {text}" if text else name
