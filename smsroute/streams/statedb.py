@@ -17,7 +17,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from ..checkpoint import Checkpointer
 from ..sinks.delivery import DeadLetter, Delivery
@@ -109,14 +108,6 @@ SELECT destination FROM pending WHERE destination IS NOT NULL AND EXISTS (
     SELECT 1 FROM deliveries d WHERE d.state = 'pending' AND d.destination = pending.destination AND d.next_at <= ?
 )
 """
-
-
-def destination(sink: str, action: dict[str, Any]) -> str:
-    """What deliveries queue behind: one receiver's slowness must not hold back the others."""
-    if sink == "webhook":
-        url = urlsplit(action["url"])
-        return f"{url.scheme}://{url.netloc}"
-    return sink
 
 
 @functools.lru_cache(maxsize=1024)
@@ -290,7 +281,7 @@ class StateDB:
             " received_at, created_at, state, next_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?)",
             [
                 (
-                    d.id, d.message_id, d.route, d.sink, destination(d.sink, d.action), json.dumps(d.action),
+                    d.id, d.message_id, d.route, d.sink, d.destination, json.dumps(d.action),
                     d.body, d.received_at, now, now,
                 )
                 for d in deliveries
