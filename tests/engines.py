@@ -43,7 +43,7 @@ class Running:
         raise NotImplementedError
 
     async def attempt_outcomes(self, route: str) -> list[str]:
-        """The outcomes of the attempts of the (one) delivery of ``route``, in order."""
+        """The outcomes of the attempts of the (one) delivery of ``route``, in order (none yet: empty)."""
         raise NotImplementedError
 
     async def replay(self) -> int:
@@ -101,8 +101,9 @@ class KafkaRunning(Running):
 
     async def attempt_outcomes(self, route: str) -> list[str]:
         attempts = [AttemptRecord.decode(record.value) for record in await self.kafka.records("attempts")]
-        [delivery_id] = {attempt.delivery_id for attempt in attempts if attempt.route == route}
-        return [attempt.outcome for attempt in attempts if attempt.delivery_id == delivery_id]
+        ids = {attempt.delivery_id for attempt in attempts if attempt.route == route}
+        assert len(ids) <= 1, f"route {route} has {len(ids)} deliveries"
+        return [attempt.outcome for attempt in attempts if attempt.delivery_id in ids]
 
     async def replay(self) -> int:
         return await deadletters.replay(self.kafka.settings, None)

@@ -30,14 +30,18 @@ def unique_prefix() -> str:
 
 
 def write_config(path: Path, bootstrap: str, prefix: str, data_dir: Path, routes: Path, **overrides: Any) -> Path:
-    """A TOML configuration for both halves: top-level ``overrides``; ``kafka``/``worker`` dicts merge."""
-    kafka = {"bootstrap_servers": bootstrap, "topic_prefix": prefix, "partitions": PARTITIONS,
-             **overrides.pop("kafka", {})}
-    worker = {"store": "memory", "tick_interval": 0.1, "commit_interval": 0.1, "session_timeout": 6.0,
-              **overrides.pop("worker", {})}
+    """A TOML configuration for both halves: ``overrides`` at the top level, dicts as tables
+    (``kafka`` and ``worker`` merge with the defaults here)."""
+    sections = {
+        "kafka": {"bootstrap_servers": bootstrap, "topic_prefix": prefix, "partitions": PARTITIONS,
+                  **overrides.pop("kafka", {})},
+        "worker": {"store": "memory", "tick_interval": 0.1, "commit_interval": 0.1, "session_timeout": 6.0,
+                   **overrides.pop("worker", {})},
+    }
+    sections |= {key: overrides.pop(key) for key in [key for key, value in overrides.items() if isinstance(value, dict)]}
     top = {"data_dir": str(data_dir), "routes": str(routes), "default_region": "IT", **overrides}
     lines = [f"{key} = {_toml(value)}" for key, value in top.items()]
-    for section, values in (("kafka", kafka), ("worker", worker)):
+    for section, values in sections.items():
         lines += [f"[{section}]", *(f"{key} = {_toml(value)}" for key, value in values.items())]
     path.write_text("\n".join(lines) + "\n")
     return path

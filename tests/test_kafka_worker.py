@@ -1,11 +1,13 @@
 """The Kafka engine's workers against a real broker: several workers share the partitions and
 deliver every message once; a worker killed mid-stream loses nothing (the others take its
-partitions over, with their state); parts posted to different ingress processes are stitched;
-rules reload; dead letters are listed and replayed from the command line."""
+partitions over, with their state); a broker restart mid-run loses nothing acknowledged; parts
+posted to different ingress processes are stitched; rules reload; dead letters are listed and
+replayed from the command line."""
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import subprocess
 import sys
@@ -17,6 +19,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from kafka_broker import LocalBroker
 from kafka_engine import KafkaEngine
 from smsroute.records import decode_delivery
 from test_pipeline import AGILE, Receiver, eventually, receiver, vonage_part  # noqa: F401
@@ -196,3 +199,67 @@ def cli(*args: str) -> str:
     done = subprocess.run([sys.executable, "-m", "smsroute", *args], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     return done.stdout
+
+
+async def test_broker_restart_during_a_run_loses_nothing_acknowledged(
+    local_kafka: LocalBroker, tmp_path: Path, receiver: Receiver  # noqa: F811
+) -> None:
+    """Providers keep posting while the broker stops and comes back: the ingress answers 503
+    meanwhile, and every message it acknowledged is delivered, each decided once."""
+    routes = tmp_path / "routes"
+    routes.mkdir()
+    (routes / "rules.yaml").write_text(inbox_rules(receiver.url))
+    engine = KafkaEngine(tmp_path / "kafka", local_kafka.bootstrap, routes)
+    answers: dict[str, int] = {}
+    stopping = asyncio.Event()
+
+    async def poster(first: int, http: aiohttp.ClientSession) -> None:
+        for number in itertools.count(first, 8):
+            if stopping.is_set():
+                return
+            text = f"restart {number}"
+            try:
+                async with http.post(ingress.url + "/inbound/agiletelecom",
+                                     data={**AGILE, "originator": f"+39333{number:07d}", "text": text}) as response:
+                    await response.read()
+                    answers[text] = response.status
+            except aiohttp.ClientError:
+                answers[text] = 0
+            if answers[text] != 200:
+                await asyncio.sleep(0.05)  # a provider backs off
+
+    def accepted() -> int:
+        return sum(status == 200 for status in answers.values())
+
+    try:
+        ingress = engine.start_ingress()
+        engine.start_worker()
+        async with aiohttp.ClientSession() as http:
+            await engine.wait_ready(http)
+            posters = [asyncio.create_task(poster(first, http)) for first in range(8)]
+            try:
+                await eventually(lambda: accepted() >= 200, timeout=120)
+                await local_kafka.stop_async()
+                await eventually(lambda: any(status != 200 for status in answers.values()), timeout=120)
+                await local_kafka.start_async()
+                restarted = accepted()
+                await eventually(lambda: accepted() >= restarted + 200, timeout=180)
+            finally:
+                stopping.set()
+                await asyncio.gather(*posters)
+            acknowledged = {text for text, status in answers.items() if status == 200}
+            try:
+                await eventually(lambda: acknowledged <= set(texts_at(receiver, "/inbox")), timeout=180)
+            except AssertionError:
+                missing = acknowledged - set(texts_at(receiver, "/inbox"))
+                raise AssertionError(f"{len(missing)} acknowledged, never delivered, e.g. {sorted(missing)[:5]}:\n"
+                                     f"{engine.workers[0].stderr()[-4000:]}") from None
+        assert set(answers.values()) <= {200, 503, 0}
+        by_text: dict[str, set[str]] = {}
+        for request in receiver.at("/inbox"):
+            by_text.setdefault(json.loads(request["body"])["text"], set()).add(request["headers"]["webhook-id"])
+        assert all(len(ids) == 1 for ids in by_text.values())
+        decisions = Counter(decode_delivery(r.value).id for r in await engine.records("deliveries"))
+        assert set(decisions.values()) == {1}  # each message decided once, whatever the broker did
+    finally:
+        engine.stop()
