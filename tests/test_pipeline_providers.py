@@ -227,7 +227,7 @@ async def test_smsgateway24_status_is_stored_as_a_report_not_delivered(
         ("smsroute_pipeline_events_total", {"provider": "smsgateway24", "outcome": "report"}, 1),
         ("smsroute_delivery_reports_total", {"provider": "smsgateway24", "status": "delivered", "linked": "false"}, 1),
     )
-    [report] = await run.reports()
+    [report] = await until(run.reports, lambda reports: len(reports) == 1)
     assert (report.provider_message_id, report.code, report.status) == ("555001", "7", "delivered")
     assert (await run.dead_letters(), receiver.received) == ([], [])
 
