@@ -58,8 +58,9 @@ class Dispatcher:
             log.warning("deliveries interrupted by a crash are due again", extra={"event": "claims_released", "count": released})
         while not stop.is_set():
             self._wake.clear()
-            self._pass(time.time())
-            await self._sleep(stop)
+            now = time.time()
+            self._pass(now)
+            await self._sleep(stop, now)
         while self._tasks:
             await asyncio.wait(self._tasks, timeout=10)
             if self._tasks:
@@ -83,8 +84,11 @@ class Dispatcher:
                     for due in self.state.claim(destination, now, free):
                         self._start(destination, due)
 
-    async def _sleep(self, stop: asyncio.Event) -> None:
-        next_due = self.state.next_due()
+    async def _sleep(self, stop: asyncio.Event, now: float) -> None:
+        """Until a delivery falls due after the pass at ``now``, or a wake. What was due at ``now`` is
+        claimed or waits for a slot, and a finished attempt wakes the loop: waiting for those too
+        would spin while a slow receiver holds every slot."""
+        next_due = self.state.next_due(after=now)
         timeout = self.idle_poll if next_due is None else max(0.0, min(self.idle_poll, next_due - time.time()))
         await wait_any(stop, self._wake, timeout=timeout)
 

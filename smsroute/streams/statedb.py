@@ -306,8 +306,11 @@ class StateDB:
         destination, however long the backlog (a plain DISTINCT would read every pending row)."""
         return [row[0] for row in self.conn.execute(_DUE_DESTINATIONS, (now,))]
 
-    def next_due(self) -> float | None:
-        row = self.conn.execute("SELECT min(next_at) FROM deliveries WHERE state = 'pending'").fetchone()
+    def next_due(self, after: float) -> float | None:
+        """When the first delivery not yet due at ``after`` falls due."""
+        row = self.conn.execute(
+            "SELECT min(next_at) FROM deliveries WHERE state = 'pending' AND next_at > ?", (after,)
+        ).fetchone()
         return row[0]
 
     def backlog(self, now: float) -> list[Backlog]:
