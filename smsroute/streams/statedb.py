@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..checkpoint import Checkpointer
+from ..checkpoint import WAL_RESTART_PAGES, Checkpointer
 from ..sinks.delivery import DeadLetter, Delivery
 from .optouts import OptOut
 from .parts import part_from_json, part_to_json
@@ -246,7 +246,7 @@ class StateDB:
         self.conn = sqlite3.connect(path, isolation_level=None, timeout=10.0)
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=NORMAL")
-        self.conn.execute("PRAGMA wal_autocheckpoint=0")
+        self.conn.execute(f"PRAGMA wal_autocheckpoint={WAL_RESTART_PAGES}")
         self.conn.executescript(_SCHEMA)
         self._checkpointer = Checkpointer(path)
         self._checkpointer.start()
