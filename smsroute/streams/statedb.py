@@ -125,6 +125,21 @@ def _action(text: str) -> dict[str, Any]:
     return json.loads(text)
 
 
+_ACTION_COLUMNS: dict[int, tuple[dict[str, Any], str, str]] = {}
+
+
+def _action_columns(sink: str, action: dict[str, Any]) -> tuple[str, str]:
+    """An action's destination and stored text. The deliveries of one route share one action dict,
+    never changed (see :meth:`~smsroute.streams.pipeline.Pipeline._settings`): work both out once
+    per dict. Each entry holds its dict, so no other object can take its id meanwhile."""
+    entry = _ACTION_COLUMNS.get(id(action))
+    if entry is None:
+        if len(_ACTION_COLUMNS) >= 1024:
+            _ACTION_COLUMNS.clear()
+        entry = _ACTION_COLUMNS[id(action)] = (action, destination(sink, action), json.dumps(action))
+    return entry[1], entry[2]
+
+
 @dataclass(frozen=True, slots=True)
 class Finished:
     """One attempt at a delivery, and when it is due again (None: no more tries)."""
@@ -289,10 +304,8 @@ class StateDB:
             "INSERT OR IGNORE INTO deliveries (id, message_id, route, sink, destination, action, message,"
             " received_at, created_at, state, next_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?)",
             [
-                (
-                    d.id, d.message_id, d.route, d.sink, destination(d.sink, d.action), json.dumps(d.action),
-                    d.body, d.received_at, now, now,
-                )
+                (d.id, d.message_id, d.route, d.sink, *_action_columns(d.sink, d.action), d.body, d.received_at,
+                 now, now)
                 for d in deliveries
             ],
         )
