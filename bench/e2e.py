@@ -10,6 +10,9 @@ other, each waited out until every accepted message has reached the receiver:
   ``delay()`` how long to wait before each request; it hands out send times on a fixed schedule,
   so the rate holds whatever the answers' speed, and reports how far behind it ever fell.
 
+Then the Kafka engine at full speed, side by side: a local broker (``scripts/kafka-local``), one
+``smsroute ingress`` and one, then two ``smsroute worker`` processes (``--workers 1,2``).
+
 Run from the repository root: ``.venv/bin/python -m bench.e2e [--duration 10] [--rate 2000,3000] [--json]``.
 """
 
@@ -27,6 +30,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from bench.ingress import LUA, PATH, Server, add_load_options, free_port, measure, parse_wrk, wrk, wrk_missing
+from bench.kafka import Broker, KafkaEngine
 
 TARGET = 3000.0
 """Delivered messages per second end to end, the issue's target on a 2-core machine."""
@@ -192,6 +196,20 @@ def paced(engine: Server, receiver: Server, workdir: Path, rate: float, args: ar
     return mode
 
 
+def kafka_full_speed(engine: KafkaEngine, receiver: Server, script: Path, args: argparse.Namespace) -> Mode:
+    """The same wrk load against the Kafka engine's ingress; CPU is the ingress's and the workers'."""
+    warmup = parse_wrk(wrk(engine.ingress, script, f"{engine.name}warmup", args.warmup, args), engine.name, 0.0)
+    drain(receiver, f"{engine.name}warmup", warmup.ok_answers, args.drain_timeout)
+    cpu_before, started = engine.cpu_seconds(), time.time()
+    result = parse_wrk(wrk(engine.ingress, script, engine.name, args.duration, args), engine.name, 0.0)
+    ended = time.time()
+    load = {"sent": result.requests, "accepted": result.ok_answers, "p50_ms": result.p50_ms,
+            "p99_ms": result.p99_ms, "errors": result.errors}
+    workers = len(engine.workers)
+    return summarize(f"kafka, {workers} worker{'s' if workers > 1 else ''}", engine.name, engine, receiver, started,
+                     ended, cpu_before, load, args)
+
+
 def rules(receiver: Server) -> str:
     return f"""routes:
   - name: everything
@@ -219,7 +237,7 @@ def render(ceiling_per_s: float, modes: list[Mode]) -> str:
         ("latency max ms", lambda m: f"{m.latency_max_ms:,.0f}"),
         ("delivered / duplicates", lambda m: f"{m.delivered:,} / {m.duplicates}"),
         ("errors", lambda m: f"{m.errors}"),
-        ("engine cpu %", lambda m: f"{m.engine_cpu_percent:.0f}"),
+        ("engine cpu % (all processes)", lambda m: f"{m.engine_cpu_percent:.0f}"),
         ("schedule lag max ms", lambda m: "" if m.schedule_lag_ms is None else f"{m.schedule_lag_ms:,.0f}"),
     ]
     lines = [f"{'':<28}" + "".join(f"{m.mode:>22}" for m in modes)]
@@ -231,6 +249,27 @@ def render(ceiling_per_s: float, modes: list[Mode]) -> str:
     return "\n".join(lines)
 
 
+def kafka_modes(receiver: Server, script: Path, workdir: Path, args: argparse.Namespace) -> list[Mode]:
+    """Full speed on the Kafka engine (local broker, one ingress), once per worker count."""
+    counts = [int(count) for count in args.workers.split(",") if count.strip()]
+    if not counts:
+        return []
+    broker = Broker(workdir)
+    modes = []
+    try:
+        broker.wait_listening()
+        for count in counts:
+            engine = KafkaEngine(f"kafka{count}", broker, workdir / "routes", workdir, count)
+            try:
+                engine.wait_ready()
+                modes.append(kafka_full_speed(engine, receiver, script, args))
+            finally:
+                engine.stop()
+    finally:
+        broker.stop()
+    return modes
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Engine throughput and latency end to end, ingress to webhook.")
     parser.add_argument("--duration", type=wrk_duration, default="10s", help="load per mode in seconds (default 10s)")
@@ -238,6 +277,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="paced modes, messages per second, comma-separated (default 2000,3000)")
     parser.add_argument("--drain-timeout", type=float, default=120.0, help="longest wait for deliveries (s)")
     parser.add_argument("--profile", type=Path, help="py-spy folded stacks of the engine at full speed, to this file")
+    parser.add_argument("--workers", default="1,2", help="Kafka engine runs, workers each (default 1,2; '' for none)")
     add_load_options(parser)
     args = parser.parse_args(argv)
     if wrk_missing():
@@ -271,6 +311,8 @@ def main(argv: list[str] | None = None) -> int:
             if profiler is not None:
                 profiler.wait()
             modes += [paced(engine, receiver, workdir, rate, args) for rate in args.rate]
+            engine.stop()
+            modes += kafka_modes(receiver, script, workdir, args)
         finally:
             for server in servers:
                 server.stop()

@@ -62,9 +62,10 @@ end
 
 function request()
   counter = counter + 1
+  -- a sender per message, as on a busy short code: the Kafka engine partitions by sender
   return wrk.format(nil, nil, nil, string.format(
-    "originator=%%2B393331234567&destination=%%2B393201234567&date_time=2026-11-21+10%%3A00%%3A00&text=%s-%d-%d",
-    run, id, counter))
+    "originator=%%2B39333%07d&destination=%%2B393201234567&date_time=2026-11-21+10%%3A00%%3A00&text=%s-%d-%d",
+    counter % 10000000, run, id, counter))
 end
 
 function response(status, headers, body)

@@ -33,6 +33,15 @@ def main(argv: list[str] | None = None) -> int:
     _listen_options(ingress)
     ingress.set_defaults(run=_ingress)
 
+    worker = commands.add_parser(
+        "worker", help="run a Kafka engine worker: processors and sinks over the Kafka topics (needs [kafka])"
+    )
+    worker.add_argument("--config", type=Path, help="TOML configuration file (with a [kafka] section)")
+    worker.add_argument("--data-dir", type=Path, help="where the worker keeps its RocksDB tables (default ./data)")
+    worker.add_argument("--routes", type=Path, help="routing rules file or directory (default routing_rules/)")
+    worker.add_argument("--metrics-port", type=int, help="port of GET /metrics (default 9108; 0: any free port)")
+    worker.set_defaults(run=_worker)
+
     rules = commands.add_parser("rules", help="check routing rules, or see which routes a message would hit")
     rules_commands = rules.add_subparsers(dest="rules_command", required=True)
     check = rules_commands.add_parser(
@@ -59,15 +68,15 @@ def main(argv: list[str] | None = None) -> int:
     dead = commands.add_parser("dead-letters", help="list dead letters, or replay failed deliveries")
     dead_commands = dead.add_subparsers(dest="dead_command", required=True)
     listing = dead_commands.add_parser("list", help="dead letters with their reasons and every attempt")
-    listing.add_argument("--data-dir", type=Path, default=Path("data"), help="the engine's data directory")
+    _engine_options(listing)
     listing.add_argument("--all", action="store_true", help="include dead letters already replayed")
     listing.add_argument("--json", action="store_true", help="print JSON")
     listing.set_defaults(run=_dead_letters_list)
     replay = dead_commands.add_parser(
         "replay", help="make dead deliveries due again with a fresh set of retries (all, or the given ids)"
     )
-    replay.add_argument("ids", type=int, nargs="*", help="dead letter ids (default: every delivery dead letter)")
-    replay.add_argument("--data-dir", type=Path, default=Path("data"), help="the engine's data directory")
+    replay.add_argument("ids", nargs="*", help="dead letter ids (default: every delivery dead letter)")
+    _engine_options(replay)
     replay.set_defaults(run=_dead_letters_replay)
 
     args = parser.parse_args(argv)
@@ -125,18 +134,51 @@ def _serve_ingress_on_kafka(settings: Settings) -> int:
     return 0
 
 
-def _dead_letters_list(args: argparse.Namespace) -> int:
-    from .streams.statedb import StateDB
+def _engine_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-dir", type=Path, default=Path("data"), help="the embedded engine's data directory")
+    parser.add_argument("--kafka", action="store_true", help="the Kafka engine's dead letters (topic from --config)")
+    parser.add_argument("--config", type=Path, help="TOML configuration file (with --kafka: its [kafka] section)")
 
-    state = StateDB(args.data_dir / "state.db")
+
+def _worker(args: argparse.Namespace) -> int:
+    from .rules.watch import RulesWatcher
+    from .worker.run import run
+
+    settings = load_settings(args.config, data_dir=args.data_dir, routes=args.routes)
+    if args.metrics_port is not None:
+        settings = settings.model_copy(update={"worker": settings.worker.model_copy(update={"metrics_port": args.metrics_port})})
+    if settings.kafka is None:
+        raise ConfigError("kafka: the worker needs a [kafka] section (at least bootstrap_servers)")
+    if not settings.routes.exists():
+        raise ConfigError(f"routes: {settings.routes} does not exist")
+    setup_logging(settings.log_level)
     try:
-        letters = state.dead_letters(include_replayed=args.all)
-        for letter in letters:
-            letter.pop("payload")
-            if letter["delivery_id"]:
-                letter["attempts"] = state.attempts(letter["delivery_id"])
-    finally:
-        state.close()
+        rules = RulesWatcher(settings.routes)
+    except RuleError as exc:
+        _print_problems(settings.routes, exc)
+        return 1
+    run(settings, rules)
+    return 0
+
+
+def _kafka_settings(args: argparse.Namespace) -> Settings:
+    settings = load_settings(args.config)
+    if settings.kafka is None:
+        raise ConfigError("kafka: --kafka needs a configuration with a [kafka] section")
+    return settings
+
+
+def _dead_letters_list(args: argparse.Namespace) -> int:
+    if args.kafka:
+        from .worker import deadletters
+
+        letters = [
+            deadletters.describe(letter)
+            for letter in asyncio.run(deadletters.latest(_kafka_settings(args)))
+            if args.all or letter.replayed_at is None
+        ]
+    else:
+        letters = _embedded_dead_letters(args.data_dir, args.all)
     if args.json:
         print(json.dumps(letters, indent=2))
         return 0
@@ -151,12 +193,38 @@ def _dead_letters_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _dead_letters_replay(args: argparse.Namespace) -> int:
+def _embedded_dead_letters(data_dir: Path, include_replayed: bool) -> list[dict[str, object]]:
     from .streams.statedb import StateDB
 
+    state = StateDB(data_dir / "state.db")
+    try:
+        letters = state.dead_letters(include_replayed=include_replayed)
+        for letter in letters:
+            letter.pop("payload")
+            if letter["delivery_id"]:
+                letter["attempts"] = state.attempts(letter["delivery_id"])
+    finally:
+        state.close()
+    return letters
+
+
+def _dead_letters_replay(args: argparse.Namespace) -> int:
+    if args.kafka:
+        from .worker import deadletters
+
+        replayed = asyncio.run(deadletters.replay(_kafka_settings(args), args.ids or None))
+        print(f"{replayed} deliver{'ies' if replayed != 1 else 'y'} sent again (the workers take them in turn)")
+        return 0
+    from .streams.statedb import StateDB
+
+    try:
+        ids = [int(letter_id) for letter_id in args.ids] or None
+    except ValueError:
+        print("smsroute: the embedded engine's dead letter ids are numbers", file=sys.stderr)
+        return 2
     state = StateDB(args.data_dir / "state.db")
     try:
-        replayed = state.replay_deliveries(args.ids or None)
+        replayed = state.replay_deliveries(ids)
     finally:
         state.close()
     print(f"{replayed} deliver{'ies' if replayed != 1 else 'y'} due again (a running engine picks them up within a second)")

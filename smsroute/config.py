@@ -244,6 +244,34 @@ class KafkaConfig(BaseModel):
         """Raw provider events, written by the ingress, keyed so a message's parts share a partition."""
         return self.topic("raw.v1")
 
+class WorkerConfig(BaseModel):
+    """The Kafka engine's workers (``smsroute worker``): their state, timers and metrics endpoint.
+    Where the brokers and topics are is the ``kafka`` section's business."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    app_id: str | None = Field(
+        None, description="Consumer group, internal topic and transactional-id prefix; default <topic_prefix>.worker."
+    )
+    store: Literal["rocksdb", "memory"] = Field(
+        "rocksdb", description="Where tables live locally: RocksDB files under state_dir, or memory (tests)."
+    )
+    state_dir: Path | None = Field(None, description="RocksDB tables; default <data_dir>/worker.")
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = Field(9108, ge=0, le=65535, description="GET /metrics on this port; 0 picks a free one.")
+    tick_interval: float = Field(
+        0.5, gt=0, le=60, description="Seconds between stitch-timeout and retry checks (the precision of both)."
+    )
+    commit_interval: float = Field(
+        0.2, gt=0, le=60, description="Seconds between transaction commits: what is processed becomes visible then."
+    )
+    session_timeout: float = Field(
+        10.0, ge=6, le=300, description="Seconds without heartbeats before a worker's partitions move to the others."
+    )
+    max_queued: int = Field(
+        10_000, ge=1, description="Deliveries a worker holds waiting for a free slot at their destination."
+    )
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SMSROUTE_", env_nested_delimiter="__", extra="forbid")
@@ -267,6 +295,7 @@ class Settings(BaseSettings):
     pipeline_process: bool = Field(
         True, description="Run processors and sinks in a child process beside the ingress: a CPU core each."
     )
+    worker: WorkerConfig = Field(default_factory=WorkerConfig, description="The Kafka engine's workers.")
     ingress: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
         description="Ingress name -> settings. Empty: every built-in provider under its own name, unauthenticated.",

@@ -176,6 +176,11 @@ DELIVERY_REPORTS = Counter(
     ["provider", "status", "linked"],
 )
 
+CONSUMER_LAG = Gauge(
+    "smsroute_consumer_lag",
+    "Kafka engine: records of a partition a worker serves that are not yet processed and committed.",
+    ["topic", "partition"],
+)
 
 class _Families:
     """A registry-like view of already collected families, for :func:`generate_latest`."""

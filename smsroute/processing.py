@@ -17,14 +17,16 @@ from .ingress.base import Adapter
 from .ingress.providers import available
 from .rules.watch import RulesWatcher
 from .sinks import email, sms_reply, webhook
-from .sinks.dispatcher import Dispatcher, Sender
+from .sinks.dispatcher import Dispatcher
+from .sinks.outcome import Sender
 from .sinks.outbound import build_provider
 from .streams.dedupe import Dedupe
-from .streams.optouts import OptOuts
+from .streams.optouts import OptOut, OptOuts
 from .streams.pipeline import Pipeline
 from .streams.processor import Processor
+from .streams.state import Store, TimedStore
 from .streams.statedb import StateDB
-from .streams.stitch import Stitcher
+from .streams.stitch import Pending, Stitcher
 
 log = logging.getLogger("smsroute")
 
@@ -34,14 +36,17 @@ def normalizers() -> dict[str, Adapter]:
     return {provider: adapter(provider, adapter.config_class(provider=provider)) for provider, adapter in available().items()}
 
 
-def build_pipeline(settings: Settings, state: StateDB, rules: RulesWatcher) -> Pipeline:
+def build_pipeline(
+    settings: Settings, rules: RulesWatcher, dedupe: TimedStore[float], pending: TimedStore[Pending], opt_outs: Store[OptOut]
+) -> Pipeline:
+    """The processing core over an engine's stores (SQLite tables, or Faust tables on Kafka)."""
     return Pipeline(
         normalizers(),
-        Dedupe(state.dedupe, settings.dedupe_window),
-        Stitcher(state.pending, settings.stitch_timeout),
+        Dedupe(dedupe, settings.dedupe_window),
+        Stitcher(pending, settings.stitch_timeout),
         lambda: rules.rules,
         settings.default_region,
-        opt_outs=OptOuts(state.opt_outs),
+        opt_outs=OptOuts(opt_outs),
     )
 
 
@@ -74,8 +79,10 @@ class Processing:
         if self._smtp is not None:
             senders["email"] = email.sender(self._smtp)
         self.dispatcher = Dispatcher(self.state, senders, per_destination=settings.per_destination)
-        self.processor = Processor(self.log, self.state, build_pipeline(settings, self.state, self.rules), self.dispatcher.wake)
-        _log_missing_sinks(self.rules, senders)
+        state = self.state
+        pipeline = build_pipeline(settings, self.rules, state.dedupe, state.pending, state.opt_outs)
+        self.processor = Processor(self.log, state, pipeline, self.dispatcher.wake)
+        log_missing_sinks(self.rules, senders)
 
     def appended(self) -> None:
         """The log has new events."""
@@ -97,7 +104,7 @@ class Processing:
         self.state.close()
 
 
-def _log_missing_sinks(rules: RulesWatcher, senders: Mapping[str, Sender]) -> None:
+def log_missing_sinks(rules: RulesWatcher, senders: Mapping[str, Sender]) -> None:
     """Routes whose actions have no sink would fill the dead letters: say so at start-up."""
     for kind in sorted({action.kind for route in rules.rules.routes for action in route.actions} - set(senders)):
         log.warning(

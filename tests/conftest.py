@@ -43,6 +43,13 @@ def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
 
 
 @pytest.fixture
+def engine() -> tuple[str, str]:
+    """The engine ``start_engine`` runs: embedded here; ``test_pipeline``'s ``engine`` runs both
+    (test modules that import it run their tests against each)."""
+    return "embedded", ""
+
+
+@pytest.fixture
 def kafka_bootstrap(kafka_broker: Broker) -> str:
     """``host:port`` of the session's broker."""
     return kafka_broker.bootstrap

@@ -13,9 +13,10 @@ from ..config import KafkaConfig
 log = logging.getLogger(__name__)
 
 
-async def ensure_topics(config: KafkaConfig, names: Sequence[str]) -> None:
+async def ensure_topics(config: KafkaConfig, names: Sequence[str], compacted: Sequence[str] = ()) -> None:
     """Create the missing topics with the configured partitions and replicas, or raise the
     broker's error (a replication factor the cluster cannot meet, a policy, no broker).
+    ``compacted`` topics (state changelogs) keep the latest record of each key.
 
     An existing topic with another partition count is only reported: adding partitions would
     move keys to other partitions, splitting the parts of messages in flight."""
@@ -28,6 +29,10 @@ async def ensure_topics(config: KafkaConfig, names: Sequence[str]) -> None:
     try:
         response = await admin.create_topics(
             [NewTopic(name, config.partitions, config.replication_factor) for name in names]
+            + [
+                NewTopic(name, config.partitions, config.replication_factor, topic_configs={"cleanup.policy": "compact"})
+                for name in compacted
+            ]
         )
         existing = []
         for name, code, message in response.topic_errors:

@@ -6,6 +6,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from ..message import InboundMessage
 
@@ -23,6 +24,8 @@ class Delivery:
     body: str
     """The canonical message as JSON text (``route`` and ``rules_version`` set), what a webhook posts."""
     received_at: float
+    round: int = 0
+    """0 as routed; n after its n-th replay from dead letters."""
 
     @classmethod
     def of(cls, message: InboundMessage, route: str, index: int, sink: str, action: dict[str, Any], body: str) -> Delivery:
@@ -42,6 +45,24 @@ class Delivery:
     def message(self) -> dict[str, Any]:
         """The canonical message's fields, for sinks that template them."""
         return json.loads(self.body)
+
+    @property
+    def destination(self) -> str:
+        """What deliveries queue behind: one receiver's slowness must not hold back the others."""
+        return destination(self.sink, self.action)
+
+
+def body_of(fields: dict[str, Any]) -> str:
+    """A canonical message's JSON text as webhooks receive it (and signatures cover)."""
+    return json.dumps(fields, ensure_ascii=False, separators=(",", ":"))
+
+
+def destination(sink: str, action: dict[str, Any]) -> str:
+    """A webhook's scheme://host:port; other sinks queue by their kind."""
+    if sink == "webhook":
+        url = urlsplit(action["url"])
+        return f"{url.scheme}://{url.netloc}"
+    return sink
 
 
 @dataclass(frozen=True, slots=True)

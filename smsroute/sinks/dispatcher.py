@@ -11,20 +11,15 @@ crash can leave at most ``per_destination`` attempts per destination unrecorded 
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 
-from .. import metrics
 from ..streams.statedb import Due, Finished, StateDB
-from .delivery import Attempt, Delivery
-from .retry import next_delay
+from .outcome import Sender, attempt_once
 
 log = logging.getLogger("smsroute.sinks")
-
-Sender = Callable[[Delivery], Awaitable[Attempt]]
 
 
 class Dispatcher:
@@ -112,11 +107,7 @@ class Dispatcher:
     async def _attempt(self, destination: str, due: Due) -> None:
         delivery = due.delivery
         try:
-            sender = self.senders.get(delivery.sink)
-            if sender is None:
-                attempt = Attempt("failed", None, f"no {delivery.sink} sink is configured", 0.0, code="no_sink", permanent=True)
-            else:
-                attempt = await sender(delivery)
+            verdict = await attempt_once(self.senders, delivery, due.attempts + 1)
         except Exception:  # a bug in a sender must not lose the delivery: it stays claimed until restart
             log.exception(
                 "delivery attempt crashed",
@@ -124,57 +115,9 @@ class Dispatcher:
             )
             self.in_flight[destination] -= 1
             return
-        self._finished.append((destination, self._outcome(delivery, due.attempts + 1, attempt)))
+        attempt = verdict.attempt
+        self._finished.append((destination, Finished(
+            delivery.id, verdict.number, attempt.outcome, attempt.status, attempt.error, attempt.duration,
+            verdict.at, verdict.next_at,
+        )))
         self.wake()
-
-    def _outcome(self, delivery: Delivery, number: int, attempt: Attempt) -> Finished:
-        """Count and log one attempt, and decide what follows it."""
-        now = time.time()
-        sink = delivery.sink
-        _attempt_seconds(sink).observe(attempt.duration)
-        next_at = None
-        if attempt.outcome == "delivered":
-            outcome = "delivered"
-            _end_to_end_seconds(sink).observe(now - delivery.received_at)
-        elif attempt.outcome == "suppressed":
-            outcome = "suppressed"
-            self._log(logging.INFO, f"delivery suppressed: {attempt.error}", delivery, number, outcome)
-        else:
-            delays = delivery.action["retry"]["delays"]
-            delay = None if attempt.permanent else next_delay(delays, number, attempt.retry_after)
-            next_at = None if delay is None else now + delay
-            outcome = "retry" if next_at is not None else "dead_letter"
-            if next_at is None:
-                metrics.DEAD_LETTERS.labels("deliver", self._dead_reason(delivery, attempt)).inc()
-            else:
-                metrics.DELIVERY_RETRIES.labels(sink, attempt.code).inc()
-            level = logging.WARNING if next_at is None else logging.INFO
-            self._log(level, f"delivery attempt failed: {attempt.error}", delivery, number, outcome)
-        _deliveries(sink, outcome).inc()
-        return Finished(delivery.id, number, attempt.outcome, attempt.status, attempt.error, attempt.duration, now, next_at)
-
-    def _dead_reason(self, delivery: Delivery, attempt: Attempt) -> str:
-        """The bounded reason code of a delivery's dead letter."""
-        if delivery.sink not in self.senders:
-            return "no_sink"
-        return "permanent" if attempt.permanent else "attempts_exhausted"
-
-    @staticmethod
-    def _log(level: int, text: str, delivery: Delivery, number: int, outcome: str) -> None:
-        log.log(
-            level,
-            text,
-            extra={
-                "event": "delivery_suppressed" if outcome == "suppressed" else "delivery_failed",
-                "delivery_id": delivery.id,
-                "message_id": delivery.message_id,
-                "route": delivery.route,
-                "sink": delivery.sink,
-                "attempt": number,
-                "outcome": outcome,
-            },
-        )
-
-_attempt_seconds = functools.cache(metrics.DELIVERY_ATTEMPT_SECONDS.labels)
-_end_to_end_seconds = functools.cache(metrics.END_TO_END_SECONDS.labels)
-_deliveries = functools.cache(metrics.DELIVERIES.labels)

@@ -22,7 +22,7 @@ from ..ingress.base import Adapter
 from ..message import InboundMessage
 from ..rules import RuleSet
 from ..rules.model import Sink
-from ..sinks.delivery import DeadLetter, Delivery
+from ..sinks.delivery import DeadLetter, Delivery, body_of
 from .dedupe import Dedupe
 from .optouts import OptOuts
 from .parts import Unprocessable
@@ -128,7 +128,7 @@ class Pipeline:
         bodies: dict[str, str] = {}
         for route in match.routes:
             _routed(route.name).inc()
-            bodies[route.name] = json.dumps(fields | {"route": route.name}, ensure_ascii=False, separators=(",", ":"))
+            bodies[route.name] = body_of(fields | {"route": route.name})
             if route.compliance is not None and message.sender:
                 self.opt_outs.apply(route.compliance, message.sender, message.id, message.received_at.timestamp())
         return Outcome(

@@ -17,10 +17,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from ..checkpoint import WAL_RESTART_PAGES, Checkpointer
-from ..sinks.delivery import DeadLetter, Delivery
+from ..sinks.delivery import DeadLetter, Delivery, destination
 from .optouts import OptOut
 from .parts import part_from_json, part_to_json
 from .reports import FINAL, DeliveryReport
@@ -109,14 +108,6 @@ SELECT destination FROM pending WHERE destination IS NOT NULL AND EXISTS (
     SELECT 1 FROM deliveries d WHERE d.state = 'pending' AND d.destination = pending.destination AND d.next_at <= ?
 )
 """
-
-
-def destination(sink: str, action: dict[str, Any]) -> str:
-    """What deliveries queue behind: one receiver's slowness must not hold back the others."""
-    if sink == "webhook":
-        url = urlsplit(action["url"])
-        return f"{url.scheme}://{url.netloc}"
-    return sink
 
 
 @functools.lru_cache(maxsize=1024)

@@ -1,0 +1,1 @@
+"""The Kafka engine's workers: faust-streaming agents running the processing core and the sinks."""

@@ -1,0 +1,137 @@
+"""One face for both engines in end-to-end tests: post to the ingress, read dead letters and
+attempts, replay. The embedded engine runs in the test process; the Kafka engine as an ingress
+process and a worker process on the session's broker (``kafka_engine``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from kafka_engine import KafkaEngine
+from smsroute.config import load_settings
+from smsroute.embedded import Engine
+from smsroute.ingress.providers import build_adapters
+from smsroute.processing import Processing
+from smsroute.records import AttemptRecord, decode_report
+from smsroute.rules import load_rules
+from smsroute.rules.watch import RulesWatcher
+from smsroute.streams.reports import DeliveryReport
+from smsroute.worker import deadletters
+
+ENGINES = ("embedded", "kafka")
+
+
+@dataclass
+class Running:
+    url: str
+    """The ingress."""
+    metrics_url: str
+    """Where the processors' and sinks' metrics are (the Kafka engine: the worker)."""
+    http: aiohttp.ClientSession
+    rules_version: str
+
+    async def post(self, path: str, **kwargs: Any) -> int:
+        async with self.http.post(self.url + path, **kwargs) as response:
+            await response.read()
+            return response.status
+
+    async def dead_letters(self) -> list[dict[str, Any]]:
+        """Dead letters not replayed: stage, reason, payload, delivery_id."""
+        raise NotImplementedError
+
+    async def attempt_outcomes(self, route: str) -> list[str]:
+        """The outcomes of the attempts of the (one) delivery of ``route``, in order."""
+        raise NotImplementedError
+
+    async def replay(self) -> int:
+        """Replay every dead delivery; how many."""
+        raise NotImplementedError
+
+    async def reports(self) -> list[DeliveryReport]:
+        """The delivery reports the engine kept, in arrival order."""
+        raise NotImplementedError
+
+    async def stop(self) -> None:
+        await self.http.close()
+
+
+@dataclass
+class EmbeddedRunning(Running):
+    engine: Engine
+    """Its processing half runs in this process (``engine.processing``), for tests to look into."""
+
+    async def dead_letters(self) -> list[dict[str, Any]]:
+        return self.engine.processing.state.dead_letters()
+
+    async def attempt_outcomes(self, route: str) -> list[str]:
+        state = self.engine.processing.state
+        [(delivery_id,)] = state.conn.execute("SELECT id FROM deliveries WHERE route = ?", (route,)).fetchall()
+        return [attempt["outcome"] for attempt in state.attempts(delivery_id)]
+
+    async def replay(self) -> int:
+        replayed = self.engine.processing.state.replay_deliveries(None)
+        self.engine.processing.dispatcher.wake()
+        return replayed
+
+    async def reports(self) -> list[DeliveryReport]:
+        return [
+            DeliveryReport(row["provider"], row["provider_message_id"], row["status"], row["code"], row["description"],
+                           row["recipient"], row["received_at"], row["provider_time"])
+            for row in self.engine.processing.state.reports()
+        ]
+
+    async def stop(self) -> None:
+        await super().stop()
+        await self.engine.stop()
+
+
+@dataclass
+class KafkaRunning(Running):
+    kafka: KafkaEngine
+
+    async def dead_letters(self) -> list[dict[str, Any]]:
+        return [
+            {"stage": letter.stage, "reason": letter.reason, "payload": letter.payload, "delivery_id": letter.delivery_id}
+            for letter in await deadletters.latest(self.kafka.settings)
+            if letter.replayed_at is None
+        ]
+
+    async def attempt_outcomes(self, route: str) -> list[str]:
+        attempts = [AttemptRecord.decode(record.value) for record in await self.kafka.records("attempts")]
+        [delivery_id] = {attempt.delivery_id for attempt in attempts if attempt.route == route}
+        return [attempt.outcome for attempt in attempts if attempt.delivery_id == delivery_id]
+
+    async def replay(self) -> int:
+        return await deadletters.replay(self.kafka.settings, None)
+
+    async def reports(self) -> list[DeliveryReport]:
+        return [decode_report(record.value) for record in await self.kafka.records("delivery_reports")]
+
+    async def stop(self) -> None:
+        await super().stop()
+        self.kafka.stop()
+
+
+async def start_embedded(directory: Path, routes: Path, **overrides: Any) -> EmbeddedRunning:
+    settings = load_settings(data_dir=directory / "data", routes=routes, port=0, default_region="IT", **overrides)
+    processing = Processing(settings, RulesWatcher(routes))
+    engine = Engine(settings, build_adapters(settings), processing)
+    await engine.start()
+    url = f"http://127.0.0.1:{engine.port}"
+    return EmbeddedRunning(url, url + "/metrics", aiohttp.ClientSession(), processing.rules.rules.version, engine)
+
+
+async def start_kafka(directory: Path, bootstrap: str, routes: Path, **overrides: Any) -> KafkaRunning:
+    kafka = KafkaEngine(directory / "kafka", bootstrap, routes, **overrides)
+    ingress, worker = kafka.start_ingress(), kafka.start_worker()
+    http = aiohttp.ClientSession()
+    try:
+        await kafka.wait_ready(http)
+    except BaseException:
+        await http.close()
+        kafka.stop()
+        raise
+    return KafkaRunning(ingress.url, worker.metrics_url, http, load_rules(routes).version, kafka)

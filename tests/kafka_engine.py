@@ -1,0 +1,159 @@
+"""The Kafka engine for tests: ingress and worker processes (``smsroute ingress``, ``smsroute
+worker``) on the session's broker, with topics, consumer group and transactional ids of their own."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiokafka.structs import ConsumerRecord
+
+from engine_process import SmsrouteProcess, free_port
+from smsroute.config import Settings, load_settings
+from smsroute.worker.app import topic_names
+from smsroute.worker.deadletters import read_all
+
+STARTUP_TIMEOUT = 60.0
+"""A worker joins its group, is assigned partitions and recovers their tables: seconds, on a busy machine more."""
+PARTITIONS = 4
+
+
+def unique_prefix() -> str:
+    return f"test-{uuid.uuid4().hex[:12]}"
+
+
+def write_config(path: Path, bootstrap: str, prefix: str, data_dir: Path, routes: Path, **overrides: Any) -> Path:
+    """A TOML configuration for both halves: top-level ``overrides``; ``kafka``/``worker`` dicts merge."""
+    kafka = {"bootstrap_servers": bootstrap, "topic_prefix": prefix, "partitions": PARTITIONS,
+             **overrides.pop("kafka", {})}
+    worker = {"store": "memory", "tick_interval": 0.1, "commit_interval": 0.1, "session_timeout": 6.0,
+              **overrides.pop("worker", {})}
+    top = {"data_dir": str(data_dir), "routes": str(routes), "default_region": "IT", **overrides}
+    lines = [f"{key} = {_toml(value)}" for key, value in top.items()]
+    for section, values in (("kafka", kafka), ("worker", worker)):
+        lines += [f"[{section}]", *(f"{key} = {_toml(value)}" for key, value in values.items())]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _toml(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+class WorkerProcess:
+    """``python -m smsroute worker`` with its own metrics port, its stderr kept in a file."""
+
+    def __init__(self, config: Path, stderr: Path, data_dir: Path) -> None:
+        self.port = free_port()
+        self.metrics_url = f"http://127.0.0.1:{self.port}/metrics"
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.stderr_path = stderr
+        with stderr.open("ab") as err:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "smsroute", "worker", "--config", str(config), "--data-dir", str(data_dir),
+                 "--metrics-port", str(self.port)],
+                stdout=subprocess.DEVNULL, stderr=err,
+            )
+
+    def stderr(self) -> str:
+        return self.stderr_path.read_text(errors="replace")
+
+    async def ready(self, http: aiohttp.ClientSession) -> int | None:
+        """Partitions served once ready (rebalance and recovery done), else None."""
+        if self.process.poll() is not None:
+            raise AssertionError(f"worker exited with {self.process.returncode}:\n{self.stderr()[-5000:]}")
+        try:
+            async with http.get(self.url + "/readyz") as response:
+                text = await response.text()
+                return int(re.findall(r"\d+", text)[0]) if response.status == 200 else None
+        except aiohttp.ClientError:
+            return None
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    def stop(self, timeout: float = 30.0) -> int:
+        self.process.terminate()
+        return self.process.wait(timeout)
+
+
+class KafkaEngine:
+    """Ingress and worker processes sharing one configuration (one set of topics)."""
+
+    def __init__(self, directory: Path, bootstrap: str, routes: Path, **overrides: Any) -> None:
+        self.directory = directory
+        directory.mkdir(parents=True, exist_ok=True)
+        self.bootstrap = bootstrap
+        self.prefix = unique_prefix()
+        self.config = write_config(directory / "smsroute.toml", bootstrap, self.prefix, directory / "data", routes,
+                                   **overrides)
+        self.settings: Settings = load_settings(self.config)
+        self.ingresses: list[SmsrouteProcess] = []
+        self.workers: list[WorkerProcess] = []
+
+    def start_ingress(self) -> SmsrouteProcess:
+        process = SmsrouteProcess(["ingress", "--config", str(self.config)],
+                                  self.directory / f"ingress{len(self.ingresses)}.stderr")
+        self.ingresses.append(process)
+        return process
+
+    def start_worker(self) -> WorkerProcess:
+        number = len(self.workers)
+        worker = WorkerProcess(self.config, self.directory / f"worker{number}.stderr", self.directory / f"worker{number}")
+        self.workers.append(worker)
+        return worker
+
+    async def wait_ready(self, http: aiohttp.ClientSession) -> None:
+        """Every ingress ready to publish, and the live workers together serving every partition."""
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        for ingress in self.ingresses:
+            await ingress.wait_healthy(http)
+            while not await _ok(http, ingress.url + "/readyz"):
+                _check(deadline, f"ingress not ready:\n{ingress.stderr()[-3000:]}")
+                await asyncio.sleep(0.1)
+        live = [worker for worker in self.workers if worker.process.poll() is None]
+        while True:
+            served = [await worker.ready(http) for worker in live]
+            if None not in served and sum(served) == PARTITIONS:  # type: ignore[arg-type]
+                return
+            _check(deadline, "workers not ready:\n" + "\n".join(w.stderr()[-3000:] for w in live))
+            await asyncio.sleep(0.1)
+
+    def stop(self) -> None:
+        for process in [*self.ingresses, *self.workers]:
+            if process.process.poll() is None:
+                try:
+                    process.stop(timeout=30)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+
+    async def records(self, role: str) -> list[ConsumerRecord[bytes, bytes]]:
+        """Every committed record of one of the engine's topics (``raw``, ``deliveries``, ...)."""
+        assert self.settings.kafka is not None
+        return await read_all(self.settings.kafka, topic_names(self.settings)[role])
+
+
+async def _ok(http: aiohttp.ClientSession, url: str) -> bool:
+    try:
+        async with http.get(url) as response:
+            return response.status == 200
+    except aiohttp.ClientError:
+        return False
+
+
+def _check(deadline: float, what: str) -> None:
+    if time.monotonic() > deadline:
+        raise AssertionError(f"not within {STARTUP_TIMEOUT:.0f} s: {what}")

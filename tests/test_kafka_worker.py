@@ -1,0 +1,198 @@
+"""The Kafka engine's workers against a real broker: several workers share the partitions and
+deliver every message once; a worker killed mid-stream loses nothing (the others take its
+partitions over, with their state); parts posted to different ingress processes are stitched;
+rules reload; dead letters are listed and replayed from the command line."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from kafka_engine import KafkaEngine
+from smsroute.records import decode_delivery
+from test_pipeline import AGILE, Receiver, eventually, receiver, vonage_part  # noqa: F401
+from test_pipeline_providers import scrape_url, value
+
+def inbox_rules(url: str) -> str:
+    return f"""
+routes:
+  - name: dead
+    match: {{keyword: DEAD}}
+    actions:
+      - webhook: {{url: "{url}/dead", retry: {{schedule: [0.1]}}}}
+  - name: inbox
+    actions:
+      - webhook: {{url: "{url}/inbox", retry: {{schedule: [0.2, 0.5, 1, 2]}}}}
+"""
+
+
+@pytest.fixture
+async def kafka_engine(kafka_bootstrap: str, tmp_path: Path, receiver: Receiver) -> AsyncIterator[KafkaEngine]:  # noqa: F811
+    routes = tmp_path / "routes"
+    routes.mkdir()
+    (routes / "rules.yaml").write_text(inbox_rules(receiver.url))
+    engine = KafkaEngine(tmp_path / "kafka", kafka_bootstrap, routes)
+    try:
+        yield engine
+    finally:
+        engine.stop()
+
+
+async def post_all(http: aiohttp.ClientSession, urls: list[str], texts: list[str], concurrency: int = 16) -> None:
+    """Post Agile Telecom messages, spread over the ingresses, each from its own sender (messages are
+    keyed, so partitioned, by sender and recipient); every one must get +OK."""
+    queue: asyncio.Queue[tuple[int, str]] = asyncio.Queue()
+    for number, text in enumerate(texts):
+        queue.put_nowait((number, text))
+
+    async def poster() -> None:
+        while not queue.empty():
+            number, text = queue.get_nowait()
+            form = {**AGILE, "originator": f"+39333{number:07d}", "text": text}
+            async with http.post(urls[number % len(urls)] + "/inbound/agiletelecom", data=form) as r:
+                assert (r.status, await r.text()) == (200, "+OK")
+
+    await asyncio.gather(*(poster() for _ in range(concurrency)))
+
+
+def texts_at(receiver: Receiver, path: str) -> Counter[str]:  # noqa: F811
+    return Counter(json.loads(r["body"])["text"] for r in receiver.at(path))
+
+
+async def test_two_workers_share_the_partitions_and_deliver_every_message_once(
+    kafka_engine: KafkaEngine, receiver: Receiver  # noqa: F811
+) -> None:
+    ingress = kafka_engine.start_ingress()
+    workers = [kafka_engine.start_worker(), kafka_engine.start_worker()]
+    texts = [f"shared {n}" for n in range(400)]
+    async with aiohttp.ClientSession() as http:
+        await kafka_engine.wait_ready(http)
+        assert all([await worker.ready(http) for worker in workers])  # both serve partitions
+        await post_all(http, [ingress.url], texts)
+        await eventually(lambda: len(texts_at(receiver, "/inbox")) == len(texts), timeout=60)
+        await asyncio.sleep(1)
+        assert texts_at(receiver, "/inbox") == Counter(texts)  # each once
+        scraped = [await scrape_url(http, worker.metrics_url) for worker in workers]
+        normalized = [value(m, "smsroute_pipeline_events_total", provider="agiletelecom", outcome="normalized")
+                      for m in scraped]
+        assert sum(normalized) == len(texts) and all(normalized), normalized  # both processed raw events
+        # Deliveries are keyed by destination: one receiver, one partition, one worker sends them all.
+        delivered = [value(m, "smsroute_deliveries_total", sink="webhook", outcome="delivered") for m in scraped]
+        assert sorted(delivered) == [0, len(texts)]
+        lags = [labels for m in scraped for (name, labels) in m if name == "smsroute_consumer_lag"]
+        assert {dict(labels)["topic"] for labels in lags} == {kafka_engine.settings.kafka.raw_topic,  # type: ignore[union-attr]
+                                                              f"{kafka_engine.prefix}.deliveries.v1"}
+    decisions = Counter(decode_delivery(r.value).id for r in await kafka_engine.records("deliveries"))
+    assert len(decisions) == len(texts) and set(decisions.values()) == {1}
+
+
+async def test_sigkill_of_a_worker_mid_stream_loses_nothing(
+    kafka_engine: KafkaEngine, receiver: Receiver  # noqa: F811
+) -> None:
+    ingress = kafka_engine.start_ingress()
+    victim, survivor = kafka_engine.start_worker(), kafka_engine.start_worker()
+    first = [f"before {n}" for n in range(600)]
+    second = [f"after {n}" for n in range(600)]
+    async with aiohttp.ClientSession() as http:
+        await kafka_engine.wait_ready(http)
+        posting = asyncio.create_task(post_all(http, [ingress.url], first))
+        await eventually(lambda: len(receiver.at("/inbox")) >= 150, timeout=60)
+        victim.kill()  # SIGKILL: open transactions, attempts in flight, tables in memory, all gone
+        await posting
+        await post_all(http, [ingress.url], second)
+        try:
+            await eventually(lambda: set(texts_at(receiver, "/inbox")) == set(first + second), timeout=120)
+        except AssertionError:
+            missing = set(first + second) - set(texts_at(receiver, "/inbox"))
+            raise AssertionError(f"{len(missing)} never delivered, e.g. {sorted(missing)[:5]} ({kafka_engine.prefix} "
+                                 f"{kafka_engine.bootstrap}):\n"
+                                 f"{survivor.stderr()[-4000:]}") from None
+        assert await survivor.ready(http) == 4  # it serves every partition now
+    by_text: dict[str, set[str]] = {}
+    for request in receiver.at("/inbox"):
+        by_text.setdefault(json.loads(request["body"])["text"], set()).add(request["headers"]["webhook-id"])
+    assert all(len(ids) == 1 for ids in by_text.values())  # a repeat (an attempt in flight) has the same webhook-id
+    decisions = Counter(decode_delivery(r.value).id for r in await kafka_engine.records("deliveries"))
+    assert len(decisions) == len(first + second) and set(decisions.values()) == {1}  # each decided once
+
+
+async def test_parts_posted_to_two_ingress_processes_are_stitched(
+    kafka_engine: KafkaEngine, receiver: Receiver  # noqa: F811
+) -> None:
+    ingresses = [kafka_engine.start_ingress(), kafka_engine.start_ingress()]
+    kafka_engine.start_worker()
+    texts = {1: "Parts ", 2: "through two ", 3: "doors."}
+    async with aiohttp.ClientSession() as http:
+        await kafka_engine.wait_ready(http)
+        for part, ingress in ((3, ingresses[0]), (1, ingresses[1]), (2, ingresses[0]), (1, ingresses[0])):
+            async with http.post(ingress.url + "/inbound/vonage", json=vonage_part(part, texts[part])) as response:
+                assert response.status == 204
+        await eventually(lambda: len(receiver.at("/inbox")) == 1, timeout=60)
+        await asyncio.sleep(0.5)
+    [request] = receiver.at("/inbox")
+    message = json.loads(request["body"])
+    assert (message["text"], message["parts"], message["complete"]) == ("Parts through two doors.", 3, True)
+
+
+async def test_rules_reload_in_a_running_worker(
+    kafka_engine: KafkaEngine, receiver: Receiver  # noqa: F811
+) -> None:
+    ingress = kafka_engine.start_ingress()
+    kafka_engine.start_worker()
+    async with aiohttp.ClientSession() as http:
+        await kafka_engine.wait_ready(http)
+        rules = Path(kafka_engine.settings.routes) / "rules.yaml"
+        rules.write_text(inbox_rules(receiver.url).replace("keyword: DEAD", "keyword: [DEAD, NEW]").replace(
+            "name: dead", "name: fresh").replace("/dead", "/fresh"))
+        for attempt in range(100):  # until the worker has reloaded: a NEW message goes to /fresh
+            async with http.post(ingress.url + "/inbound/agiletelecom", data={**AGILE, "text": f"NEW {attempt}"}) as r:
+                assert r.status == 200
+            await asyncio.sleep(0.3)
+            if receiver.at("/fresh"):
+                break
+        assert json.loads(receiver.at("/fresh")[0]["body"])["route"] == "fresh"
+
+
+async def test_dead_letters_are_listed_and_replayed_from_the_command_line(
+    kafka_engine: KafkaEngine, receiver: Receiver  # noqa: F811
+) -> None:
+    receiver.fail["/dead"] = -1
+    ingress = kafka_engine.start_ingress()
+    kafka_engine.start_worker()
+    config = str(kafka_engine.config)
+    async with aiohttp.ClientSession() as http:
+        await kafka_engine.wait_ready(http)
+        async with http.post(ingress.url + "/inbound/agiletelecom", data={**AGILE, "text": "DEAD again"}) as r:
+            assert r.status == 200
+        await eventually(lambda: len(receiver.at("/dead")) == 2, timeout=60)
+        letters: list[dict[str, Any]] = []
+        for _ in range(100):
+            letters = json.loads(cli("dead-letters", "list", "--kafka", "--config", config, "--json"))
+            if letters:
+                break
+            await asyncio.sleep(0.2)
+        [letter] = letters
+        assert (letter["stage"], letter["reason"]) == ("deliver", "HTTP 503: try later")
+        assert [a["outcome"] for a in letter["attempts"]] == ["failed", "failed"]
+        receiver.fail["/dead"] = 0
+        assert cli("dead-letters", "replay", "--kafka", "--config", config).startswith("1 delivery sent again")
+        await eventually(lambda: len(receiver.at("/dead")) == 3, timeout=60)
+        assert json.loads(cli("dead-letters", "list", "--kafka", "--config", config, "--json")) == []
+        assert "(replayed)" in cli("dead-letters", "list", "--kafka", "--config", config, "--all")
+        assert cli("dead-letters", "replay", "--kafka", "--config", config).startswith("0 deliveries")
+    assert len({r["headers"]["webhook-id"] for r in receiver.at("/dead")}) == 1
+
+
+def cli(*args: str) -> str:
+    done = subprocess.run([sys.executable, "-m", "smsroute", *args], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
