@@ -21,9 +21,9 @@ log = logging.getLogger("smsroute.streams")
 
 TURNS_BETWEEN_BATCHES = 4
 """Turns of the event loop left to the rest of the process between two batches of a backlog. A
-delivery's round trip through the dispatcher takes four (its answer read, its attempt finished, the
-pass that claims the next delivery, that request written): with one turn per batch, as many
-batches went by for every round trip and deliveries all but stopped until the backlog was
+delivery's round trip through the dispatcher takes about four (its answer read, its attempt
+finished, the pass that claims the next delivery, that request written): with one turn per batch,
+as many batches went by for every round trip and deliveries all but stopped until the backlog was
 processed. Turns with nothing to do cost next to nothing."""
 
 
