@@ -6,21 +6,21 @@ latency) and the ceiling (``bench/ceiling.py``, the bare ``+OK`` server). Two mo
 other, each waited out until every accepted message has reached the receiver:
 
 - full speed: wrk with the Lua script of ``bench/ingress.py`` (the ceiling gets the same load first);
-- paced: a fixed rate (default 2,000 msg/s) from a small aiohttp load generator in this process,
-  since wrk cannot pace (and wrk2 is not packaged). Its answer latencies are taken from each
-  request's scheduled start, so a stalled server is not hidden by the generator waiting for it.
+- paced: the same script at fixed rates (default 2,000 and 3,000 msg/s). wrk asks the script's
+  ``delay()`` how long to wait before each request; it hands out send times on a fixed schedule,
+  so the rate holds whatever the answers' speed, and reports how far behind it ever fell.
 
 Then the Kafka engine at full speed, side by side: a local broker (``scripts/kafka-local``), one
 ``smsroute ingress`` and one, then two ``smsroute worker`` processes (``--workers 1,2``).
 
-Run from the repository root: ``.venv/bin/python -m bench.e2e [--duration 10] [--rate 2000] [--json]``.
+Run from the repository root: ``.venv/bin/python -m bench.e2e [--duration 10] [--rate 2000,3000] [--json]``.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
+import re
 import subprocess
 import sys
 import tempfile
@@ -29,16 +29,47 @@ import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import aiohttp
-import uvloop
-
 from bench.ingress import LUA, PATH, Server, add_load_options, free_port, measure, parse_wrk, wrk, wrk_missing
 from bench.kafka import Broker, KafkaEngine
 
 TARGET = 3000.0
 """Delivered messages per second end to end, the issue's target on a 2-core machine."""
-FORM = ("originator=%2B393331234567&destination=%2B393201234567&date_time=2026-11-21+10%3A00%3A00"
-        "&text={text}")
+
+# Appended to the full-speed script for the paced mode. wrk calls ``delay()`` before every request
+# but each connection's first, and waits that many milliseconds. Each call takes the next free
+# slot of a fixed schedule (``interval`` apart, the first ones taken by the connections' first
+# requests), so the rate does not depend on how fast answers come back; a slot already past (all
+# connections were waiting for answers) is sent at once and counts in ``lag``. wrk's Lua is LuaJIT,
+# whose ffi reads the monotonic clock.
+PACING = r"""
+local ffi = require("ffi")
+ffi.cdef[[
+typedef struct { long tv_sec; long tv_nsec; } pacing_timespec;
+int clock_gettime(int clock, pacing_timespec *now);
+]]
+local clock = ffi.new("pacing_timespec")
+local interval = %(interval_ms)r
+local start, slots = nil, 0
+lag = 0
+
+local function now_ms()
+  ffi.C.clock_gettime(1, clock)  -- CLOCK_MONOTONIC
+  return tonumber(clock.tv_sec) * 1000 + tonumber(clock.tv_nsec) / 1e6
+end
+
+function delay()
+  local now = now_ms()
+  slots = math.max(slots, counter)
+  start = start or now - slots * interval
+  local due = start + slots * interval
+  slots = slots + 1
+  if due <= now then
+    lag = math.max(lag, now - due)
+    return 0
+  end
+  return due - now
+end
+"""
 
 
 @dataclass
@@ -67,14 +98,8 @@ class Mode:
     latency_max_ms: float
     """Receipt (the engine's ``received_at``) to arrival at the receiver."""
     engine_cpu_percent: float
-
-
-@dataclass
-class Paced:
-    sent: int
-    ok: int
-    errors: int
-    answer_latencies: list[float]
+    schedule_lag_ms: float | None = None
+    """Paced mode: the furthest any request fell behind its scheduled send time (all connections busy)."""
 
 
 def wrk_duration(value: str) -> str:
@@ -84,40 +109,20 @@ def wrk_duration(value: str) -> str:
     return value.removesuffix("s") + "s"
 
 
+def rates(value: str) -> list[float]:
+    """Comma-separated messages per second (``2000,3000``)."""
+    try:
+        parsed = [float(rate) for rate in value.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a comma-separated list of rates") from None
+    if not all(rate > 0 for rate in parsed):
+        raise argparse.ArgumentTypeError("rates must be positive")
+    return parsed
+
+
 def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[round(fraction * (len(ordered) - 1))] if ordered else 0.0
-
-
-async def pace(url: str, run: str, rate: float, seconds: float, connections: int) -> Paced:
-    """POST ``rate`` distinct messages a second for ``seconds``, whatever the answers' speed."""
-    total = round(rate * seconds)
-    loop = asyncio.get_running_loop()
-    result = Paced(total, 0, 0, [])
-    headers = {"Content-Type": "application/x-www-form-urlencoded"}
-
-    async def send(http: aiohttp.ClientSession, n: int, scheduled: float) -> None:
-        try:
-            async with http.post(url, data=FORM.format(text=f"{run}-0-{n}").encode(), headers=headers) as response:
-                if response.status == 200 and await response.text() == "+OK":
-                    result.ok += 1
-                else:
-                    result.errors += 1
-        except aiohttp.ClientError:
-            result.errors += 1
-        result.answer_latencies.append(loop.time() - scheduled)
-
-    connector = aiohttp.TCPConnector(limit=connections)
-    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=60)) as http:
-        start = loop.time()
-        tasks = []
-        for n in range(total):
-            scheduled = start + n / rate
-            if scheduled > loop.time():
-                await asyncio.sleep(scheduled - loop.time())
-            tasks.append(asyncio.create_task(send(http, n, scheduled)))
-        await asyncio.gather(*tasks)
-    return result
 
 
 def run_stats(receiver: Server, run: str) -> dict[str, object]:
@@ -173,16 +178,22 @@ def full_speed(engine: Server, receiver: Server, script: Path, args: argparse.Na
     return summarize("full speed (wrk)", "measure", engine, receiver, started, ended, cpu_before, load, args)
 
 
-def paced(engine: Server, receiver: Server, args: argparse.Namespace) -> Mode:
+def paced(engine: Server, receiver: Server, workdir: Path, rate: float, args: argparse.Namespace) -> Mode:
+    """wrk at ``rate`` requests a second in all (each of its threads keeps its share of the schedule)."""
+    script = workdir / f"paced-{rate:.0f}.lua"
+    script.write_text(LUA + PACING % {"interval_ms": 1000 * args.threads / rate})
+    run = f"paced{rate:.0f}"
     cpu_before, started = engine.cpu_seconds(), time.time()
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        result = runner.run(pace(engine.url + PATH, "paced", args.rate, float(args.duration[:-1]),
-                                 args.connections))
+    output = wrk(engine, script, run, args.duration, args)
     ended = time.time()
-    load = {"sent": result.sent, "accepted": result.ok, "errors": result.errors,
-            "p50_ms": 1000 * percentile(result.answer_latencies, 0.50),
-            "p99_ms": 1000 * percentile(result.answer_latencies, 0.99)}
-    return summarize(f"paced {args.rate:,.0f}/s", "paced", engine, receiver, started, ended, cpu_before, load, args)
+    if args.verbose:
+        print(f"--- wrk against the engine at {rate:,.0f}/s\n{output}", file=sys.stderr)
+    result = parse_wrk(output, engine.name, 0.0)
+    load = {"sent": result.requests, "accepted": result.ok_answers, "p50_ms": result.p50_ms,
+            "p99_ms": result.p99_ms, "errors": result.errors}
+    mode = summarize(f"paced {rate:,.0f}/s", run, engine, receiver, started, ended, cpu_before, load, args)
+    mode.schedule_lag_ms = float(re.search(r"^schedule lag max: ([\d.]+) ms$", output, re.MULTILINE)[1])
+    return mode
 
 
 def kafka_full_speed(engine: KafkaEngine, receiver: Server, script: Path, args: argparse.Namespace) -> Mode:
@@ -227,6 +238,7 @@ def render(ceiling_per_s: float, modes: list[Mode]) -> str:
         ("delivered / duplicates", lambda m: f"{m.delivered:,} / {m.duplicates}"),
         ("errors", lambda m: f"{m.errors}"),
         ("engine cpu % (all processes)", lambda m: f"{m.engine_cpu_percent:.0f}"),
+        ("schedule lag max ms", lambda m: "" if m.schedule_lag_ms is None else f"{m.schedule_lag_ms:,.0f}"),
     ]
     lines = [f"{'':<28}" + "".join(f"{m.mode:>22}" for m in modes)]
     lines += [f"{label:<28}" + "".join(f"{show(m):>22}" for m in modes) for label, show in rows]
@@ -261,7 +273,8 @@ def kafka_modes(receiver: Server, script: Path, workdir: Path, args: argparse.Na
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Engine throughput and latency end to end, ingress to webhook.")
     parser.add_argument("--duration", type=wrk_duration, default="10s", help="load per mode in seconds (default 10s)")
-    parser.add_argument("--rate", type=float, default=2000.0, help="paced mode, messages per second (default 2000)")
+    parser.add_argument("--rate", type=rates, default=[2000.0, 3000.0],
+                        help="paced modes, messages per second, comma-separated (default 2000,3000)")
     parser.add_argument("--drain-timeout", type=float, default=120.0, help="longest wait for deliveries (s)")
     parser.add_argument("--profile", type=Path, help="py-spy folded stacks of the engine at full speed, to this file")
     parser.add_argument("--workers", default="1,2", help="Kafka engine runs, workers each (default 1,2; '' for none)")
@@ -297,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
             modes = [full_speed(engine, receiver, script, args)]
             if profiler is not None:
                 profiler.wait()
-            modes.append(paced(engine, receiver, args))
+            modes += [paced(engine, receiver, workdir, rate, args) for rate in args.rate]
             engine.stop()
             modes += kafka_modes(receiver, script, workdir, args)
         finally:

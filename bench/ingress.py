@@ -42,7 +42,8 @@ TARGET = 0.60
 STARTUP_TIMEOUT = 20.0
 
 # One Lua state per wrk thread: ``id`` (set in setup) and ``counter`` make every text distinct.
-# ``response`` counts exact "+OK" answers; ``done`` prints their total for the parser below.
+# ``response`` counts exact "+OK" answers; ``done`` prints their total for the parser below, and
+# the paced script's worst lag behind its schedule (``bench/e2e.py`` adds the pacing).
 LUA = r"""
 local threads = {}
 
@@ -72,9 +73,13 @@ function response(status, headers, body)
 end
 
 function done(summary, latency, requests)
-  local total = 0
-  for _, thread in ipairs(threads) do total = total + thread:get("ok") end
+  local total, lag = 0, nil
+  for _, thread in ipairs(threads) do
+    total = total + thread:get("ok")
+    if thread:get("lag") then lag = math.max(lag or 0, thread:get("lag")) end
+  end
   io.write(string.format("+OK answers: %d\n", total))
+  if lag then io.write(string.format("schedule lag max: %.1f ms\n", lag)) end
 end
 """
 

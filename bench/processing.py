@@ -41,6 +41,8 @@ class Figures:
     per_s: float
     cpu_us_per_message: float
     """This process's CPU time (user + system) per message."""
+    wal_mb: float | None = None
+    """The processing half's ``state.db-wal`` at the end: it must stay bounded however long the run."""
 
 
 def cpu_seconds() -> float:
@@ -104,8 +106,9 @@ async def processing(receiver: str, messages: int, data_dir: Path) -> Figures:
         used = cpu_seconds() - cpu
     stop.set()
     await running
+    wal = (data_dir / "state.db-wal").stat().st_size / 1e6
     await half.close()
-    return Figures("processing half", messages, seconds, messages / seconds, used / messages * 1e6)
+    return Figures("processing half", messages, seconds, messages / seconds, used / messages * 1e6, round(wal, 1))
 
 
 async def main(args: argparse.Namespace) -> list[Figures]:
@@ -138,4 +141,6 @@ if __name__ == "__main__":
         print(json.dumps([asdict(f) for f in figures], indent=2))
     else:
         for f in figures:
-            print(f"{f.name:<22} {f.per_s:>8,.0f} msgs/s   {f.cpu_us_per_message:>6,.0f} µs CPU/msg   ({f.messages:,} in {f.seconds:.2f} s)")
+            wal = "" if f.wal_mb is None else f"   state.db-wal {f.wal_mb:,.0f} MB"
+            print(f"{f.name:<22} {f.per_s:>8,.0f} msgs/s   {f.cpu_us_per_message:>6,.0f} µs CPU/msg   "
+                  f"({f.messages:,} in {f.seconds:.2f} s){wal}")

@@ -2,8 +2,14 @@
 
 By default SQLite checkpoints inside whichever commit pushes the WAL past 1,000 pages: that commit
 then also copies pages into the database file and fsyncs it, and every request waiting on it (or
-the event loop running it) waits too. The writers turn automatic checkpoints off and this thread
-checkpoints in the background instead: PASSIVE checkpoints run beside writers and readers."""
+the event loop running it) waits too. This thread checkpoints in the background instead: PASSIVE
+checkpoints run beside writers and readers.
+
+A PASSIVE checkpoint copies the WAL as it was when it began, and under sustained writes new frames
+always arrive meanwhile: the WAL would never be wholly copied, never start over, and grow without
+end (gigabytes in a long burst, with every page read searching it). So the writers keep automatic
+checkpoints, only rarer (:data:`WAL_RESTART_PAGES`): by then this thread has copied all but the
+last moments, the writer's own checkpoint copies the rest, and its next write starts the WAL over."""
 
 from __future__ import annotations
 
@@ -13,6 +19,9 @@ import threading
 from pathlib import Path
 
 log = logging.getLogger(__name__)
+
+WAL_RESTART_PAGES = 16384
+"""The writers' ``wal_autocheckpoint``: 64 MiB of WAL at SQLite's default 4 KiB pages."""
 
 
 class Checkpointer:

@@ -12,7 +12,7 @@ import logging
 from collections.abc import Mapping
 from typing import Protocol
 
-from . import backlog
+from . import backlog, gc_tuning
 from .aio import on_stop_signals
 from .config import Settings
 from .eventlog.sqlite import SQLiteLog
@@ -105,6 +105,7 @@ async def serve(settings: Settings, adapters: Mapping[str, Adapter]) -> None:
     )
     engine = Engine(settings, adapters, processing)
     await engine.start()
+    gc_tuning.settle()
     on_stop_signals(engine.request_stop)
     try:
         await engine.wait()

@@ -25,6 +25,7 @@ import aiohttp
 from aiohttp import web
 from prometheus_client import GC_COLLECTOR, PLATFORM_COLLECTOR, PROCESS_COLLECTOR, REGISTRY, generate_latest
 
+from . import gc_tuning
 from .config import Settings
 from .logs import setup_logging
 from .processing import Processing
@@ -123,6 +124,7 @@ async def _child(settings: Settings) -> int:
     loop.add_reader(0, _on_stdin, processing, stop)
     runner = await _serve_metrics()
     print(runner.addresses[0][1], flush=True)
+    gc_tuning.settle()
     try:
         await processing.run(stop)
     finally:

@@ -7,7 +7,8 @@ import asyncio
 import time
 from pathlib import Path
 
-from smsroute.eventlog.sqlite import SQLiteLog
+from smsroute.checkpoint import WAL_RESTART_PAGES
+from smsroute.eventlog.sqlite import SQLiteLog, connect
 from smsroute.streams.statedb import StateDB
 
 TIMEOUT = 10.0
@@ -40,3 +41,28 @@ async def test_state_is_checkpointed_in_the_background(tmp_path: Path) -> None:
         await grows_past(tmp_path / "state.db", 500_000)
     finally:
         state.close()
+
+
+def test_the_state_wal_starts_over_while_writes_never_pause(tmp_path: Path) -> None:
+    """Short commits back to back, as the engine's under sustained load: a background PASSIVE
+    checkpoint never copies the WAL up to its end before the next commit extends it. The WAL must
+    start over all the same (its file keeps its largest size), not take in all that is written:
+    about 250 MB here."""
+    state = StateDB(tmp_path / "state.db")
+    try:
+        for batch in range(1500):
+            with state.transaction():
+                for n in range(20):
+                    state.dedupe[f"key-{batch}-{n}-" + "x" * 1000] = 1.0
+        largest = (tmp_path / "state.db-wal").stat().st_size
+    finally:
+        state.close()
+    assert largest < 2 * WAL_RESTART_PAGES * 4096
+
+
+def test_the_log_writer_lets_its_wal_start_over_too(tmp_path: Path) -> None:
+    conn = connect(tmp_path / "log.db", busy_timeout=1.0)
+    try:
+        assert conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == WAL_RESTART_PAGES
+    finally:
+        conn.close()

@@ -3,7 +3,8 @@
 One writer thread owns the write connection. Requests queue their records; the thread takes
 everything queued so far and writes it in one transaction, so a burst of concurrent requests
 shares a single fsync. Each request's future resolves only after its transaction committed.
-Checkpoints run in a thread of their own (:mod:`smsroute.checkpoint`), never inside a commit.
+Checkpoints run in a thread of their own (:mod:`smsroute.checkpoint`); a commit only finishes one
+once the WAL has grown large, so that it starts over.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from .. import metrics
-from ..checkpoint import Checkpointer
+from ..checkpoint import WAL_RESTART_PAGES, Checkpointer
 from . import LogUnavailable
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,7 @@ def connect(path: Path, busy_timeout: float) -> sqlite3.Connection:
     conn = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None, check_same_thread=False)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")
-    conn.execute("PRAGMA wal_autocheckpoint=0")
+    conn.execute(f"PRAGMA wal_autocheckpoint={WAL_RESTART_PAGES}")
     conn.execute(_SCHEMA)
     return conn
 

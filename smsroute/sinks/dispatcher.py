@@ -16,7 +16,6 @@ import time
 from collections import Counter
 from collections.abc import Mapping
 
-from ..aio import wait_any
 from ..streams.statedb import Due, Finished, StateDB
 from .outcome import Sender, attempt_once
 
@@ -40,21 +39,29 @@ class Dispatcher:
         """Free slots worth a claim while a destination is busy: claims come in batches, not one by one."""
         self.in_flight: Counter[str] = Counter()
         self._finished: list[tuple[str, Finished]] = []
-        self._wake = asyncio.Event()
+        self._woken: asyncio.Future[None] | None = None
+        """Ends the loop's current sleep (or the next one, when woken during a pass)."""
         self._tasks: set[asyncio.Task[None]] = set()
 
     def wake(self) -> None:
-        """New deliveries are due: look now rather than at the next poll."""
-        self._wake.set()
+        """New deliveries are due, or an attempt finished: look now rather than at the next poll."""
+        if self._woken is not None and not self._woken.done():
+            self._woken.set_result(None)
 
     async def run(self, stop: asyncio.Event) -> None:
         released = self.state.release_claims()
         if released:
             log.warning("deliveries interrupted by a crash are due again", extra={"event": "claims_released", "count": released})
-        while not stop.is_set():
-            self._wake.clear()
-            self._pass(time.time())
-            await self._sleep(stop)
+        stopping = asyncio.ensure_future(stop.wait())
+        stopping.add_done_callback(lambda _: self.wake())
+        try:
+            while not stop.is_set():
+                self._woken = asyncio.get_running_loop().create_future()
+                now = time.time()
+                self._pass(now)
+                await self._sleep(self._woken, now)
+        finally:
+            stopping.cancel()
         while self._tasks:
             await asyncio.wait(self._tasks, timeout=10)
             if self._tasks:
@@ -78,10 +85,18 @@ class Dispatcher:
                     for due in self.state.claim(destination, now, free):
                         self._start(destination, due)
 
-    async def _sleep(self, stop: asyncio.Event) -> None:
-        next_due = self.state.next_due()
+    async def _sleep(self, woken: asyncio.Future[None], now: float) -> None:
+        """Until a delivery falls due after the pass at ``now``, or a wake (stopping wakes too). What
+        was due at ``now`` is claimed or waits for a slot, and a finished attempt wakes the loop:
+        waiting for those too would spin while a slow receiver holds every slot. A future rather than
+        an event: the loop resumes on the next turn of the event loop, not three turns later."""
+        next_due = self.state.next_due(after=now)
         timeout = self.idle_poll if next_due is None else max(0.0, min(self.idle_poll, next_due - time.time()))
-        await wait_any(stop, self._wake, timeout=timeout)
+        timer = asyncio.get_running_loop().call_later(timeout, self.wake)
+        try:
+            await woken
+        finally:
+            timer.cancel()
 
     def _start(self, destination: str, due: Due) -> None:
         self.in_flight[destination] += 1
@@ -105,4 +120,4 @@ class Dispatcher:
             delivery.id, verdict.number, attempt.outcome, attempt.status, attempt.error, attempt.duration,
             verdict.at, verdict.next_at,
         )))
-        self._wake.set()
+        self.wake()

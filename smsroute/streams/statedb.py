@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..checkpoint import Checkpointer
-from ..sinks.delivery import DeadLetter, Delivery
+from ..checkpoint import WAL_RESTART_PAGES, Checkpointer
+from ..sinks.delivery import DeadLetter, Delivery, destination
 from .optouts import OptOut
 from .parts import part_from_json, part_to_json
 from .reports import FINAL, DeliveryReport
@@ -114,6 +114,21 @@ SELECT destination FROM pending WHERE destination IS NOT NULL AND EXISTS (
 def _action(text: str) -> dict[str, Any]:
     """Deliveries of one route share their action's text: parse it once (the dict is never changed)."""
     return json.loads(text)
+
+
+_ACTION_COLUMNS: dict[int, tuple[dict[str, Any], str, str]] = {}
+
+
+def _action_columns(sink: str, action: dict[str, Any]) -> tuple[str, str]:
+    """An action's destination and stored text. The deliveries of one route share one action dict,
+    never changed (see :meth:`~smsroute.streams.pipeline.Pipeline._settings`): work both out once
+    per dict. Each entry holds its dict, so no other object can take its id meanwhile."""
+    entry = _ACTION_COLUMNS.get(id(action))
+    if entry is None:
+        if len(_ACTION_COLUMNS) >= 1024:
+            _ACTION_COLUMNS.clear()
+        entry = _ACTION_COLUMNS[id(action)] = (action, destination(sink, action), json.dumps(action))
+    return entry[1], entry[2]
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,7 +252,7 @@ class StateDB:
         self.conn = sqlite3.connect(path, isolation_level=None, timeout=10.0)
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=NORMAL")
-        self.conn.execute("PRAGMA wal_autocheckpoint=0")
+        self.conn.execute(f"PRAGMA wal_autocheckpoint={WAL_RESTART_PAGES}")
         self.conn.executescript(_SCHEMA)
         self._checkpointer = Checkpointer(path)
         self._checkpointer.start()
@@ -280,10 +295,8 @@ class StateDB:
             "INSERT OR IGNORE INTO deliveries (id, message_id, route, sink, destination, action, message,"
             " received_at, created_at, state, next_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?)",
             [
-                (
-                    d.id, d.message_id, d.route, d.sink, d.destination, json.dumps(d.action),
-                    d.body, d.received_at, now, now,
-                )
+                (d.id, d.message_id, d.route, d.sink, *_action_columns(d.sink, d.action), d.body, d.received_at,
+                 now, now)
                 for d in deliveries
             ],
         )
@@ -297,8 +310,11 @@ class StateDB:
         destination, however long the backlog (a plain DISTINCT would read every pending row)."""
         return [row[0] for row in self.conn.execute(_DUE_DESTINATIONS, (now,))]
 
-    def next_due(self) -> float | None:
-        row = self.conn.execute("SELECT min(next_at) FROM deliveries WHERE state = 'pending'").fetchone()
+    def next_due(self, after: float) -> float | None:
+        """When the first delivery not yet due at ``after`` falls due."""
+        row = self.conn.execute(
+            "SELECT min(next_at) FROM deliveries WHERE state = 'pending' AND next_at > ?", (after,)
+        ).fetchone()
         return row[0]
 
     def backlog(self, now: float) -> list[Backlog]:
