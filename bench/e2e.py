@@ -29,7 +29,7 @@ import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from bench.ingress import LUA, PATH, Server, add_load_options, free_port, measure, parse_wrk, wrk, wrk_missing
+from bench.ingress import LUA, Server, add_load_options, free_port, measure, parse_wrk, wrk, wrk_missing
 from bench.kafka import Broker, KafkaEngine
 
 TARGET = 3000.0
