@@ -8,9 +8,11 @@ import re
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from metrics_contract import PROMETHEUS, ROOT
+from smsroute.config import load_settings
 from tools import run, tool
 
 DOCKER = ROOT / "docker"
@@ -65,6 +67,25 @@ def test_ingress_and_worker_run_the_kafka_engine_from_the_image() -> None:
         brokers = service["environment"]["SMSROUTE_KAFKA__BOOTSTRAP_SERVERS"].split(",")
         assert brokers == [f"kafka-{n}:9092" for n in (1, 2, 3)]
         assert all(service["depends_on"][f"kafka-{n}"]["condition"] == "service_healthy" for n in (1, 2, 3))
+
+
+def test_prometheus_scrapes_each_service_where_it_serves_metrics_and_health(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The image's environment with each service's, as smsroute would load it: the ingress's and
+    the worker's /metrics listen on all interfaces, on the port Prometheus's job scrapes and the
+    image's healthcheck ($SMSROUTE_PORT) asks."""
+    [image_env] = [args for instruction, args in instructions(DOCKERFILE) if instruction == "ENV"]
+    image = dict(pair.split("=", 1) for pair in image_env.split())
+    jobs = {job["job_name"]: job for job in yaml.safe_load((PROMETHEUS / "prometheus.yml").read_text())["scrape_configs"]}
+    for name in ("ingress", "worker"):
+        with monkeypatch.context() as env:
+            for key, value in {**image, **services()[name]["environment"]}.items():
+                env.setenv(key, str(value))
+            settings = load_settings()
+        host, port = (settings.host, settings.port) if name == "ingress" else (
+            settings.worker.metrics_host, settings.worker.metrics_port)
+        [scraped] = jobs[f"smsroute-{name}"]["dns_sd_configs"]
+        assert (scraped["names"], host, port) == ([name], "0.0.0.0", scraped["port"]), name
+        assert port == int(image["SMSROUTE_PORT"]), name
 
 
 def test_every_bind_mount_exists_and_tools_see_their_configuration() -> None:

@@ -1,5 +1,6 @@
-"""The metrics contract: a running engine, driven through every path that moves a metric, exports
-exactly the metrics, types and labels the README documents, with bounded label values."""
+"""The metrics contract: each engine (embedded; Kafka ingress and worker), driven through every
+path that moves a metric, exports exactly the metrics, types and labels the README documents, with
+bounded label values."""
 
 from __future__ import annotations
 
@@ -13,14 +14,16 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.metrics_core import Metric as Family
 
 from engine_process import EngineProcess, form
+from kafka_engine import KafkaEngine
 from fake_providers import FakeOpenVoip, openvoip  # noqa: F401  (fixture)
 from metrics_contract import contract
 from test_pipeline import Receiver, receiver  # noqa: F401
 from test_vonage import SAMPLE as VONAGE
 
-EMBEDDED = {"all", "embedded"}
 UNBOUNDED = re.compile(r"://|\+?\d{6,}|[0-9a-f]{24,}|msg_")
 """What a label value must never look like: a URL, a phone number, a message or delivery id."""
+CONFIGURED = {"version", "topic"}
+"""Labels whose values come from the configuration (a rules hash, the deployment's topic names)."""
 
 
 def rules_yaml(url: str) -> str:
@@ -53,7 +56,8 @@ def vonage_part(message_id: str, ref: str, part: int, text: str) -> dict[str, st
 
 async def scrape(http: aiohttp.ClientSession, url: str) -> dict[str, Family]:
     """Metric families by name; the text format's ``X_created`` gauges are part of ``X``, not families."""
-    async with http.get(url + "/metrics") as response:
+    async with http.get(url) as response:
+        response.raise_for_status()
         families = {family.name: family for family in text_string_to_metric_families(await response.text())}
     return {
         name: family
@@ -93,15 +97,11 @@ async def drive(http: aiohttp.ClientSession, url: str) -> None:
             await response.read()
 
 
-async def test_engine_exports_exactly_the_documented_metrics(
+async def test_embedded_engine_exports_exactly_the_documented_metrics(
     tmp_path: Path, receiver: Receiver, openvoip: FakeOpenVoip  # noqa: F811
 ) -> None:
     receiver.fail["/fail"] = -1
-    routes = tmp_path / "routes"
-    routes.mkdir()
-    (routes / "rules.yaml").write_text(rules_yaml(receiver.url))
-    documented = contract()
-    expected = {name for name, metric in documented.items() if metric.engine in EMBEDDED}
+    routes = write_routes(tmp_path, receiver)
     replies = {f"SMSROUTE_SMS_REPLY__OPENVOIP__{name.upper()}": value for name, value in openvoip.settings().items()}
     env = {"SMSROUTE_STITCH_TIMEOUT": "2", "SMSROUTE_SMS_REPLY__PROVIDER": "openvoip", **replies}
     engine = EngineProcess(tmp_path / "data", tmp_path / "engine.log", routes, env=env)
@@ -109,14 +109,59 @@ async def test_engine_exports_exactly_the_documented_metrics(
         async with aiohttp.ClientSession() as http:
             await engine.wait_healthy(http)
             await drive(http, engine.url)
-            deadline = time.monotonic() + 30
-            while not expected <= sampled(families := await scrape(http, engine.url)):
-                if time.monotonic() > deadline:
-                    raise AssertionError(f"never exported: {sorted(expected - sampled(families))}")
-                await asyncio.sleep(0.2)
+            families = await exported(http, [engine.url + "/metrics"], {"all", "embedded"})
     finally:
         engine.kill()
+    check(families)
 
+
+async def test_kafka_engine_exports_exactly_the_documented_metrics(
+    kafka_bootstrap: str, tmp_path: Path, receiver: Receiver  # noqa: F811
+) -> None:
+    """The ingress and a worker together: what both export, as Prometheus would scrape them."""
+    receiver.fail["/fail"] = -1
+    engine = KafkaEngine(tmp_path / "kafka", kafka_bootstrap, write_routes(tmp_path, receiver), stitch_timeout=2.0)
+    try:
+        ingress, worker = engine.start_ingress(), engine.start_worker()
+        async with aiohttp.ClientSession() as http:
+            await engine.wait_ready(http)
+            await drive(http, ingress.url)
+            families = await exported(http, [ingress.url + "/metrics", worker.metrics_url], {"all", "kafka"})
+    finally:
+        engine.stop()
+    check(families)
+
+
+def write_routes(tmp_path: Path, receiver: Receiver) -> Path:  # noqa: F811
+    routes = tmp_path / "routes"
+    routes.mkdir()
+    (routes / "rules.yaml").write_text(rules_yaml(receiver.url))
+    return routes
+
+
+async def exported(http: aiohttp.ClientSession, urls: list[str], engines: set[str]) -> dict[str, Family]:
+    """The families of every scraped process together, once each metric documented for ``engines``
+    has samples (some move only after retries or the stitch timeout)."""
+    expected = {name for name, metric in contract().items() if metric.engine in engines}
+    deadline = time.monotonic() + 60
+    while True:
+        families: dict[str, Family] = {}
+        for url in urls:
+            for name, family in (await scrape(http, url)).items():
+                if name in families:
+                    families[name].samples += family.samples
+                else:
+                    families[name] = family
+        if expected <= sampled(families):
+            return families
+        if time.monotonic() > deadline:
+            raise AssertionError(f"never exported: {sorted(expected - sampled(families))}")
+        await asyncio.sleep(0.2)
+
+
+def check(families: dict[str, Family]) -> None:
+    """Only documented metrics, with their documented type and labels, and bounded label values."""
+    documented = contract()
     ours = {documented_name(family): family for family in families.values() if family.name.startswith("smsroute_")}
     assert sorted(ours.keys() - documented.keys()) == [], "exported but not in the README's metrics contract"
     for name, family in ours.items():
@@ -125,7 +170,7 @@ async def test_engine_exports_exactly_the_documented_metrics(
         if family.samples:
             labels = {label for sample in family.samples for label in sample.labels} - {"le"}
             assert labels == metric.labels, name
-        values = {value for sample in family.samples for key, value in sample.labels.items() if key != "version"}
+        values = {value for sample in family.samples for key, value in sample.labels.items() if key not in CONFIGURED}
         assert not [value for value in values if UNBOUNDED.search(value)], name
     retries = {(s.labels["sink"], s.labels["reason"]) for s in families["smsroute_delivery_retries"].samples}
     assert retries == {("webhook", "http_5xx")}  # the receiver's 503s, by reason
