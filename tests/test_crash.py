@@ -90,7 +90,9 @@ async def test_kill_9_mid_burst_loses_no_acknowledged_message(tmp_path: Path) ->
             assert engine.process.wait(timeout=STOP_TIMEOUT) == -signal.SIGKILL
             context = (f"killed after {kill_after} acks: {len(burst.acked)} acked, {burst.failed} failed, "
                        f"{burst.in_flight_at_kill} in flight at kill, {burst.unsent} unsent")
-            assert burst.in_flight_at_kill > 0 and burst.failed > 0, f"the kill was not mid-stream ({context})"
+            # Requests were outstanding at the kill. Usually some of them fail; on a quick run all of
+            # them may have been answered just before it, their answers read after it.
+            assert burst.in_flight_at_kill > 0, f"the kill was not mid-stream ({context})"
             assert len(burst.acked) + burst.failed + burst.unsent == TOTAL, context
 
             before = read_log(log_path)
