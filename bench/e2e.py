@@ -10,8 +10,9 @@ other, each waited out until every accepted message has reached the receiver:
   ``delay()`` how long to wait before each request; it hands out send times on a fixed schedule,
   so the rate holds whatever the answers' speed, and reports how far behind it ever fell.
 
-Then the Kafka engine at full speed, side by side: a local broker (``scripts/kafka-local``), one
-``smsroute ingress`` and one, then two ``smsroute worker`` processes (``--workers 1,2``).
+Then the Kafka engine side by side, at full speed and paced (``--kafka-rate``, default 300 msg/s):
+a local broker (``scripts/kafka-local``), one ``smsroute ingress`` and one, then two
+``smsroute worker`` processes (``--workers 1,2``).
 
 Run from the repository root: ``.venv/bin/python -m bench.e2e [--duration 10] [--rate 2000,3000] [--json]``.
 """
@@ -141,7 +142,7 @@ def drain(receiver: Server, run: str, accepted: int, timeout: float) -> dict[str
     return run_stats(receiver, run)
 
 
-def summarize(mode: str, run: str, engine: Server, receiver: Server, started: float, ended: float, cpu_before: float,
+def summarize(mode: str, run: str, engine: Server | KafkaEngine, receiver: Server, started: float, ended: float, cpu_before: float,
               load: dict[str, float], args: argparse.Namespace) -> Mode:
     """Wait for the run's deliveries, then put the load's and the receiver's figures together."""
     stats = drain(receiver, run, int(load["accepted"]), args.drain_timeout)
@@ -178,11 +179,12 @@ def full_speed(engine: Server, receiver: Server, script: Path, args: argparse.Na
     return summarize("full speed (wrk)", "measure", engine, receiver, started, ended, cpu_before, load, args)
 
 
-def paced(engine: Server, receiver: Server, workdir: Path, rate: float, args: argparse.Namespace) -> Mode:
+def paced(engine: Server | KafkaEngine, receiver: Server, workdir: Path, rate: float, args: argparse.Namespace,
+          label: str = "") -> Mode:
     """wrk at ``rate`` requests a second in all (each of its threads keeps its share of the schedule)."""
     script = workdir / f"paced-{rate:.0f}.lua"
     script.write_text(LUA + PACING % {"interval_ms": 1000 * args.threads / rate})
-    run = f"paced{rate:.0f}"
+    run = f"{engine.name}paced{rate:.0f}"
     cpu_before, started = engine.cpu_seconds(), time.time()
     output = wrk(engine, script, run, args.duration, args)
     ended = time.time()
@@ -191,7 +193,7 @@ def paced(engine: Server, receiver: Server, workdir: Path, rate: float, args: ar
     result = parse_wrk(output, engine.name, 0.0)
     load = {"sent": result.requests, "accepted": result.ok_answers, "p50_ms": result.p50_ms,
             "p99_ms": result.p99_ms, "errors": result.errors}
-    mode = summarize(f"paced {rate:,.0f}/s", run, engine, receiver, started, ended, cpu_before, load, args)
+    mode = summarize(f"{label}paced {rate:,.0f}/s", run, engine, receiver, started, ended, cpu_before, load, args)
     mode.schedule_lag_ms = float(re.search(r"^schedule lag max: ([\d.]+) ms$", output, re.MULTILINE)[1])
     return mode
 
@@ -263,6 +265,7 @@ def kafka_modes(receiver: Server, script: Path, workdir: Path, args: argparse.Na
             try:
                 engine.wait_ready()
                 modes.append(kafka_full_speed(engine, receiver, script, args))
+                modes += [paced(engine, receiver, workdir, rate, args, f"kafka {count}w, ") for rate in args.kafka_rate]
             finally:
                 engine.stop()
     finally:
@@ -278,6 +281,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--drain-timeout", type=float, default=120.0, help="longest wait for deliveries (s)")
     parser.add_argument("--profile", type=Path, help="py-spy folded stacks of the engine at full speed, to this file")
     parser.add_argument("--workers", default="1,2", help="Kafka engine runs, workers each (default 1,2; '' for none)")
+    parser.add_argument("--kafka-rate", type=rates, default=[300.0],
+                        help="paced modes of each Kafka engine run, messages per second (default 300)")
     add_load_options(parser)
     args = parser.parse_args(argv)
     if wrk_missing():

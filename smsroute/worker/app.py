@@ -24,6 +24,7 @@ import logging
 import shutil
 import time
 from pathlib import Path
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -165,13 +166,9 @@ class Worker:
         return transactions.transactional_id(tp)
 
     async def _process(self, stream: StreamT[bytes]) -> None:
-        progress, gate = self.app.progress, self.app.gate
-        async for event in stream.noack().events():
+        async for event in self._admitted(stream):
             tp, offset = event.message.tp, event.message.offset
-            if not await self._admit(event):
-                continue
-            progress.received(tp, offset)
-            async with gate.processing(self._transaction(tp)):
+            async with self.app.gate.processing(self._transaction(tp)):
                 now = time.time()
                 if tp.topic == self.names["raw"]:
                     outcome = self.pipeline.process(event.value, now)
@@ -182,18 +179,22 @@ class Worker:
                 for store in (self.dedupe, self.pending, self.opt_outs):
                     await store.flush()
                 await self._emit(outcome, now)
-                progress.finished(tp, offset)
+                self.app.progress.finished(tp, offset)
             event.ack()
 
-    async def _admit(self, event: EventT) -> bool:
-        tp, offset = event.message.tp, event.message.offset
-        admitted = self.admission.admit(tp, offset)
-        if admitted is True:
-            return True
-        if admitted is not False:
-            await self.app.consumer.reread(tp, admitted)
-        event.ack()
-        return False
+    async def _admitted(self, stream: StreamT[bytes]) -> AsyncIterator[EventT]:
+        """The stream's events that :class:`Admission` lets in, each noted as received; the others
+        acknowledged (and their partition read again where it says so)."""
+        async for event in stream.noack().events():
+            tp, offset = event.message.tp, event.message.offset
+            admitted = self.admission.admit(tp, offset)
+            if admitted is True:
+                self.app.progress.received(tp, offset)
+                yield event
+                continue
+            if admitted is not False:
+                await self.app.consumer.reread(tp, admitted)
+            event.ack()
 
     async def _emit(self, outcome: Outcome, now: float) -> None:
         for delivery in outcome.deliveries:
@@ -209,13 +210,9 @@ class Worker:
         await self.dead_letters.send(key=letter_id.encode(), value=DeadLetterRecord.of(letter, letter_id, now))
 
     async def _deliver(self, stream: StreamT[bytes]) -> None:
-        progress, gate = self.app.progress, self.app.gate
-        async for event in stream.noack().events():
+        async for event in self._admitted(stream):
             tp, offset = event.message.tp, event.message.offset
-            if not await self._admit(event):
-                continue
-            progress.received(tp, offset)
-            async with gate.processing(self._transaction(tp)):
+            async with self.app.gate.processing(self._transaction(tp)):
                 pending = False
                 if tp.topic == self.names["deliver_ticks"]:
                     self.sink.tick(time.time(), event)
@@ -223,7 +220,7 @@ class Worker:
                 else:
                     pending = await self._offer(event)
                 if not pending:
-                    progress.finished(tp, offset)
+                    self.app.progress.finished(tp, offset)
                     event.ack()
             await self.sink.room()
 
