@@ -38,11 +38,15 @@ class SmsrouteProcess:
         self.stderr_path = stderr
         with stderr.open("ab") as err:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "smsroute", *args, "--host", "127.0.0.1", "--port", str(self.port)],
+                [sys.executable, "-m", "smsroute", *args, *self.listen_args()],
                 stdout=subprocess.DEVNULL,
                 stderr=err,
                 env=None if env is None else {**os.environ, **env},
             )
+
+    def listen_args(self) -> list[str]:
+        """Where the command serves HTTP (its port, free, on 127.0.0.1)."""
+        return ["--host", "127.0.0.1", "--port", str(self.port)]
 
     def stderr(self) -> str:
         return self.stderr_path.read_text(errors="replace")

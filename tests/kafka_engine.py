@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import re
 import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -15,7 +14,7 @@ from typing import Any
 import aiohttp
 from aiokafka.structs import ConsumerRecord
 
-from engine_process import SmsrouteProcess, free_port
+from engine_process import SmsrouteProcess
 from smsroute.config import Settings, load_settings
 from smsroute.worker.app import topic_names
 from smsroute.worker.deadletters import read_all
@@ -55,23 +54,15 @@ def _toml(value: Any) -> str:
     return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-class WorkerProcess:
+class WorkerProcess(SmsrouteProcess):
     """``python -m smsroute worker`` with its own metrics port, its stderr kept in a file."""
 
     def __init__(self, config: Path, stderr: Path, data_dir: Path) -> None:
-        self.port = free_port()
-        self.metrics_url = f"http://127.0.0.1:{self.port}/metrics"
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.stderr_path = stderr
-        with stderr.open("ab") as err:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "smsroute", "worker", "--config", str(config), "--data-dir", str(data_dir),
-                 "--metrics-port", str(self.port)],
-                stdout=subprocess.DEVNULL, stderr=err,
-            )
+        super().__init__(["worker", "--config", str(config), "--data-dir", str(data_dir)], stderr)
+        self.metrics_url = f"{self.url}/metrics"
 
-    def stderr(self) -> str:
-        return self.stderr_path.read_text(errors="replace")
+    def listen_args(self) -> list[str]:
+        return ["--metrics-port", str(self.port)]
 
     async def ready(self, http: aiohttp.ClientSession) -> int | None:
         """Partitions served once ready (rebalance and recovery done), else None."""
@@ -83,15 +74,6 @@ class WorkerProcess:
                 return int(re.findall(r"\d+", text)[0]) if response.status == 200 else None
         except aiohttp.ClientError:
             return None
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-
-    def stop(self, timeout: float = 30.0) -> int:
-        self.process.terminate()
-        return self.process.wait(timeout)
 
 
 class KafkaEngine:
