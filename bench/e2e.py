@@ -30,7 +30,7 @@ import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from bench.ingress import LUA, Server, add_load_options, free_port, measure, parse_wrk, wrk, wrk_missing
+from bench.ingress import LUA, Result, Server, add_load_options, free_port, measure, parse_wrk, wrk, wrk_missing
 from bench.kafka import Broker, KafkaEngine
 
 TARGET = 3000.0
@@ -142,22 +142,35 @@ def drain(receiver: Server, run: str, accepted: int, timeout: float) -> dict[str
     return run_stats(receiver, run)
 
 
-def summarize(mode: str, run: str, engine: Server | KafkaEngine, receiver: Server, started: float, ended: float, cpu_before: float,
-              load: dict[str, float], args: argparse.Namespace) -> Mode:
+def load(engine: Server | KafkaEngine, receiver: Server, script: Path, run: str, mode: str,
+         args: argparse.Namespace) -> tuple[Mode, str]:
+    """wrk with ``script`` against the engine for ``--duration``, waited out at the receiver: the
+    mode's figures, and wrk's output."""
+    cpu_before, started = engine.cpu_seconds(), time.time()
+    output = wrk(engine, script, run, args.duration, args)
+    ended = time.time()
+    if args.verbose:
+        print(f"--- wrk against {engine.name}, {mode}\n{output}", file=sys.stderr)
+    result = parse_wrk(output, engine.name, 0.0)
+    return summarize(mode, run, engine, receiver, started, ended, cpu_before, result, args), output
+
+
+def summarize(mode: str, run: str, engine: Server | KafkaEngine, receiver: Server, started: float, ended: float,
+              cpu_before: float, result: Result, args: argparse.Namespace) -> Mode:
     """Wait for the run's deliveries, then put the load's and the receiver's figures together."""
-    stats = drain(receiver, run, int(load["accepted"]), args.drain_timeout)
+    stats = drain(receiver, run, result.ok_answers, args.drain_timeout)
     arrivals: list[float] = stats["arrivals"]  # type: ignore[assignment]
     latencies: list[float] = stats["latencies"]  # type: ignore[assignment]
     last = max(arrivals, default=ended)
     window = ended - started
     return Mode(
         mode=mode,
-        sent=int(load["sent"]),
-        accepted=int(load["accepted"]),
-        accepted_per_s=round(load["accepted"] / window, 1),
-        answer_p50_ms=round(load["p50_ms"], 2),
-        answer_p99_ms=round(load["p99_ms"], 2),
-        errors=int(load["errors"]),
+        sent=result.requests,
+        accepted=result.ok_answers,
+        accepted_per_s=round(result.ok_answers / window, 1),
+        answer_p50_ms=round(result.p50_ms, 2),
+        answer_p99_ms=round(result.p99_ms, 2),
+        errors=result.errors,
         delivered=int(stats["delivered"]),  # type: ignore[call-overload]
         duplicates=int(stats["requests"]) - int(stats["delivered"]),  # type: ignore[call-overload]
         delivered_in_window_per_s=round(sum(started <= t <= ended for t in arrivals) / window, 1),
@@ -170,13 +183,16 @@ def summarize(mode: str, run: str, engine: Server | KafkaEngine, receiver: Serve
     )
 
 
-def full_speed(engine: Server, receiver: Server, script: Path, args: argparse.Namespace) -> Mode:
-    cpu_before, started = engine.cpu_seconds(), time.time()
-    result = measure(engine, script, args)
-    ended = time.time()
-    load = {"sent": result.requests, "accepted": result.ok_answers, "p50_ms": result.p50_ms,
-            "p99_ms": result.p99_ms, "errors": result.errors}
-    return summarize("full speed (wrk)", "measure", engine, receiver, started, ended, cpu_before, load, args)
+def warm_up(engine: Server | KafkaEngine, receiver: Server, script: Path, args: argparse.Namespace) -> None:
+    """wrk for ``--warmup``, then until its messages are delivered."""
+    run = f"{engine.name}warmup"
+    warmup = parse_wrk(wrk(engine, script, run, args.warmup, args), engine.name, 0.0)
+    drain(receiver, run, warmup.ok_answers, args.drain_timeout)
+
+
+def full_speed(engine: Server | KafkaEngine, receiver: Server, script: Path, args: argparse.Namespace,
+               mode: str = "full speed (wrk)") -> Mode:
+    return load(engine, receiver, script, f"{engine.name}measure", mode, args)[0]
 
 
 def paced(engine: Server | KafkaEngine, receiver: Server, workdir: Path, rate: float, args: argparse.Namespace,
@@ -184,32 +200,9 @@ def paced(engine: Server | KafkaEngine, receiver: Server, workdir: Path, rate: f
     """wrk at ``rate`` requests a second in all (each of its threads keeps its share of the schedule)."""
     script = workdir / f"paced-{rate:.0f}.lua"
     script.write_text(LUA + PACING % {"interval_ms": 1000 * args.threads / rate})
-    run = f"{engine.name}paced{rate:.0f}"
-    cpu_before, started = engine.cpu_seconds(), time.time()
-    output = wrk(engine, script, run, args.duration, args)
-    ended = time.time()
-    if args.verbose:
-        print(f"--- wrk against the engine at {rate:,.0f}/s\n{output}", file=sys.stderr)
-    result = parse_wrk(output, engine.name, 0.0)
-    load = {"sent": result.requests, "accepted": result.ok_answers, "p50_ms": result.p50_ms,
-            "p99_ms": result.p99_ms, "errors": result.errors}
-    mode = summarize(f"{label}paced {rate:,.0f}/s", run, engine, receiver, started, ended, cpu_before, load, args)
+    mode, output = load(engine, receiver, script, f"{engine.name}paced{rate:.0f}", f"{label}paced {rate:,.0f}/s", args)
     mode.schedule_lag_ms = float(re.search(r"^schedule lag max: ([\d.]+) ms$", output, re.MULTILINE)[1])
     return mode
-
-
-def kafka_full_speed(engine: KafkaEngine, receiver: Server, script: Path, args: argparse.Namespace) -> Mode:
-    """The same wrk load against the Kafka engine's ingress; CPU is the ingress's and the workers'."""
-    warmup = parse_wrk(wrk(engine.ingress, script, f"{engine.name}warmup", args.warmup, args), engine.name, 0.0)
-    drain(receiver, f"{engine.name}warmup", warmup.ok_answers, args.drain_timeout)
-    cpu_before, started = engine.cpu_seconds(), time.time()
-    result = parse_wrk(wrk(engine.ingress, script, engine.name, args.duration, args), engine.name, 0.0)
-    ended = time.time()
-    load = {"sent": result.requests, "accepted": result.ok_answers, "p50_ms": result.p50_ms,
-            "p99_ms": result.p99_ms, "errors": result.errors}
-    workers = len(engine.workers)
-    return summarize(f"kafka, {workers} worker{'s' if workers > 1 else ''}", engine.name, engine, receiver, started,
-                     ended, cpu_before, load, args)
 
 
 def rules(receiver: Server) -> str:
@@ -264,7 +257,8 @@ def kafka_modes(receiver: Server, script: Path, workdir: Path, args: argparse.Na
             engine = KafkaEngine(f"kafka{count}", broker, workdir / "routes", workdir, count)
             try:
                 engine.wait_ready()
-                modes.append(kafka_full_speed(engine, receiver, script, args))
+                warm_up(engine, receiver, script, args)
+                modes.append(full_speed(engine, receiver, script, args, f"kafka, {count} worker{'s' if count > 1 else ''}"))
                 modes += [paced(engine, receiver, workdir, rate, args, f"kafka {count}w, ") for rate in args.kafka_rate]
             finally:
                 engine.stop()
@@ -309,8 +303,7 @@ def main(argv: list[str] | None = None) -> int:
             wrk(ceiling, script, "warmup", args.warmup, args)
             ceiling_per_s = measure(ceiling, script, args).requests_per_s
             ceiling.stop()
-            warmup = parse_wrk(wrk(engine, script, "warmup", args.warmup, args), "engine", 0.0)
-            drain(receiver, "warmup", warmup.ok_answers, args.drain_timeout)
+            warm_up(engine, receiver, script, args)
             profiler = profile(engine, int(args.duration[:-1]), args.profile) if args.profile else None
             modes = [full_speed(engine, receiver, script, args)]
             if profiler is not None:
