@@ -37,7 +37,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from .. import metrics
 from ..avro import DecodeError
-from ..config import ConfigError, Settings
+from ..config import ConfigError, KafkaConfig, Settings
 from ..processing import build_pipeline, log_missing_sinks
 from ..records import DeadLetterRecord, decode_delivery
 from ..rules.watch import RulesWatcher
@@ -94,7 +94,7 @@ class Worker:
     def __init__(self, settings: Settings, rules: RulesWatcher) -> None:
         kafka, config = _kafka(settings), settings.worker
         codec.register()
-        self.settings, self.rules = settings, rules
+        self.settings, self.rules, self.kafka = settings, rules, kafka
         self.names = names = topic_names(settings)
         self.state_dir = config.state_dir or settings.data_dir / "worker"
         self.app = app = WorkerApp(
@@ -307,8 +307,8 @@ class Worker:
         sources = {self.names[role] for role in ("raw", "process_ticks", "deliveries", "deliver_ticks")}
         served = [tp for tp in self.app.assignor.assigned_actives() if tp.topic in sources]
         if self._admin is None:
-            kafka = _kafka(self.settings)
-            self._admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers, client_id=kafka.client_id)
+            self._admin = AIOKafkaAdminClient(bootstrap_servers=self.kafka.bootstrap_servers,
+                                              client_id=self.kafka.client_id)
             await self._admin.start()
         committed = await self._admin.list_consumer_group_offsets(
             self.app.conf.id, partitions=[TopicPartition(tp.topic, tp.partition) for tp in served]
@@ -330,7 +330,7 @@ class Worker:
     async def _assigned(self, app: AppT, assigned: set[TP], **_: Any) -> None:
         """Drop table state of partitions this worker no longer serves."""
         served = {tp.partition for tp in assigned}
-        gone = set(range(_kafka(self.settings).partitions)) - served
+        gone = set(range(self.kafka.partitions)) - served
         for store in (self.dedupe, self.pending, self.opt_outs, self.states):
             store.forget(gone)
 
@@ -344,7 +344,7 @@ def _pending_from_json(data: dict[str, Any]) -> Pending:
     return Pending(first_seen, {int(index): part_from_json(part) for index, part in data.items()})
 
 
-def _kafka(settings: Settings) -> Any:
+def _kafka(settings: Settings) -> KafkaConfig:
     if settings.kafka is None:
         raise ConfigError("kafka: the Kafka engine needs a [kafka] section (at least bootstrap_servers)")
     return settings.kafka
