@@ -44,13 +44,23 @@ class ConfigError(Exception):
     """Configuration that cannot be used; the message names the setting and the reason."""
 
 
+def _not_empty(value: SecretStr) -> SecretStr:
+    if not value.get_secret_value():
+        raise ValueError("must not be empty: an empty secret would authenticate anyone")
+    return value
+
+
+Secret = Annotated[SecretStr, AfterValidator(_not_empty)]
+"""A token, password or signing secret: at least one character, never logged."""
+
+
 class IngressConfig(BaseModel):
     """Settings every ingress has; provider adapters extend it with their own (signature secrets...)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     provider: str
-    token: SecretStr | None = Field(None, description="Shared token required in a header or query parameter.")
+    token: Secret | None = Field(None, description="Shared token required in a header or query parameter.")
     token_header: str = "X-Smsroute-Token"
     token_param: str = "token"
     allow_ips: tuple[IPvAnyNetwork, ...] = Field((), description="Client networks allowed; empty allows all.")
@@ -80,23 +90,16 @@ class OpenVoipConfig(OutboundConfig):
 
     url: AnyHttpUrl = AnyHttpUrl("https://www.openvoip.it/sms_send_soa.php")
     id_call_gr: str = Field(min_length=1, description="Caller group (SERVIZI > CONTRATTO).")
-    secret: SecretStr = Field(description="Only ever sent hashed inside `verify`.")
+    secret: Secret = Field(description="Only ever sent hashed inside `verify`.")
     sender: str = Field(min_length=1, max_length=16, description="sms_sender: a name or a number.")
     archive: bool = Field(False, description="archivia=1: keep a copy in the openvoip account's panel.")
-
-    @field_validator("secret")
-    @classmethod
-    def _secret(cls, value: SecretStr) -> SecretStr:
-        if not value.get_secret_value():
-            raise ValueError("must not be empty")
-        return value
 
 
 class SMSGateway24SendConfig(OutboundConfig):
     """SMSGateway24's ``addsms``: the reply is queued for an Android phone, which sends it from its SIM."""
 
     url: AnyHttpUrl = AnyHttpUrl("https://smsgateway24.com/getdata/addsms")
-    token: SecretStr = Field(description="API token (profile page, or getdata/gettoken).")
+    token: Secret = Field(description="API token (profile page, or getdata/gettoken).")
     device_id: str = Field(min_length=1, description="The phone that sends (device list).")
     sim: Literal[0, 1] = Field(0, description="SIM slot of a dual-SIM phone.")
 
@@ -150,7 +153,7 @@ class SMTPConfig(BaseModel):
         "starttls", description="starttls: upgrade a plain connection (required); tls: TLS from the first byte."
     )
     username: str | None = None
-    password: SecretStr | None = None
+    password: Secret | None = None
     from_address: EmailAddress = Field(description="The From address of every email.")
     timeout: float = Field(30.0, gt=0, le=600, description="Seconds each SMTP command may take.")
     pool_size: int = Field(4, ge=1, le=64, description="Connections kept open and reused, at most.")
@@ -282,6 +285,9 @@ class Settings(BaseSettings):
     routes: Path = Path("routing_rules")
     max_body_bytes: int = Field(64 * 1024, gt=0, description="Larger request bodies get 413.")
     log_timeout: float = Field(5.0, gt=0, description="Seconds to wait for a durable write before answering 503.")
+    body_timeout: float = Field(
+        10.0, gt=0, le=300, description="Seconds a client may take to send its request body; slower ones get 408."
+    )
     log_busy_timeout: float = Field(2.0, gt=0, description="Seconds the log waits for a locked database.")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     default_region: str | None = Field(

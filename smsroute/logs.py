@@ -23,6 +23,9 @@ _SECRET_TEXT = [
      rf"\1{REDACTED}"),
     (re.compile(r"\bwhsec_[A-Za-z0-9+/=_-]+"), f"whsec_{REDACTED}"),
     (re.compile(r"\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]+", re.IGNORECASE), rf"\1 {REDACTED}"),
+    # A header as a server error quotes the request, raw or as a bytes repr: "X-Smsroute-Token: value".
+    (re.compile(r"(\b[\w-]*(?:token|secret|passw|signature|authorization|api[_-]?key|auth)[\w-]*\s*:[ \t]*)"
+                r"(?!\[redacted\]|(?:Bearer|Basic)\s)[^\s\\'\",;][^\r\n\\'\",;]*", re.IGNORECASE), rf"\1{REDACTED}"),
 ]
 
 
@@ -52,7 +55,12 @@ class JSONFormatter(logging.Formatter):
         entry.update((key, redact(value, key)) for key, value in vars(record).items() if key not in _STANDARD)
         if record.exc_info:
             entry["exc"] = redact(self.formatException(record.exc_info))
-        return json.dumps(entry, default=str, ensure_ascii=False)
+        line = json.dumps(entry, default=str, ensure_ascii=False)
+        try:
+            line.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate quoted from a request: escaped, not a logging error
+            line = json.dumps(entry, default=str)
+        return line
 
 
 def setup_logging(level: str = "info") -> None:

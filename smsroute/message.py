@@ -16,6 +16,17 @@ def iso(moment: datetime) -> str:
 
 
 @dataclass(slots=True, frozen=True)
+class Media:
+    """An attachment of an MMS, where the provider keeps it."""
+
+    url: str
+    content_type: str = ""
+
+    def to_json(self) -> dict[str, str]:
+        return {"url": self.url, "content_type": self.content_type}
+
+
+@dataclass(slots=True, frozen=True)
 class InboundMessage:
     id: str
     """Stable across provider retries and engine restarts."""
@@ -35,6 +46,8 @@ class InboundMessage:
     encoding: Encoding = "text"
     flags: tuple[str, ...] = ()
     """Oddities kept rather than refused: ``from_not_e164``, ``to_not_e164``, ``incomplete``..."""
+    media: tuple[Media, ...] = ()
+    """An MMS's attachments, in order."""
     route: str = ""
     rules_version: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
@@ -59,6 +72,7 @@ class InboundMessage:
             "complete": self.complete,
             "encoding": self.encoding,
             "flags": list(self.flags),
+            "media": [item.to_json() for item in self.media],
             "route": self.route,
             "rules_version": self.rules_version,
             "extra": self.extra,

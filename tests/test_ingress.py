@@ -102,11 +102,14 @@ async def test_oversized_chunked_body_is_413_not_5xx(start_ingress: StartIngress
     assert ingress.events() == []
 
 
-@pytest.mark.parametrize("charset", ["bogus", "base64"])
-async def test_undecodable_charset_is_415_not_5xx(ingress: Ingress, charset: str) -> None:
+@pytest.mark.parametrize("charset", ["bogus", "base64", "utf-7", "idna", "undefined", "utf-16"])
+async def test_a_charset_off_the_allow_list_is_415_not_5xx(ingress: Ingress, charset: str) -> None:
+    """utf-7 decodes to lone surrogates, idna and undefined raised mid-decoding: only the charsets
+    providers send are read at all."""
     headers = {"Content-Type": f"application/x-www-form-urlencoded; charset={charset}"}
     status, body, _ = await ingress.post(AGILE, data=b"originator=1&destination=2&date_time=3&text=4", headers=headers)
-    assert (status, body.strip()) == (415, f"unknown charset {charset!r}")
+    assert status == 415
+    assert body.startswith(f"charset {charset!r} is not accepted (utf-8, us-ascii, iso-8859-1")
     assert ingress.events() == []
 
 

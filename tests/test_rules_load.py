@@ -158,7 +158,7 @@ def test_match_errors_point_at_the_value(tmp_path: Path, line: str, expected: st
          "(also given: max_attempts)"),
         ("routes:\n  - name: r\n    actions:\n      - sms_reply: {text: 'Hi {{ name }}'}\n",
          "r.yaml:4:27: routes[0].actions[0].sms_reply.text: unknown field '{{ name }}' in template; known: complete, "
-         "encoding, extra, flags, from, id, keyword, parts, provider, provider_message_ids, provider_time, "
+         "encoding, extra, flags, from, id, keyword, media, parts, provider, provider_message_ids, provider_time, "
          "received_at, route, rules_version, source, text, to"),
         ("routes:\n  - name: r\n    actions:\n      - email: {to: [ops], subject: 'Hi {{ from'}\n",
          "r.yaml:4:22: routes[0].actions[0].email.to[0]: 'ops' is not an email address\n"

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from smsroute.message import InboundMessage
 from smsroute.streams.dedupe import Dedupe
 from smsroute.streams.parts import Concat, Part
 from smsroute.streams.state import MemoryStore
@@ -20,6 +21,11 @@ from smsroute.streams.stitch import Pending, Stitcher
 TIMEOUT = 300.0
 T0 = datetime(2026, 11, 21, 10, 0, tzinfo=UTC)
 SENDER = "+447700900123"
+
+
+def expire(stitcher: Stitcher, now: float) -> list[InboundMessage]:
+    """Every message due at ``now``, released (as the engines' housekeeping does)."""
+    return [message for key in stitcher.due(now) if (message := stitcher.release(key)) is not None]
 
 
 def part(index: int, total: int = 3, ref: str = "42", sender: str = SENDER, text: str | None = None) -> Part:
@@ -99,7 +105,7 @@ def test_parts_of_different_messages_never_mix(stitcher: Stitcher, other: dict[s
     ]
     assert outputs[:4] == [None] * 4
     assert outputs[4] is not None and outputs[4].text == "<1><2><3>"
-    [leftover] = stitcher.expire(TIMEOUT + 1)
+    [leftover] = expire(stitcher, TIMEOUT + 1)
     assert (leftover.text, leftover.complete) == ("<1><2>", False)
 
 
@@ -119,20 +125,20 @@ def test_expire_releases_incomplete_messages_with_flags_after_the_timeout(stitch
     flagged = replace(part(3), flags=("from_not_e164",))
     assert stitcher.add(part(1), 100.0) is None
     assert stitcher.add(flagged, 350.0) is None  # a later part does not restart the clock
-    assert stitcher.expire(100.0 + TIMEOUT) == []  # exactly the timeout: still waiting
-    [message] = stitcher.expire(100.0 + TIMEOUT + 0.001)
+    assert expire(stitcher, 100.0 + TIMEOUT) == []  # exactly the timeout: still waiting
+    [message] = expire(stitcher, 100.0 + TIMEOUT + 0.001)
     assert (message.text, message.parts, message.complete) == ("<1><3>", 3, False)
     assert message.flags == ("from_not_e164", "incomplete")
     assert message.extra == {"parts_received": [1, 3]}
     assert message.provider_message_ids == ("42-1", "42-3")
-    assert stitcher.expire(10_000.0) == []  # released once
+    assert expire(stitcher, 10_000.0) == []  # released once
 
 
 def test_a_part_after_its_message_expired_starts_a_new_wait(stitcher: Stitcher) -> None:
     stitcher.add(part(1), 0.0)
-    [early] = stitcher.expire(TIMEOUT + 1)
+    [early] = expire(stitcher, TIMEOUT + 1)
     assert stitcher.add(part(2), TIMEOUT + 2) is None
-    [late] = stitcher.expire(2 * TIMEOUT + 3)
+    [late] = expire(stitcher, 2 * TIMEOUT + 3)
     assert (early.text, late.text) == ("<1>", "<2>")
     assert early.id != late.id
 

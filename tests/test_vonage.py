@@ -151,9 +151,9 @@ NO_TEXT = {key: value for key, value in SAMPLE.items() if key != "text"}
 @pytest.mark.parametrize(
     ("kwargs", "status", "reason"),
     [
-        ({"json": {}}, 400, "missing required fields: type, to, msisdn, messageId, message-timestamp"),
+        ({"json": {}}, 400, "missing required fields: type, to, msisdn, messageId"),
         ({"data": {"type": "text", "to": "447700900000"}}, 400,
-         "missing required fields: msisdn, messageId, message-timestamp, text"),
+         "missing required fields: msisdn, messageId, text"),
         ({"json": NO_TEXT}, 400, "missing required field: text"),
         ({"json": {**NO_TEXT, "type": "unicode"}}, 400, "missing required field: text"),
         ({"json": {**NO_TEXT, "type": "binary", "udh": "050003CC0201"}}, 400, "missing required field: data"),
@@ -182,7 +182,7 @@ async def test_refusals_say_why_and_log_nothing(
 
 async def test_get_with_missing_fields_is_refused(ingress: Ingress) -> None:
     status, body, _ = await ingress.get(PATH, params={"msisdn": "447700900123"})
-    assert (status, body.strip()) == (400, "missing required fields: type, to, messageId, message-timestamp")
+    assert (status, body.strip()) == (400, "missing required fields: type, to, messageId")
     assert ingress.events() == []
 
 

@@ -10,7 +10,7 @@ from aiohttp import web
 from pydantic.networks import IPvAnyNetwork
 
 from ..config import IngressConfig
-from .base import Incoming, IngressError, unauthorized
+from .base import Incoming, IngressError, bad_request, unauthorized
 
 
 def client_address(request: web.Request, trusted_proxies: Iterable[IPvAnyNetwork]) -> str:
@@ -23,6 +23,8 @@ def client_address(request: web.Request, trusted_proxies: Iterable[IPvAnyNetwork
     hops = [hop.strip() for value in request.headers.getall("X-Forwarded-For", ()) for hop in value.split(",")]
     for hop in reversed(hops):
         if hop and not _within(hop, proxies):
+            if not hop.isascii():
+                raise bad_request("X-Forwarded-For holds an address that is not ASCII")
             return hop
     return peer
 

@@ -9,14 +9,17 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from .. import metrics
 from ..config import Settings
 from ..events import EventKind, RawEvent
 from ..eventlog import EventLog, LogUnavailable
+from ..streams.parts import Unprocessable
 from .access import check_access, client_address
-from .base import Adapter, Incoming, IngressError
+from .base import Adapter, Incoming, IngressError, bad_request, codec_of
 
 log = logging.getLogger("smsroute.ingress")
 
@@ -74,7 +77,8 @@ async def _receive(request: web.Request, kind: EventKind) -> web.Response:
         outcome = "accepted"
     except IngressError as exc:
         outcome = exc.code
-        response = web.Response(status=exc.status, text=exc.reason + "\n", headers=exc.headers)
+        body = (exc.reason + "\n").encode("utf-8", "backslashreplace")  # reasons may quote the request
+        response = web.Response(status=exc.status, body=body, content_type="text/plain", headers=exc.headers)
         log.warning(
             "request refused",
             extra={
@@ -85,6 +89,10 @@ async def _receive(request: web.Request, kind: EventKind) -> web.Response:
                 "remote": request.remote,
             },
         )
+    except Exception:  # a bug on some odd request: answered, counted and logged, never a dropped connection
+        outcome = "error"
+        response = web.Response(status=500, text="internal error; retry later\n")
+        log.exception("request failed", extra={"event": "ingress_error", "source": source, "remote": request.remote})
     _requests(label, outcome).inc()
     _latency(label).observe(time.perf_counter() - started)
     return response
@@ -100,6 +108,7 @@ async def _accept(request: web.Request, adapter: Adapter, kind: EventKind, recei
     check_access(incoming, adapter.config)
     adapter.authenticate(incoming)
     messages = adapter.split(incoming, adapter.validate(incoming))
+    headers = _kept_headers(adapter, incoming)
     events = [
         RawEvent(
             ingress=adapter.name,
@@ -111,7 +120,7 @@ async def _accept(request: web.Request, adapter: Adapter, kind: EventKind, recei
             path=incoming.path,
             query=incoming.query_string,
             content_type=message.content_type,
-            headers={name: incoming.headers[name] for name in adapter.headers if name in incoming.headers},
+            headers=headers,
             body=message.body,
             key=message.key,
             batch_index=index,
@@ -119,10 +128,11 @@ async def _accept(request: web.Request, adapter: Adapter, kind: EventKind, recei
         )
         for index, message in enumerate(messages)
     ]
+    records = _records(events)
     settings = request.app[SETTINGS]
     try:
         async with asyncio.timeout(settings.log_timeout):
-            await request.app[EVENT_LOG].append([(event.key, event.encode()) for event in events])
+            await request.app[EVENT_LOG].append(records)
     except (LogUnavailable, TimeoutError) as exc:
         log.error("log unavailable", extra={"event": "log_unavailable", "source": adapter.name, "error": str(exc)})
         raise IngressError(503, "log_unavailable", "temporarily unable to store the message; retry later") from None
@@ -131,15 +141,26 @@ async def _accept(request: web.Request, adapter: Adapter, kind: EventKind, recei
 
 
 async def _read(request: web.Request, adapter: Adapter, kind: EventKind, received_at_us: int) -> Incoming:
-    limit = request.app[SETTINGS].max_body_bytes
+    settings = request.app[SETTINGS]
+    limit = settings.max_body_bytes
     if request.content_length is not None and request.content_length > limit:
         raise IngressError(413, "too_large", f"body larger than the {limit}-byte limit")
     try:
-        body = await request.read()
+        async with asyncio.timeout(settings.body_timeout):
+            body = await request.read()
     except web.HTTPRequestEntityTooLarge:
         raise IngressError(413, "too_large", f"body larger than the {limit}-byte limit") from None
-    if body and request.charset is not None and not _known_charset(request.charset):
-        raise IngressError(415, "unsupported_media_type", f"unknown charset {request.charset!r}")
+    except TimeoutError:
+        raise IngressError(
+            408, "timeout", f"body not received within {settings.body_timeout:g} s", {"Connection": "close"}
+        ) from None
+    except (RequestPayloadError, HttpProcessingError) as exc:  # a broken gzip or chunked body
+        raise bad_request(f"body cannot be read: {exc}") from None
+    if body and request.charset is not None:
+        try:
+            codec_of(request.charset)
+        except Unprocessable as exc:
+            raise IngressError(415, "unsupported_media_type", str(exc)) from None
     return Incoming(
         http=request,
         source=adapter.name,
@@ -152,16 +173,28 @@ async def _read(request: web.Request, adapter: Adapter, kind: EventKind, receive
         body=body,
         remote=client_address(request, adapter.config.trusted_proxies),
         received_at_us=received_at_us,
+        text_errors="strict" if adapter.strict_text else "replace",
     )
 
 
-def _known_charset(name: str) -> bool:
-    """Whether the body can be decoded at all: a made-up charset is the client's error, not a 500."""
+def _kept_headers(adapter: Adapter, incoming: Incoming) -> dict[str, str]:
+    """The request headers the raw event keeps; 400 for one that is not text (it could not be stored)."""
+    kept = {name: incoming.headers[name] for name in adapter.headers if name in incoming.headers}
+    for name, value in kept.items():
+        if not value.isascii():
+            raise bad_request(f"header {name} is not ASCII")
+    return kept
+
+
+def _records(events: list[RawEvent]) -> list[tuple[str, bytes]]:
+    """The events as log records. A field that cannot be encoded (text the checks before let
+    through) is the request's fault, answered 400: it must never reach, and fail, a group commit."""
     try:
-        b"\0".decode(name, "replace")  # not b"": empty input skips the lookup; refuses base64, zlib...
-    except LookupError:
-        return False
-    return True
+        for event in events:
+            event.key.encode("utf-8")  # the log stores keys as text
+        return [(event.key, event.encode()) for event in events]
+    except (UnicodeEncodeError, ValueError, TypeError) as exc:
+        raise bad_request(f"the request holds text that cannot be stored: {exc}") from None
 
 
 async def _healthz(request: web.Request) -> web.Response:

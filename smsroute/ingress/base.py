@@ -8,6 +8,7 @@ providers (IP allow-list, shared token) are applied before, by :mod:`smsroute.in
 
 from __future__ import annotations
 
+import codecs
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from multidict import CIMultiDictProxy, MultiDict
 
 from ..config import IngressConfig
 from ..events import EventKind, RawEvent
-from ..streams.parts import Part, Unprocessable, phone
+from ..streams.parts import Part, Unprocessable, has_surrogate, phone
 from ..streams.reports import DeliveryReport
 from . import mail
 
@@ -50,6 +51,83 @@ def unauthorized(reason: str) -> IngressError:
     return IngressError(401, "unauthorized", reason)
 
 
+CHARSETS = frozenset({"utf-8", "ascii", "iso8859-1", "iso8859-15", "cp1252"})
+"""Charsets a body may declare (Python's canonical codec names): what providers send. Any other
+(utf-7, idna, a made-up name) is refused with 415: exotic codecs turn bytes into text no one
+expects, lone surrogates among it."""
+
+MAX_FIELDS = 1000
+"""Fields a form or query may hold; more is not a provider's message."""
+
+
+def codec_of(charset: str | None) -> str:
+    """The codec of a declared charset (utf-8 when none is declared); :class:`Unprocessable` when it
+    is not one of :data:`CHARSETS`."""
+    if charset is None:
+        return "utf-8"
+    try:
+        name = codecs.lookup(charset).name
+    except (LookupError, UnicodeError, ValueError):
+        name = ""
+    if name not in CHARSETS:
+        raise Unprocessable(f"charset {charset!r} is not accepted (utf-8, us-ascii, iso-8859-1, iso-8859-15, windows-1252)")
+    return name
+
+
+def parse_form(data: bytes, charset: str | None = None, errors: str = "strict") -> MultiDict[str]:
+    """The fields of an urlencoded body or query, repeated names kept in order (``get`` gives the
+    first: validation, partition key and normalization all read the same value). Text that does not
+    decode is :class:`Unprocessable`, unless ``errors`` is ``replace``."""
+    codec = codec_of(charset)
+    try:
+        text = data.decode(codec, errors)
+        return MultiDict(
+            parse_qsl(text, keep_blank_values=True, encoding=codec, errors=errors, max_num_fields=MAX_FIELDS)
+        )
+    except UnicodeDecodeError as exc:
+        raise Unprocessable(f"form is not valid {codec}: {exc.reason} at byte {exc.start}") from None
+    except ValueError as exc:  # too many fields
+        raise Unprocessable(f"form cannot be read: {exc}") from None
+
+
+def parse_json(data: bytes, charset: str | None = None) -> Any:
+    """The JSON document of a body: strictly decoded, no NaN or Infinity, no lone surrogates (they
+    come from ``\\ud800`` escapes and can be neither stored nor sent on); :class:`Unprocessable`
+    otherwise, with the reason."""
+    try:
+        document = json.loads(data.decode(codec_of(charset)), parse_constant=_no_constant)
+    except UnicodeDecodeError as exc:
+        raise Unprocessable(f"body is not valid {exc.encoding}: {exc.reason} at byte {exc.start}") from None
+    except RecursionError:
+        raise Unprocessable("body is not valid JSON: nested too deeply") from None
+    except ValueError as exc:  # JSONDecodeError, an integer of thousands of digits, NaN
+        raise Unprocessable(f"body is not valid JSON: {exc}") from None
+    if b"\\u" in data and (where := _surrogate(document)) is not None:
+        raise Unprocessable(f"body holds a lone surrogate (an invalid \\u escape) in {where or 'the document'}")
+    return document
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def _surrogate(value: Any, where: str = "") -> str | None:
+    """Where in a JSON document a string (or key) holds a lone surrogate, or None."""
+    if isinstance(value, str):
+        return where if has_surrogate(value) else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if has_surrogate(key):
+                return f"{where}.{key!a}".lstrip(".")
+            if (found := _surrogate(item, f"{where}.{key}".lstrip("."))) is not None:
+                return found
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            if (found := _surrogate(item, f"{where}[{index}]")) is not None:
+                return found
+    return None
+
+
 @dataclass(slots=True)
 class Incoming:
     """A provider request, fully read, nothing interpreted yet. URL and query are derived from the
@@ -66,6 +144,9 @@ class Incoming:
     body: bytes
     remote: str
     received_at_us: int
+    text_errors: str = "strict"
+    """How undecodable form text is met: ``strict`` refuses it (400), ``replace`` keeps the rest of
+    the message (for providers whose real traffic carries such junk)."""
     _parsed: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -74,35 +155,40 @@ class Incoming:
 
     @property
     def query(self) -> MultiDict[str]:
-        """The query's fields; a copy, so that access rules may remove a token from it."""
+        """The query's fields (400 when they do not decode); a copy, so that access rules may
+        remove a token from it."""
         if "query" not in self._parsed:
-            self._parsed["query"] = MultiDict(self.http.query)
+            raw = self.http.rel_url.raw_query_string.encode("utf-8", "surrogateescape")  # the bytes as sent
+            self._parsed["query"] = self._read(parse_form, raw)
         return self._parsed["query"]
 
     @property
     def query_string(self) -> str:
-        """The query as received, or as rewritten when a field was removed from it."""
+        """The query as received (still percent-encoded), or as rewritten when a field was removed."""
         if "query" not in self._parsed:
-            return self.http.query_string
+            return self.http.rel_url.raw_query_string
         return urlencode(list(self._parsed["query"].items()))
 
     def form(self) -> MultiDict[str]:
-        """The urlencoded body's fields (415 for any other content type)."""
+        """The urlencoded body's fields (415 for any other content type, 400 when they do not decode)."""
         if "form" not in self._parsed:
             self.expect(FORM)
-            text = self.body.decode(self.charset or "utf-8", errors="replace")
-            self._parsed["form"] = MultiDict(parse_qsl(text, keep_blank_values=True, errors="replace"))
+            self._parsed["form"] = self._read(parse_form, self.body, self.charset, self.text_errors)
         return self._parsed["form"]
 
     def json(self) -> Any:
         """The JSON body (415 for another content type, 400 if it does not parse)."""
         if "json" not in self._parsed:
             self.expect(JSON)
-            try:
-                self._parsed["json"] = json.loads(self.body.decode(self.charset or "utf-8"))
-            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-                raise bad_request(f"body is not valid JSON: {exc}") from None
+            self._parsed["json"] = self._read(parse_json, self.body, self.charset)
         return self._parsed["json"]
+
+    @staticmethod
+    def _read(parse: Callable[..., Any], *args: Any) -> Any:
+        try:
+            return parse(*args)
+        except Unprocessable as exc:
+            raise bad_request(str(exc)) from None
 
     def json_messages(self) -> list[dict[str, Any]]:
         """The messages of a JSON body: one object, or a list of objects (a batch)."""
@@ -181,6 +267,9 @@ class Adapter:
     provider sends no email."""
     email_text_label: ClassVar[str] = ""
     """The label of the SMS text, which may run over several lines."""
+    strict_text: ClassVar[bool] = True
+    """False for a provider whose real traffic carries undecodable bytes in form fields: they are
+    replaced (and the message flagged) rather than refused, since a refusal only buys retries."""
 
     def __init__(self, name: str, config: IngressConfig) -> None:
         self.name = name
@@ -236,7 +325,10 @@ class Adapter:
         """A logged status event as a delivery report; :class:`Unprocessable` when it never can be one."""
         raise Unprocessable(f"{self.provider} sends no delivery reports")
 
-    def part(self, event: RawEvent, region: str | None, *, sender: str, recipient: str, **fields: Any) -> Part:
+    def part(
+        self, event: RawEvent, region: str | None, *, sender: str, recipient: str, flags: tuple[str, ...] = (),
+        **fields: Any,
+    ) -> Part:
         """A part of this provider's, with numbers in E.164 where they parse (flagged where not)."""
         sender, sender_flags = phone(str(sender), region, "from")
         recipient, recipient_flags = phone(str(recipient), region, "to")
@@ -246,23 +338,21 @@ class Adapter:
             sender=sender,
             recipient=recipient,
             received_at=datetime.fromtimestamp(event.received_at_us / 1_000_000, UTC),
-            flags=sender_flags + recipient_flags,
+            flags=sender_flags + recipient_flags + flags,
             **fields,
         )
 
 
-def fields_of(event: RawEvent) -> Fields:
-    """The fields of a logged event, parsed as the ingress parsed the request."""
-    if event.method == "GET" or not event.body:
-        return dict(parse_qsl(event.query, keep_blank_values=True))
+def fields_of(event: RawEvent, errors: str = "strict") -> Fields:
+    """The fields of a logged event, parsed as the ingress parsed the request (the first of a
+    repeated name wins, as it did there); :class:`Unprocessable` when they cannot be read."""
     mimetype, _, parameters = event.content_type.partition(";")
-    charset = parameters.partition("charset=")[2].strip() or "utf-8"
+    charset = parameters.partition("charset=")[2].strip().strip('"') or None
+    if event.method == "GET" or not event.body:
+        return parse_form(event.query.encode("utf-8"), None, errors)
     if mimetype == JSON or mimetype.endswith("+json"):
-        try:
-            data = json.loads(event.body.decode(charset))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise Unprocessable(f"body is not valid JSON: {exc}") from None
+        data = parse_json(event.body, charset)
         if not isinstance(data, dict):
             raise Unprocessable("JSON body is not an object")
         return data
-    return dict(parse_qsl(event.body.decode(charset, errors="replace"), keep_blank_values=True, encoding=charset))
+    return parse_form(event.body, charset, errors)

@@ -106,15 +106,7 @@ class Dispatcher:
 
     async def _attempt(self, destination: str, due: Due) -> None:
         delivery = due.delivery
-        try:
-            verdict = await attempt_once(self.senders, delivery, due.attempts + 1)
-        except Exception:  # a bug in a sender must not lose the delivery: it stays claimed until restart
-            log.exception(
-                "delivery attempt crashed",
-                extra={"event": "delivery_crashed", "delivery_id": delivery.id, "message_id": delivery.message_id},
-            )
-            self.in_flight[destination] -= 1
-            return
+        verdict = await attempt_once(self.senders, delivery, due.attempts + 1)
         attempt = verdict.attempt
         self._finished.append((destination, Finished(
             delivery.id, verdict.number, attempt.outcome, attempt.status, attempt.error, attempt.duration,

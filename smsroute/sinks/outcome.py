@@ -8,10 +8,11 @@ import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from .. import metrics
+from ..streams.parts import has_surrogate, printable
 from .delivery import Attempt, Delivery
 from .retry import next_delay
 
@@ -37,7 +38,12 @@ async def attempt_once(senders: Mapping[str, Sender], delivery: Delivery, number
     if sender is None:
         attempt = Attempt("failed", None, f"no {delivery.sink} sink is configured", 0.0, code="no_sink", permanent=True)
     else:
-        attempt = await sender(delivery)
+        try:
+            attempt = await sender(delivery)
+        except Exception as exc:  # a bug in a sink: a failed attempt, retried on schedule, never a stuck delivery
+            log.exception("delivery attempt crashed", extra={"event": "delivery_crashed", "delivery_id": delivery.id,
+                                                             "message_id": delivery.message_id})
+            attempt = Attempt("failed", None, f"{type(exc).__name__}: {exc}", 0.0, code="error")
     return judge(delivery, number, attempt)
 
 
@@ -45,6 +51,8 @@ def judge(delivery: Delivery, number: int, attempt: Attempt) -> Verdict:
     """Delivered, suppressed, due again after the route's next delay, or dead; counted and logged."""
     now = time.time()
     sink = delivery.sink
+    if has_surrogate(attempt.error):  # quoted from a receiver's answer: stored and logged as escapes
+        attempt = replace(attempt, error=printable(attempt.error))
     _attempt_seconds(sink).observe(attempt.duration)
     next_at = None
     if attempt.outcome == "delivered":

@@ -13,13 +13,15 @@ is then final (counted, logged, never retried, not a dead letter):
   on the first attempt only: once admitted, a reply keeps its place through its retries.
 
 The guards' memory is the reply ledger (the state db), written before the provider is called: two
-replies in flight see each other. A reply the provider took is ``delivered`` for the dispatcher (and
+replies in flight see each other. A reply's "sent" record is made durable (fsynced) before the
+attempt counts as delivered. A reply the provider took is ``delivered`` for the dispatcher (and
 recorded sent at once, so a crash before the dispatcher records the attempt sends no second SMS);
 a refusal for good (a bad destination) is a permanent failure; anything else is retried.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -51,6 +53,9 @@ class ReplyLedger(Protocol):
     def reply_sent(self, delivery_id: str, provider_message_id: str | None, now: float) -> None: ...
 
     def reply_failed(self, delivery_id: str, now: float) -> None: ...
+
+    def sync(self) -> None:
+        """Make the records so far survive a power loss (called from a thread)."""
 
 
 class Guards:
@@ -114,6 +119,7 @@ def sender(provider: Provider, config: SmsReplyConfig, opt_outs: OptOutList,
         duration = time.perf_counter() - started
         if result.status == "sent":
             ledger.reply_sent(delivery.id, result.provider_message_id, time.time())
+            await asyncio.to_thread(ledger.sync)  # a reply the provider took is never sent again, even after a power loss
             metrics.SMS_REPLIES.labels(provider.name, "sent").inc()
             log.info(
                 f"sms reply sent through {provider.name}",

@@ -12,7 +12,7 @@ from typing import Any
 import gsm0338  # noqa: F401  (registers the "gsm03.38" codec)
 import phonenumbers
 
-from ..message import Encoding
+from ..message import Encoding, Media
 
 
 class Unprocessable(ValueError):
@@ -43,6 +43,7 @@ class Part:
     provider_time: datetime | None = None
     concat: Concat | None = None
     flags: tuple[str, ...] = ()
+    media: tuple[Media, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -50,6 +51,20 @@ class Part:
         """Parts of one message share (provider, from, to, reference, total)."""
         assert self.concat is not None
         return "\x1f".join((self.provider, self.sender, self.recipient, self.concat.ref, str(self.concat.total)))
+
+
+def has_surrogate(text: str) -> bool:
+    """Whether ``text`` holds a lone surrogate (from a ``\\ud800`` escape): no UTF-8 can carry it."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def printable(text: str) -> str:
+    """``text`` safe to store and log: lone surrogates shown as escapes."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8") if has_surrogate(text) else text
 
 
 def sha256_key(*fields: str) -> str:
@@ -151,6 +166,7 @@ def part_to_json(part: Part) -> dict[str, Any]:
         "provider_time": part.provider_time.isoformat() if part.provider_time else None,
         "concat": [part.concat.ref, part.concat.total, part.concat.index] if part.concat else None,
         "flags": list(part.flags),
+        "media": [item.to_json() for item in part.media],
     }
 
 
@@ -161,6 +177,7 @@ def part_from_json(data: dict[str, Any]) -> Part:
         provider_time=datetime.fromisoformat(data["provider_time"]) if data["provider_time"] else None,
         concat=Concat(*data["concat"]) if data["concat"] else None,
         flags=tuple(data["flags"]),
+        media=tuple(Media(**item) for item in data.get("media", ())),  # absent from parts stored before media
     )
 
 

@@ -25,7 +25,7 @@ from ..rules.model import Sink
 from ..sinks.delivery import DeadLetter, Delivery, body_of
 from .dedupe import Dedupe
 from .optouts import OptOuts
-from .parts import Unprocessable
+from .parts import Unprocessable, part_to_json, printable
 from .reports import DeliveryReport
 from .stitch import Stitcher
 
@@ -102,18 +102,39 @@ class Pipeline:
             _stitched(message.provider).inc()
         return self.route(message)
 
-    def expire(self, now: float) -> Outcome:
-        """Messages whose missing parts never came: delivered incomplete, and counted."""
-        outcome = Outcome()
-        for message in self.stitcher.expire(now):
-            _stitch_timeouts(message.provider).inc()
-            log.warning(
-                "message released incomplete: parts missing after the stitch timeout",
-                extra={"event": "stitch_timeout", "message_id": message.id, "provider": message.provider,
-                       "parts": message.parts, "parts_received": message.extra.get("parts_received")},
-            )
-            outcome.extend(self.route(message))
-        return outcome
+    def failed(self, record: bytes, exc: Exception) -> Outcome:
+        """A raw event whose processing raised past normalization (a bug, or data that nothing
+        downstream can store): a dead letter with the raw record. The engine has undone the event's
+        state writes, so its retry or replay starts afresh."""
+        log.error("processing failed", exc_info=exc, extra={"event": "process_error"})
+        return self._dead("process", "error", f"{type(exc).__name__}: {exc}", record, "unknown")
+
+    def release(self, key: str) -> Outcome:
+        """A message whose missing parts never came (a key of ``stitcher.due``): delivered
+        incomplete, and counted."""
+        message = self.stitcher.release(key)
+        if message is None:
+            return Outcome()
+        _stitch_timeouts(message.provider).inc()
+        log.warning(
+            "message released incomplete: parts missing after the stitch timeout",
+            extra={"event": "stitch_timeout", "message_id": message.id, "provider": message.provider,
+                   "parts": message.parts, "parts_received": message.extra.get("parts_received")},
+        )
+        return self.route(message)
+
+    def abandon(self, key: str, exc: Exception) -> Outcome:
+        """A timed-out message whose release raised: its parts go to dead letters (as JSON), so they
+        neither wait for ever nor fail every later expiry."""
+        log.error("releasing a timed-out message failed", exc_info=exc, extra={"event": "release_error"})
+        try:
+            group = self.stitcher.pending.get(key)
+            parts = [part_to_json(part) for _, part in sorted(group.parts.items())] if group else []
+            payload = json.dumps(parts, default=str).encode()
+        except Exception:  # unreadable: the key at least says whose parts they were
+            payload = key.encode("utf-8", "backslashreplace")
+        del self.stitcher.pending[key]
+        return self._dead("process", "error", f"{type(exc).__name__}: {exc}", payload, "unknown")
 
     def route(self, message: InboundMessage) -> Outcome:
         """One delivery per action of every matching route; no match is a dead letter, never a drop."""
@@ -122,7 +143,7 @@ class Pipeline:
         if not match.routes:
             metrics.MESSAGES_UNROUTED.inc()
             unrouted = replace(message, keyword=match.keyword, rules_version=rules.version)
-            payload = json.dumps(unrouted.to_json(), ensure_ascii=False).encode()
+            payload = json.dumps(unrouted.to_json(), ensure_ascii=False).encode("utf-8", "backslashreplace")
             return self._dead("route", "unrouted", "no route matched", payload, message.provider, message.id)
         fields = message.to_json() | {"keyword": match.keyword, "rules_version": rules.version}
         bodies: dict[str, str] = {}
@@ -157,6 +178,7 @@ class Pipeline:
 
     @staticmethod
     def _dead(stage: str, code: str, reason: str, payload: bytes, provider: str, message_id: str | None = None) -> Outcome:
+        reason = printable(reason)
         _dead_letters(stage, code).inc()
         log.warning(
             f"dead letter: {code}: {reason}",

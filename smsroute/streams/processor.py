@@ -1,14 +1,21 @@
 """The embedded engine's processor: reads the raw log in order and runs the pipeline over it.
 
 Each batch is one state transaction: the deliveries, dead letters and delivery reports it produced,
-its dedupe keys, pending parts and opt-outs, and the new log offset commit together or not at all."""
+its dedupe keys, pending parts and opt-outs, and the new log offset commit together or not at all.
+
+Inside it each event is a savepoint: when anything in its path raises (a bug, text SQLite cannot
+store), its writes are undone and it becomes a dead letter with its raw record, so one bad event
+never stops the stream nor, logged, stops it again at every restart. Errors of the database itself
+(a full disk, an I/O error) are not the event's fault: they stop the batch, which is done again."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 import time
 from collections.abc import Callable
+from functools import partial
 
 from .. import metrics
 from ..aio import wait_any
@@ -46,6 +53,8 @@ class Processor:
         self.housekeeping_every = housekeeping_every
         self._appended = asyncio.Event()
         self._last_housekeeping = 0.0
+        self._delivering = False
+        """Whether the batch being processed made deliveries (the dispatcher is woken after it)."""
 
     def appended(self) -> None:
         """The log has new events (called by the log after each commit)."""
@@ -68,25 +77,40 @@ class Processor:
 
     def _step(self, rows: list[tuple[int, str, bytes]], offset: int, now: float, housekeeping: bool) -> int:
         started = time.perf_counter()
-        outcome = Outcome()
+        pipeline = self.pipeline
+        self._delivering = False
         with self.state.transaction():
             for row_offset, _, record in rows:
-                outcome.extend(self.pipeline.process(record, now))
+                self._isolated(partial(pipeline.process, record, now), partial(pipeline.failed, record), now)
                 offset = row_offset
             if housekeeping:
-                outcome.extend(self.pipeline.expire(now))
-                self.state.forget_dedupe(now - self.pipeline.dedupe.window)
+                for key in pipeline.stitcher.due(now):
+                    self._isolated(partial(pipeline.release, key), partial(pipeline.abandon, key), now)
+                self.state.forget_dedupe(now - pipeline.dedupe.window)
                 self._last_housekeeping = now
-            self.state.add_deliveries(outcome.deliveries, now)
-            self.state.add_dead_letters(outcome.dead_letters, now)
-            for report in outcome.reports:
-                self._report(report, now)
             self.state.set_offset(offset)
         if rows:
             metrics.PROCESSOR_BATCH_SECONDS.observe(time.perf_counter() - started)
-        if outcome.deliveries:
+        if self._delivering:
             self.on_deliveries()
         return offset
+
+    def _isolated(self, work: Callable[[], Outcome], failed: Callable[[Exception], Outcome], now: float) -> None:
+        """Record what ``work`` leads to; when it raises, undo its writes and record ``failed``'s instead."""
+        try:
+            with self.state.savepoint():
+                self._record(work(), now)
+        except (sqlite3.OperationalError, MemoryError):
+            raise
+        except Exception as exc:
+            self._record(failed(exc), now)
+
+    def _record(self, outcome: Outcome, now: float) -> None:
+        self.state.add_deliveries(outcome.deliveries, now)
+        self.state.add_dead_letters(outcome.dead_letters, now)
+        for report in outcome.reports:
+            self._report(report, now)
+        self._delivering = self._delivering or bool(outcome.deliveries)
 
     def _report(self, report: DeliveryReport, now: float) -> None:
         """Store a delivery report; one about our reply moves that reply's outcome."""

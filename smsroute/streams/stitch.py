@@ -47,16 +47,18 @@ class Stitcher:
         self.pending[key] = group
         return None
 
-    def expire(self, now: float) -> list[InboundMessage]:
-        """Release every message that waited longer than the timeout, flagged incomplete."""
-        released = []
-        for key in list(self.pending.older_than(now - self.timeout)):
-            group = self.pending.get(key)
-            if group is None:
-                continue
-            del self.pending[key]
-            released.append(assemble([group.parts[index] for index in sorted(group.parts)], complete=False))
-        return released
+    def due(self, now: float) -> list[str]:
+        """The keys of messages that waited longer than the timeout for their missing parts."""
+        return list(self.pending.older_than(now - self.timeout))
+
+    def release(self, key: str) -> InboundMessage | None:
+        """The message of ``key`` with the parts that arrived, flagged incomplete; None when it is
+        no longer waiting."""
+        group = self.pending.get(key)
+        if group is None:
+            return None
+        del self.pending[key]
+        return assemble([group.parts[index] for index in sorted(group.parts)], complete=False)
 
 
 def assemble(parts: list[Part], complete: bool) -> InboundMessage:
@@ -82,5 +84,6 @@ def assemble(parts: list[Part], complete: bool) -> InboundMessage:
         complete=complete,
         encoding=first.encoding,
         flags=tuple(flags),
+        media=tuple(item for part in parts for item in part.media),
         extra={**first.extra, **({"parts_received": [p.concat.index for p in parts]} if not complete else {})},
     )

@@ -24,7 +24,9 @@ import logging
 import shutil
 import time
 from pathlib import Path
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from contextlib import ExitStack
+from functools import partial
 from typing import Any
 
 import aiohttp
@@ -32,14 +34,14 @@ import faust
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import TopicPartition
 from aiohttp import web
-from faust.types import TP, AppT, EventT, StreamT
+from faust.types import TP, AppT, EventT, StreamT, TopicT
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from .. import metrics
 from ..avro import DecodeError
 from ..config import ConfigError, KafkaConfig, Settings
 from ..processing import build_pipeline, log_missing_sinks
-from ..records import DeadLetterRecord, decode_delivery
+from ..records import DeadLetterRecord, decode_delivery, encode_delivery, encode_report
 from ..rules.watch import RulesWatcher
 from ..sinks import email, webhook
 from ..sinks.delivery import DeadLetter
@@ -47,7 +49,6 @@ from ..streams.optouts import OptOut
 from ..streams.parts import part_from_json, part_to_json
 from ..streams.pipeline import Outcome
 from ..streams.stitch import Pending
-from . import codec
 from .sink import Sink, State
 from .stores import TableStore
 from .transactions import Admission, Gate, Progress, SourceTransactionManager, Transport
@@ -93,7 +94,6 @@ class Worker:
 
     def __init__(self, settings: Settings, rules: RulesWatcher) -> None:
         kafka, config = _kafka(settings), settings.worker
-        codec.register()
         self.settings, self.rules, self.kafka = settings, rules, kafka
         self.names = names = topic_names(settings)
         self.state_dir = config.state_dir or settings.data_dir / "worker"
@@ -117,10 +117,12 @@ class Worker:
         raw_bytes = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
         self.sources = app.topic(names["raw"], names["process_ticks"], **raw_bytes)
         self.delivery_sources = app.topic(names["deliveries"], names["deliver_ticks"], **raw_bytes)
-        self.deliveries = app.topic(names["deliveries"], key_serializer="raw", value_serializer="smsroute.delivery")
-        self.attempts = app.topic(names["attempts"], key_serializer="raw", value_serializer="smsroute.attempt")
-        self.dead_letters = app.topic(names["dead_letters"], key_serializer="raw", value_serializer="smsroute.dead_letter")
-        self.reports = app.topic(names["delivery_reports"], key_serializer="raw", value_serializer="smsroute.delivery_report")
+        # Records are encoded (Avro, smsroute.records) before they are sent: an encoding error belongs
+        # to the event that made the record, which is then a dead letter, not a failed send.
+        self.deliveries = app.topic(names["deliveries"], **raw_bytes)
+        self.attempts = app.topic(names["attempts"], **raw_bytes)
+        self.dead_letters = app.topic(names["dead_letters"], **raw_bytes)
+        self.reports = app.topic(names["delivery_reports"], **raw_bytes)
         self.ticks = {name: app.topic(name, **raw_bytes) for name in (names["process_ticks"], names["deliver_ticks"])}
         self.dedupe = TableStore[float](_table(app, "dedupe"), float, float, lambda seen: seen)
         self.pending = TableStore[Pending](
@@ -170,17 +172,46 @@ class Worker:
             tp, offset = event.message.tp, event.message.offset
             async with self.app.gate.processing(self._transaction(tp)):
                 now = time.time()
+                records: list[tuple[TopicT, bytes, bytes]] = []
                 if tp.topic == self.names["raw"]:
-                    outcome = self.pipeline.process(event.value, now)
+                    self._isolated(records, partial(self.pipeline.process, event.value, now),
+                                   partial(self.pipeline.failed, event.value), now)
                 else:
-                    outcome = self.pipeline.expire(now)
+                    for key in self.pipeline.stitcher.due(now):
+                        self._isolated(records, partial(self.pipeline.release, key),
+                                       partial(self.pipeline.abandon, key), now)
                     for key in self.dedupe.older_than(now - self.pipeline.dedupe.window):
                         del self.dedupe[key]
                 for store in (self.dedupe, self.pending, self.opt_outs):
                     await store.flush()
-                await self._emit(outcome, now)
+                for topic, key, value in records:
+                    await topic.send(key=key, value=value)
                 self.app.progress.finished(tp, offset)
             event.ack()
+
+    def _isolated(self, records: list[tuple[TopicT, bytes, bytes]], work: Callable[[], Outcome],
+                  failed: Callable[[Exception], Outcome], now: float) -> None:
+        """Add the records of what ``work`` leads to; when it (or encoding them) raises, undo its
+        table writes and add ``failed``'s records instead."""
+        try:
+            with ExitStack() as savepoints:
+                for store in (self.dedupe, self.pending, self.opt_outs):
+                    savepoints.enter_context(store.savepoint())
+                records += self._records(work(), now)
+        except MemoryError:
+            raise
+        except Exception as exc:
+            records += self._records(failed(exc), now)
+
+    def _records(self, outcome: Outcome, now: float) -> list[tuple[TopicT, bytes, bytes]]:
+        records = [(self.deliveries, d.destination.encode(), encode_delivery(d)) for d in outcome.deliveries]
+        for letter in outcome.dead_letters:
+            letter_id = hashlib.sha256(letter.stage.encode() + b"\x1f" + letter.payload).hexdigest()[:32]
+            records.append((self.dead_letters, letter_id.encode(), DeadLetterRecord.of(letter, letter_id, now).encode()))
+        for report in outcome.reports:
+            records.append((self.reports, f"{report.provider}:{report.provider_message_id}".encode(), encode_report(report)))
+            metrics.DELIVERY_REPORTS.labels(report.provider, report.status, "false").inc()
+        return records
 
     async def _admitted(self, stream: StreamT[bytes]) -> AsyncIterator[EventT]:
         """The stream's events that :class:`Admission` lets in, each noted as received; the others
@@ -196,18 +227,9 @@ class Worker:
                 await self.app.consumer.reread(tp, admitted)
             event.ack()
 
-    async def _emit(self, outcome: Outcome, now: float) -> None:
-        for delivery in outcome.deliveries:
-            await self.deliveries.send(key=delivery.destination.encode(), value=delivery)
-        for letter in outcome.dead_letters:
-            await self._dead_letter(letter, now)
-        for report in outcome.reports:
-            await self.reports.send(key=f"{report.provider}:{report.provider_message_id}".encode(), value=report)
-            metrics.DELIVERY_REPORTS.labels(report.provider, report.status, "false").inc()
-
     async def _dead_letter(self, letter: DeadLetter, now: float) -> None:
-        letter_id = hashlib.sha256(letter.stage.encode() + b"\x1f" + letter.payload).hexdigest()[:32]
-        await self.dead_letters.send(key=letter_id.encode(), value=DeadLetterRecord.of(letter, letter_id, now))
+        [(topic, key, value)] = self._records(Outcome(dead_letters=[letter]), now)
+        await topic.send(key=key, value=value)
 
     async def _deliver(self, stream: StreamT[bytes]) -> None:
         async for event in self._admitted(stream):

@@ -215,11 +215,11 @@ class Sink:
             final = "delivered" if verdict.next == "done" else "dead"
             self.states[delivery.id] = State(final, delivery.round, verdict.at + self.keep)
         await self.states.flush()
-        await self.attempts_topic.send(key=delivery.id.encode(), value=record)
+        await self.attempts_topic.send(key=delivery.id.encode(), value=record.encode())
         if verdict.next == "dead_letter":
             letter = DeadLetterRecord(
                 id=f"{delivery.id}:{delivery.round}", stage="deliver", reason=attempt.error,
                 payload=delivery.body.encode(), created_at=verdict.at, delivery_id=delivery.id,
                 delivery=encode_delivery(delivery), attempts=tuple(a.encode() for a in attempts),
             )
-            await self.dead_letters.send(key=letter.id.encode(), value=letter)
+            await self.dead_letters.send(key=letter.id.encode(), value=letter.encode())

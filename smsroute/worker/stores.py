@@ -18,7 +18,8 @@ from __future__ import annotations
 import heapq
 import json
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any, Generic, TypeVar
 
 from faust.streams import current_event
@@ -40,6 +41,8 @@ class TableStore(Generic[V]):
         self.table = table
         self._encode, self._decode, self._stamp = encode, decode, stamp
         self._unsent: list[tuple[int, bytes, bytes | None]] = []
+        self._undo: list[tuple[bytes, bytes | None]] | None = None
+        """While a savepoint is open: each write in it, with the value it replaced."""
         self._index: defaultdict[int, list[tuple[float, bytes]]] = defaultdict(list)
         table.on_recover(self._rebuild_index)
 
@@ -51,13 +54,35 @@ class TableStore(Generic[V]):
         partition = _partition()
         stamp = self._stamp(value)
         raw = json.dumps({"p": partition, "t": stamp, "v": self._encode(value)}, separators=(",", ":")).encode()
+        if self._undo is not None:
+            self._undo.append((key.encode(), self.table.data.get(key.encode())))
         self.table.data[key.encode()] = raw
         heapq.heappush(self._index[partition], (stamp, key.encode()))
         self._unsent.append((partition, key.encode(), raw))
 
     def __delitem__(self, key: str) -> None:
-        self.table.data.pop(key.encode(), None)
+        replaced = self.table.data.pop(key.encode(), None)
+        if self._undo is not None:
+            self._undo.append((key.encode(), replaced))
         self._unsent.append((_partition(), key.encode(), None))
+
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """The writes of the block are undone (locally, and never sent to the changelog) when it raises."""
+        unsent, undo = len(self._unsent), []
+        self._undo = undo
+        try:
+            yield
+        except BaseException:
+            for key, raw in reversed(undo):
+                if raw is None:
+                    self.table.data.pop(key, None)
+                else:
+                    self.table.data[key] = raw
+            del self._unsent[unsent:]
+            raise
+        finally:
+            self._undo = None
 
     def older_than(self, moment: float) -> Iterable[str]:
         """Keys of this event's partition whose time is before ``moment`` (each reported once

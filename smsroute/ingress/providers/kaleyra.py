@@ -4,7 +4,9 @@ The fields are device_address (the sender), inbound_address (our code), router, 
 message, message_orig, message_id, message_subid, status, status_code, a2w_mo_ref_id, country_code,
 and for MMS attachment and mmsID. Real traffic carries junk (the provider's own sample has
 ``device_address=1447ß7665544``): it is logged as given and left to normalization, never refused
-here, since a refusal only buys retries (1, 5, 10, 60, 120, 360, 720 min) and then a deletion.
+here, since a refusal only buys retries (1, 5, 10, 60, 120, 360, 720 min) and then a deletion. For
+the same reason bytes that are not text in the declared charset are replaced (U+FFFD) rather than
+refused, and the message is flagged ``undecodable_text``.
 Only 208.71.240.0/21 is Kaleyra's: set that as the ingress's ``allow_ips``.
 """
 
@@ -13,7 +15,7 @@ from __future__ import annotations
 import phonenumbers
 
 from ...events import EventKind, RawEvent
-from ...streams.parts import Part, sha256_key
+from ...streams.parts import Part, Unprocessable, sha256_key
 from ..base import Adapter, Fields, Incoming, bad_request, fields_of, require
 
 REQUIRED = ("device_address", "inbound_address")
@@ -23,6 +25,7 @@ CONTENT = ("message", "message_orig", "attachment", "mmsID")
 
 class Kaleyra(Adapter):
     provider = "kaleyra"
+    strict_text = False
 
     def validate(self, request: Incoming) -> list[Fields]:
         fields = request.form()
@@ -35,7 +38,11 @@ class Kaleyra(Adapter):
         return f"{self.provider}:{fields['device_address']}:{fields['inbound_address']}"
 
     def normalize(self, event: RawEvent, region: str | None) -> Part:
-        fields = fields_of(event)
+        flags: tuple[str, ...] = ()
+        try:
+            fields = fields_of(event)
+        except Unprocessable:  # accepted at the door with its junk: kept, replaced and flagged
+            fields, flags = fields_of(event, errors="replace"), ("undecodable_text",)
         country = str(fields.get("country_code", ""))
         if country.isdigit():  # the sender's country, better than the configured default (unless unknown)
             found = phonenumbers.region_code_for_country_code(int(country))
@@ -51,6 +58,7 @@ class Kaleyra(Adapter):
             text=text,
             dedupe_key=f"{self.provider}:{message_id or sha256_key(sender, recipient, text)}",
             provider_message_id=message_id,
+            flags=flags,
             extra={name: fields[name] for name in EXTRA if fields.get(name)},
         )
 

@@ -1,4 +1,6 @@
 """Twilio Messaging inbound SMS/MMS: a form POST (MessageSid, AccountSid, From, To, Body, NumMedia...).
+An MMS carries its attachments as ``MediaUrl<n>`` and ``MediaContentType<n>``: they become the
+message's ``media``.
 
 Twilio signs each request in ``X-Twilio-Signature`` with the account's auth token; with a token
 configured the signature is required. The answer is an empty TwiML document: received, no reply
@@ -14,10 +16,11 @@ from collections.abc import Iterable
 from urllib.parse import urlsplit
 
 from aiohttp import web
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, field_validator
 
-from ...config import IngressConfig
+from ...config import IngressConfig, Secret
 from ...events import EventKind, RawEvent
+from ...message import Media
 from ...streams.parts import Part
 from ..base import Adapter, Fields, Incoming, Message, bad_request, fields_of, require, unauthorized
 
@@ -27,7 +30,7 @@ EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
 
 
 class TwilioConfig(IngressConfig):
-    auth_token: SecretStr | None = Field(
+    auth_token: Secret | None = Field(
         None, description="Account auth token; when set, every request must carry a valid signature."
     )
     public_url: str | None = Field(
@@ -56,6 +59,20 @@ def signature(auth_token: str, url: str, params: Iterable[tuple[str, str]]) -> s
     return base64.b64encode(digest).decode()
 
 
+def port_variants(url: str) -> tuple[str, str]:
+    """The URL without its port and with it (the scheme's default when none is given): Twilio signs
+    whichever form it was configured with, and its own validators accept both."""
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    bare = host.rsplit(":", 1)[0] if parts.port is not None else host
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    prefix = parts.netloc[: len(parts.netloc) - len(host)]
+    return (
+        parts._replace(netloc=prefix + bare).geturl(),
+        parts._replace(netloc=f"{prefix}{bare}:{port}").geturl(),
+    )
+
+
 class Twilio(Adapter):
     provider = "twilio"
     config_class = TwilioConfig
@@ -73,9 +90,14 @@ class Twilio(Adapter):
         if given is None:
             raise unauthorized(f"missing {SIGNATURE_HEADER}")
         token = self.config.auth_token.get_secret_value()
-        expected = signature(token, self._signed_url(request), request.form().items())
+        params = list(request.form().items())
         # surrogateescape: the header's bytes as sent, so junk in it is a mismatch, not an encoding error
-        if not hmac.compare_digest(given.encode("utf-8", "surrogateescape"), expected.encode()):
+        given_bytes = given.encode("utf-8", "surrogateescape")
+        matches = [
+            hmac.compare_digest(given_bytes, signature(token, url, params).encode())
+            for url in port_variants(self._signed_url(request))
+        ]
+        if not any(matches):
             raise unauthorized("bad signature")
 
     def _signed_url(self, request: Incoming) -> str:
@@ -110,8 +132,23 @@ class Twilio(Adapter):
             encoding="text",
             dedupe_key=f"{self.provider}:{sid}",
             provider_message_id=sid,
+            media=_media(fields),
             extra={name: fields[name] for name in EXTRA if fields.get(name)},
         )
+
+
+def _media(fields: Fields) -> tuple[Media, ...]:
+    """An MMS's attachments: ``MediaUrl0..N`` with ``MediaContentType0..N`` (Twilio sends up to 10)."""
+    found = []
+    for index in range(MAX_MEDIA):
+        url = fields.get(f"MediaUrl{index}")
+        if not url:
+            break
+        found.append(Media(url, fields.get(f"MediaContentType{index}", "")))
+    return tuple(found)
+
+
+MAX_MEDIA = 10
 
 
 EXTRA = ("AccountSid", "MessagingServiceSid", "NumMedia", "NumSegments", "FromCountry", "ToCountry")

@@ -2,7 +2,7 @@
 
 Vonage resends for 24 hours anything not answered 200 or 204, so 204 is sent only once the event is
 durable. Fields: ``type`` (text, unicode, binary), ``to``, ``msisdn``, ``messageId``,
-``message-timestamp``; ``text`` for text and unicode, ``data`` (and ``udh``) for binary; concatenated
+``message-timestamp`` (optional: it only feeds ``provider_time``); ``text`` for text and unicode, ``data`` (and ``udh``) for binary; concatenated
 parts carry ``concat``, ``concat-ref``, ``concat-total`` and ``concat-part``. An unknown ``type`` is
 kept: the stream processors dead-letter it with a reason, the door rejects only what can never work.
 
@@ -19,14 +19,15 @@ import json
 from typing import Literal
 
 from aiohttp import web
-from pydantic import Field, SecretStr
+from pydantic import Field
 
-from ...config import IngressConfig
+from ...config import IngressConfig, Secret
 from ...events import EventKind, RawEvent
 from ...streams.parts import Concat, Part, Unprocessable, decode_user_data, from_hex, parse_time, parse_udh
 from ..base import FORM, JSON, Adapter, Fields, Incoming, Message, fields_of, require_each, unauthorized
 
-REQUIRED = ("type", "to", "msisdn", "messageId", "message-timestamp")
+REQUIRED = ("type", "to", "msisdn", "messageId")
+"""``message-timestamp`` only feeds ``provider_time``: a message without it is still a message."""
 BY_TYPE = {"text": ("text",), "unicode": ("text",), "binary": ("data",)}
 CONCAT = ("concat-ref", "concat-total", "concat-part")
 
@@ -34,7 +35,7 @@ SignatureMethod = Literal["md5hash", "md5", "sha1", "sha256", "sha512"]
 
 
 class VonageConfig(IngressConfig):
-    signature_secret: SecretStr | None = Field(
+    signature_secret: Secret | None = Field(
         None, description="The account's signature secret; when set, unsigned or wrongly signed messages get 401."
     )
     signature_method: SignatureMethod = Field(
@@ -86,7 +87,7 @@ class Vonage(Adapter):
                 raise unauthorized("missing signature")
             try:
                 timestamp = float(fields.get("timestamp"))
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, OverflowError):
                 raise unauthorized("missing or non-numeric signature timestamp") from None
             expected = signature(fields, secret.get_secret_value(), self.config.signature_method)
             if not hmac.compare_digest(str(given).lower().encode(), expected.encode()):
