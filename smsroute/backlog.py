@@ -28,7 +28,7 @@ EVERY = 2.0
 """Seconds between reads: fresh enough for a 15 s scrape, cheap enough to ignore."""
 
 SINKS = get_args(ActionKind)
-STAGES = ("normalize", "route", "deliver")
+STAGES = ("normalize", "process", "route", "deliver")
 
 
 def export(state: StateDB, event_log: SQLiteLog, now: float) -> None:

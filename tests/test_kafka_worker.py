@@ -22,6 +22,7 @@ import pytest
 from kafka_broker import LocalBroker
 from kafka_engine import KafkaEngine
 from smsroute.records import decode_delivery
+from smsroute.worker import deadletters
 from test_pipeline import AGILE, Receiver, eventually, receiver, vonage_part  # noqa: F401
 from test_pipeline_providers import scrape_url, value
 
@@ -263,3 +264,38 @@ async def test_broker_restart_during_a_run_loses_nothing_acknowledged(
         assert set(decisions.values()) == {1}  # each message decided once, whatever the broker did
     finally:
         engine.stop()
+
+
+async def test_poison_records_on_the_raw_topic_are_dead_letters_and_the_worker_goes_on(
+    kafka_engine: KafkaEngine, receiver: Receiver  # noqa: F811
+) -> None:
+    """Records an older ingress published, each of which stopped the embedded engine: the worker
+    dead-letters them with the reason and delivers what follows."""
+    from aiokafka import AIOKafkaProducer
+
+    from test_hardening import poison_events
+
+    kafka_engine.start_ingress()
+    worker = kafka_engine.start_worker()
+    kafka = kafka_engine.settings.kafka
+    assert kafka is not None
+    async with aiohttp.ClientSession() as http:
+        await kafka_engine.wait_ready(http)
+        producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap_servers, acks="all", enable_idempotence=True)
+        await producer.start()
+        try:
+            for event in [*poison_events(), *poison_events()]:  # the second copies meet the first's state
+                await producer.send_and_wait(kafka.raw_topic, event.encode(), key=event.key.encode())
+            await producer.send_and_wait(kafka.raw_topic, b"\x09not avro at all", key=b"junk")
+        finally:
+            await producer.stop()
+        await post_all(http, [kafka_engine.ingresses[0].url], ["after the poison"])
+        await eventually(lambda: texts_at(receiver, "/inbox") == Counter(["after the poison"]), timeout=60)
+        assert worker.process.poll() is None
+        letters = [letter for letter in await deadletters.latest(kafka_engine.settings)]
+    reasons = sorted(letter.reason.split(" (")[0] for letter in letters)
+    assert all(letter.stage == "normalize" for letter in letters)
+    assert reasons == sorted([
+        "unprocessable: body holds a lone surrogate", "unprocessable: body holds a lone surrogate",
+        "unprocessable: charset 'utf-7' is not accepted", "unprocessable: body holds a lone surrogate",
+    ] * 2 + ["undecodable: raw_event: unknown schema revision byte b'\\t'"])

@@ -175,3 +175,18 @@ async def test_a_reply_sent_before_a_crash_is_not_sent_again(sink: Callable[...,
     run.restart()  # the dispatcher's record of that attempt was lost: the delivery is claimed again
     again = await run.send(delivery(1))
     assert (again.outcome, len(openvoip.requests)) == ("delivered", 1)
+
+
+async def test_the_sent_record_is_made_durable_before_the_attempt_counts(
+    sink: Callable[..., Sink], openvoip: FakeOpenVoip  # noqa: F811
+) -> None:
+    """state.db commits survive a crash, not a power loss (synchronous=NORMAL): the record that a
+    reply went out is fsynced before the dispatcher learns it was delivered."""
+    run = sink()
+    calls: list[str] = []
+    reply_sent, sync = run.state.reply_sent, run.state.sync
+    run.state.reply_sent = lambda *args: (calls.append("sent"), reply_sent(*args))[1]  # type: ignore[method-assign]
+    run.state.sync = lambda: (calls.append("sync"), sync())[1]  # type: ignore[method-assign]
+    attempt = await run.send(delivery(1))
+    calls.append(attempt.outcome)
+    assert calls == ["sent", "sync", "delivered"]

@@ -86,3 +86,31 @@ def test_email_defaults_and_summary() -> None:
     broken = Email.model_validate({"to": "ops@example.com", "subject": "{{ extra.device }}"})
     assert broken.summary(MESSAGE) == (
         "to ops@example.com: (template failed: UndefinedError: 'dict object' has no attribute 'device')")
+
+
+@pytest.mark.parametrize(
+    ("template", "reason"),
+    [
+        ('{{ "x" * 10**9 }}', "repeating a value 1000000000 times would exceed 100000 characters"),
+        ("{{ [1] * 10**8 }}", "repeating a value 100000000 times"),
+        ("{{ 10 ** 100000 }}", "the power is too large"),
+        ('{{ "x" | center(10**9) }}', "a width of 1000000000 is past the limit of 1000"),
+        ('{{ text | indent(10**9) }}', "a width of 1000000000 is past the limit of 1000"),
+        ('{{ "%1000000000d" | format(1) }}', "a format width or precision past 1000"),
+        ('{{ "%*d" % (10**9, 1) }}', "taken from an argument"),
+        ("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
+         "rendering took longer than 0.25 s"),
+        ('{% for i in range(100000) %}{{ "x" * 1000 }}{% endfor %}', "rendering took longer than 0.25 s|rendered"),
+        ("{{ lipsum(10**6) }}", "'lipsum' is undefined"),
+    ],
+)
+def test_rendering_is_bounded_in_time_and_size(template: str, reason: str) -> None:
+    """A rule file cannot stall the engine or fill its memory: the render fails, for good, at once."""
+    with pytest.raises(RenderError, match=reason):
+        render(template, MESSAGE)
+
+
+def test_padding_and_format_methods_of_strings_are_refused_when_the_rules_load() -> None:
+    with pytest.raises(ValueError, match=r"'\.center\(\)' is not available in templates \(template line 1\)"):
+        check("{{ text.center(10**9) }}")
+    assert render('{{ "%-6s|" | format(keyword) }}{{ keyword | center(8) }}', MESSAGE) == "INFO  |  INFO  "

@@ -207,3 +207,35 @@ def test_public_url_with_a_query_is_a_configuration_error() -> None:
     settings = load_settings(ingress={"twilio": {"public_url": "https://sms.example.com/hooks/twilio?x=1"}})
     with pytest.raises(ConfigError, match=r"ingress\.twilio\.public_url: .*no query string"):
         build_adapters(settings)
+
+
+async def test_mms_media_become_the_messages_media(ingress: Ingress) -> None:
+    media = [("https://api.twilio.com/2010-04-01/Accounts/AC001/Messages/MM001/Media/ME001", "image/jpeg"),
+             ("https://api.twilio.com/2010-04-01/Accounts/AC001/Messages/MM001/Media/ME002", "video/mp4")]
+    data = SAMPLE | {"NumMedia": "2", "Body": "look"} | {
+        f"Media{kind}{index}": value for index, item in enumerate(media)
+        for kind, value in zip(("Url", "ContentType"), item)
+    }
+    assert (await ingress.post("/inbound/twilio", data=data))[0] == 200
+    [event] = ingress.events()
+    part = build_adapters(load_settings())["twilio"].normalize(event, None)
+    assert [(item.url, item.content_type) for item in part.media] == media
+    assert part.text == "look"
+
+
+@pytest.mark.parametrize(
+    ("signed_url", "public_url"),
+    [("https://sms.example.com:443/twilio", "https://sms.example.com/twilio"),
+     ("https://sms.example.com/twilio", "https://sms.example.com:443/twilio"),
+     ("http://sms.example.com:80/twilio", "http://sms.example.com/twilio")],
+)
+async def test_signatures_are_accepted_with_and_without_the_default_port(
+    start_ingress: StartIngress, signed_url: str, public_url: str
+) -> None:
+    """Twilio signs the URL as it was configured; its own validators accept it with or without the port."""
+    ingress = await start_ingress(ingress={"twilio": {"auth_token": AUTH_TOKEN, "public_url": public_url}})
+    status, _, _ = await ingress.post("/inbound/twilio", data=SAMPLE, headers=signed(signed_url, SAMPLE))
+    assert status == 200
+    other_port = signed_url.replace(":443", "").replace(":80", "").replace(".com/", ".com:8443/")
+    status, _, _ = await ingress.post("/inbound/twilio", data=SAMPLE, headers=signed(other_port, SAMPLE))
+    assert status == 401

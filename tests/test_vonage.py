@@ -321,3 +321,12 @@ def test_signature_settings_are_validated() -> None:
     assert adapter.signed
     assert SECRET not in repr(adapter.config)
     assert not build_adapters(load_settings(ingress={"vonage": {}}))["vonage"].signed
+
+
+async def test_a_message_without_message_timestamp_is_a_message(ingress: Ingress) -> None:
+    """message-timestamp only feeds provider_time: the Vonage SDKs' own samples go without it."""
+    sample = {name: value for name, value in SAMPLE.items() if name != "message-timestamp"}
+    assert (await ingress.post(PATH, json=sample))[0] == 204
+    [event] = ingress.events()
+    part = build_adapters(load_settings())["vonage"].normalize(event, None)
+    assert (part.provider_time, part.text) == (None, SAMPLE["text"])

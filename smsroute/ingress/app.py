@@ -48,8 +48,10 @@ def create_app(
     app[ADAPTERS] = dict(adapters)
     app[EVENT_LOG] = event_log
     app[MORE_METRICS] = more_metrics or _nothing
-    app.router.add_route("*", "/inbound/{source}", _inbound)
-    app.router.add_route("*", "/status/{source}", _status)
+    # Any path below /inbound/ and /status/ is an ingress request: a name with a slash, or none, is
+    # answered and counted as an unknown source like any other name.
+    app.router.add_route("*", "/inbound/{source:.*}", _inbound)
+    app.router.add_route("*", "/status/{source:.*}", _status)
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
     app.router.add_get("/metrics", _metrics)
@@ -79,6 +81,8 @@ async def _receive(request: web.Request, kind: EventKind) -> web.Response:
         outcome = exc.code
         body = (exc.reason + "\n").encode("utf-8", "backslashreplace")  # reasons may quote the request
         response = web.Response(status=exc.status, body=body, content_type="text/plain", headers=exc.headers)
+        if exc.close:
+            response.force_close()
         log.warning(
             "request refused",
             extra={
@@ -151,11 +155,13 @@ async def _read(request: web.Request, adapter: Adapter, kind: EventKind, receive
     except web.HTTPRequestEntityTooLarge:
         raise IngressError(413, "too_large", f"body larger than the {limit}-byte limit") from None
     except TimeoutError:
-        raise IngressError(
-            408, "timeout", f"body not received within {settings.body_timeout:g} s", {"Connection": "close"}
-        ) from None
+        _give_up_body(request)
+        raise IngressError(408, "timeout", f"body not received within {settings.body_timeout:g} s", close=True) from None
+    except ConnectionResetError:
+        raise bad_request("the client closed the connection before sending the whole body") from None
     except (RequestPayloadError, HttpProcessingError) as exc:  # a broken gzip or chunked body
-        raise bad_request(f"body cannot be read: {exc}") from None
+        _give_up_body(request)
+        raise IngressError(400, "bad_request", f"body cannot be read: {exc}", close=True) from None
     if body and request.charset is not None:
         try:
             codec_of(request.charset)
@@ -175,6 +181,13 @@ async def _read(request: web.Request, adapter: Adapter, kind: EventKind, receive
         received_at_us=received_at_us,
         text_errors="strict" if adapter.strict_text else "replace",
     )
+
+
+def _give_up_body(request: web.Request) -> None:
+    """Stop reading a body that is not coming, or cannot be read: aiohttp would otherwise wait for
+    the rest of it after the answer (up to 10 s, or meet the error again). The answer then closes
+    the connection, whose next bytes could not be told apart from the body's."""
+    request.content.feed_eof()
 
 
 def _kept_headers(adapter: Adapter, incoming: Incoming) -> dict[str, str]:

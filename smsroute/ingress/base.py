@@ -35,12 +35,16 @@ Fields = Mapping[str, Any]
 class IngressError(Exception):
     """A request the ingress answers with ``status`` and a short ``reason``; ``code`` labels metrics."""
 
-    def __init__(self, status: int, code: str, reason: str, headers: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, status: int, code: str, reason: str, headers: Mapping[str, str] | None = None, *, close: bool = False
+    ) -> None:
         super().__init__(reason)
         self.status = status
         self.code = code
         self.reason = reason
         self.headers = dict(headers or {})
+        self.close = close
+        """The connection is closed after the answer (what follows on it cannot be read)."""
 
 
 def bad_request(reason: str) -> IngressError:

@@ -59,6 +59,15 @@ def signature(auth_token: str, url: str, params: Iterable[tuple[str, str]]) -> s
     return base64.b64encode(digest).decode()
 
 
+def valid(auth_token: str, url: str, params: list[tuple[str, str]], given: str) -> bool:
+    """Whether ``given`` is Twilio's signature of the request, over its URL with or without the port."""
+    # surrogateescape: the header's bytes as sent, so junk in it is a mismatch, not an encoding error
+    given_bytes = given.encode("utf-8", "surrogateescape")
+    matches = [hmac.compare_digest(given_bytes, signature(auth_token, variant, params).encode())
+               for variant in port_variants(url)]
+    return any(matches)
+
+
 def port_variants(url: str) -> tuple[str, str]:
     """The URL without its port and with it (the scheme's default when none is given): Twilio signs
     whichever form it was configured with, and its own validators accept both."""
@@ -90,14 +99,7 @@ class Twilio(Adapter):
         if given is None:
             raise unauthorized(f"missing {SIGNATURE_HEADER}")
         token = self.config.auth_token.get_secret_value()
-        params = list(request.form().items())
-        # surrogateescape: the header's bytes as sent, so junk in it is a mismatch, not an encoding error
-        given_bytes = given.encode("utf-8", "surrogateescape")
-        matches = [
-            hmac.compare_digest(given_bytes, signature(token, url, params).encode())
-            for url in port_variants(self._signed_url(request))
-        ]
-        if not any(matches):
+        if not valid(token, self._signed_url(request), list(request.form().items()), given):
             raise unauthorized("bad signature")
 
     def _signed_url(self, request: Incoming) -> str:
