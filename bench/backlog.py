@@ -13,10 +13,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from smsroute import backlog
-from smsroute.eventlog.sqlite import SQLiteLog
-from smsroute.sinks.delivery import DeadLetter, Delivery
-from smsroute.streams.statedb import StateDB
+from smsroute.engines.embedded import backlog
+from smsroute.engines.embedded.log import SQLiteLog
+from smsroute.engines.embedded.state import StateDB
+from smsroute.models.dead_letter import DeadLetter
+from smsroute.models.delivery import Delivery
 
 SIZES = (1_000, 10_000, 100_000)
 NOW = 1_800_000_000.0

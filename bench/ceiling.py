@@ -6,7 +6,6 @@ engine's requests/s divided by this one's is the share of the ceiling the engine
 
 from __future__ import annotations
 
-
 from aiohttp import web
 
 from bench.serving import run

@@ -34,7 +34,7 @@ import trustme
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
 from smsroute.config import SMTPConfig
-from smsroute.sinks.delivery import Delivery
+from smsroute.models.delivery import Delivery
 from smsroute.sinks.email import Pool, compose
 
 from .ingress import free_port

@@ -33,8 +33,8 @@ from urllib.parse import parse_qs
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from smsroute.eventlog.sqlite import SQLiteLog
-from smsroute.events import RawEvent
+from smsroute.engines.embedded.log import SQLiteLog
+from smsroute.models.raw import RawEvent
 
 ROOT = Path(__file__).resolve().parent.parent
 PATH = "/inbound/agiletelecom"

@@ -24,9 +24,9 @@ import uvloop
 
 from bench.ingress import free_port
 from smsroute.config import load_settings
-from smsroute.eventlog.sqlite import SQLiteLog
-from smsroute.events import RawEvent
-from smsroute.processing import Processing
+from smsroute.engines.embedded.log import SQLiteLog
+from smsroute.engines.embedded.processing import Processing
+from smsroute.models.raw import RawEvent
 from smsroute.rules.watch import RulesWatcher
 
 BODY = ("originator=%2B393331234567&destination=%2B393201234567&date_time=2026-11-21+10%3A00%3A00"

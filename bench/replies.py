@@ -27,10 +27,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from smsroute.config import SmsReplyConfig
-from smsroute.sinks.delivery import Delivery
+from smsroute.engines.embedded.state import StateDB
+from smsroute.models.delivery import Delivery
 from smsroute.sinks.sms_reply import Guards
 from smsroute.streams.optouts import OptOut
-from smsroute.streams.statedb import StateDB
 
 SIZES = (1_000, 100_000, 400_000)
 CONFIG = SmsReplyConfig(rate_limit=3, rate_window=3600, never_reply_to=("+39800",))

@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from smsroute.message import InboundMessage
+from smsroute.models.message import InboundMessage
 from smsroute.rules import RuleSet, load_rules
 
 SIZES = (10, 1_000, 10_000)

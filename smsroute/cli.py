@@ -11,7 +11,7 @@ from pathlib import Path
 
 from .config import ConfigError, Settings, load_settings
 from .logs import setup_logging
-from .message import InboundMessage
+from .models.message import InboundMessage
 from .rules import RuleError, RuleSet, load_rules
 
 
@@ -94,15 +94,15 @@ def _listen_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from . import embedded
-    from .ingress.providers import build_adapters
+    from .engines.embedded import engine as embedded
+    from .providers import build_receivers
 
     settings = load_settings(args.config, host=args.host, port=args.port, data_dir=args.data_dir, routes=args.routes)
     if settings.kafka is not None:
         return _serve_ingress_on_kafka(settings)
     if not settings.routes.exists():
         raise ConfigError(f"routes: {settings.routes} does not exist")
-    adapters = build_adapters(settings)
+    adapters = build_receivers(settings)
     setup_logging(settings.log_level)
     try:
         load_rules(settings.routes)  # refuse to start on invalid rules, whichever process will use them
@@ -124,11 +124,11 @@ def _ingress(args: argparse.Namespace) -> int:
 
 
 def _serve_ingress_on_kafka(settings: Settings) -> int:
-    from .ingress.kafka import serve_kafka
-    from .ingress.providers import build_adapters
+    from .engines.kafka.ingress import serve_kafka
+    from .providers import build_receivers
 
     assert settings.kafka is not None
-    adapters = build_adapters(settings)
+    adapters = build_receivers(settings)
     setup_logging(settings.log_level)
     _run(serve_kafka(settings, adapters, settings.kafka))
     return 0
@@ -141,8 +141,8 @@ def _engine_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _worker(args: argparse.Namespace) -> int:
+    from .engines.kafka.run import run
     from .rules.watch import RulesWatcher
-    from .worker.run import run
 
     settings = load_settings(args.config, data_dir=args.data_dir, routes=args.routes)
     if args.metrics_port is not None:
@@ -170,7 +170,7 @@ def _kafka_settings(args: argparse.Namespace) -> Settings:
 
 def _dead_letters_list(args: argparse.Namespace) -> int:
     if args.kafka:
-        from .worker import deadletters
+        from .engines.kafka import deadletters
 
         letters = [
             deadletters.describe(letter)
@@ -194,7 +194,7 @@ def _dead_letters_list(args: argparse.Namespace) -> int:
 
 
 def _embedded_dead_letters(data_dir: Path, include_replayed: bool) -> list[dict[str, object]]:
-    from .streams.statedb import StateDB
+    from .engines.embedded.state import StateDB
 
     state = StateDB(data_dir / "state.db")
     try:
@@ -210,12 +210,12 @@ def _embedded_dead_letters(data_dir: Path, include_replayed: bool) -> list[dict[
 
 def _dead_letters_replay(args: argparse.Namespace) -> int:
     if args.kafka:
-        from .worker import deadletters
+        from .engines.kafka import deadletters
 
         replayed = asyncio.run(deadletters.replay(_kafka_settings(args), args.ids or None))
         print(f"{replayed} deliver{'ies' if replayed != 1 else 'y'} sent again (the workers take them in turn)")
         return 0
-    from .streams.statedb import StateDB
+    from .engines.embedded.state import StateDB
 
     try:
         ids = [int(letter_id) for letter_id in args.ids] or None

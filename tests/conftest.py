@@ -12,13 +12,12 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from smsroute.config import load_settings
-from smsroute.eventlog.sqlite import SQLiteLog
-from smsroute.events import RawEvent
-from smsroute.ingress.app import create_app
-from smsroute.ingress.providers import build_adapters
-
 from kafka_broker import Broker, LocalBroker, NoBroker, session_broker
+from smsroute.config import load_settings
+from smsroute.engines.embedded.log import SQLiteLog
+from smsroute.ingress.app import create_app
+from smsroute.models.raw import RawEvent
+from smsroute.providers import build_receivers
 
 KAFKA_FIXTURES = {"kafka_broker", "kafka_bootstrap", "local_kafka", "throwaway_kafka"}
 
@@ -109,10 +108,10 @@ async def start_ingress(tmp_path: Path) -> AsyncIterator[StartIngress]:
 
     async def start(**overrides: Any) -> Ingress:
         settings = load_settings(data_dir=tmp_path / f"data{len(cleanups)}", **overrides)
-        adapters = build_adapters(settings)
+        receivers = build_receivers(settings)
         event_log = SQLiteLog(settings.data_dir / "log.db", busy_timeout=settings.log_busy_timeout)
         event_log.start()
-        runner = web.AppRunner(create_app(settings, adapters, event_log))
+        runner = web.AppRunner(create_app(settings, receivers, event_log))
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()

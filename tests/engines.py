@@ -12,14 +12,14 @@ import aiohttp
 
 from kafka_engine import KafkaEngine
 from smsroute.config import load_settings
-from smsroute.embedded import Engine
-from smsroute.ingress.providers import build_adapters
-from smsroute.processing import Processing
-from smsroute.records import AttemptRecord, decode_report
+from smsroute.engines.embedded.engine import Engine
+from smsroute.engines.embedded.processing import Processing
+from smsroute.engines.kafka import deadletters
+from smsroute.models.attempt import AttemptRecord
+from smsroute.models.report import DeliveryReport
+from smsroute.providers import build_receivers
 from smsroute.rules import load_rules
 from smsroute.rules.watch import RulesWatcher
-from smsroute.streams.reports import DeliveryReport
-from smsroute.worker import deadletters
 
 ENGINES = ("embedded", "kafka")
 
@@ -109,7 +109,7 @@ class KafkaRunning(Running):
         return await deadletters.replay(self.kafka.settings, None)
 
     async def reports(self) -> list[DeliveryReport]:
-        return [decode_report(record.value) for record in await self.kafka.records("delivery_reports")]
+        return [DeliveryReport.decode(record.value) for record in await self.kafka.records("delivery_reports")]
 
     async def stop(self) -> None:
         await super().stop()
@@ -119,7 +119,7 @@ class KafkaRunning(Running):
 async def start_embedded(directory: Path, routes: Path, **overrides: Any) -> EmbeddedRunning:
     settings = load_settings(data_dir=directory / "data", routes=routes, port=0, default_region="IT", **overrides)
     processing = Processing(settings, RulesWatcher(routes))
-    engine = Engine(settings, build_adapters(settings), processing)
+    engine = Engine(settings, build_receivers(settings), processing)
     await engine.start()
     url = f"http://127.0.0.1:{engine.port}"
     return EmbeddedRunning(url, url + "/metrics", aiohttp.ClientSession(), processing.rules.rules.version, engine)

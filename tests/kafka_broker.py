@@ -28,7 +28,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 from engine_process import free_port
-from smsroute.eventlog.kafka import describe
+from smsroute.engines.kafka.log import describe
 
 KAFKA_LOCAL = Path(__file__).resolve().parent.parent / "scripts" / "kafka-local"
 START_TIMEOUT = 180.0

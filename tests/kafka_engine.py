@@ -16,8 +16,8 @@ from aiokafka.structs import ConsumerRecord
 
 from engine_process import SmsrouteProcess
 from smsroute.config import Settings, load_settings
-from smsroute.worker.app import topic_names
-from smsroute.worker.deadletters import read_all
+from smsroute.engines.kafka.deadletters import read_all
+from smsroute.engines.kafka.worker import topic_names
 
 STARTUP_TIMEOUT = 60.0
 """A worker joins its group, is assigned partitions and recovers their tables: seconds, on a busy machine more."""

@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 from prometheus_client import REGISTRY
 
-from smsroute import backlog
-from smsroute.eventlog.sqlite import SQLiteLog
-from smsroute.sinks.delivery import DeadLetter, Delivery
-from smsroute.streams.statedb import Finished, StateDB
+from smsroute.engines.embedded import backlog
+from smsroute.engines.embedded.log import SQLiteLog
+from smsroute.engines.embedded.state import Finished, StateDB
+from smsroute.models.dead_letter import DeadLetter
+from smsroute.models.delivery import Delivery
 
 NOW = 1_800_000_000.0
 

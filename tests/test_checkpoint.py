@@ -7,9 +7,9 @@ import asyncio
 import time
 from pathlib import Path
 
-from smsroute.checkpoint import WAL_RESTART_PAGES
-from smsroute.eventlog.sqlite import SQLiteLog, connect
-from smsroute.streams.statedb import StateDB
+from smsroute.engines.embedded.checkpoint import WAL_RESTART_PAGES
+from smsroute.engines.embedded.log import SQLiteLog, connect
+from smsroute.engines.embedded.state import StateDB
 
 TIMEOUT = 10.0
 

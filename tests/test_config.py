@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from smsroute.config import ConfigError, load_settings
-from smsroute.ingress.providers import available, build_adapters
+from smsroute.providers import available, build_receivers
 
 
 @pytest.fixture(autouse=True)
@@ -48,26 +48,26 @@ def test_nested_environment_variable_sets_an_ingress_option(tmp_path: Path, monk
     config = write(tmp_path, '[ingress.agiletelecom]\ntoken_header = "X-Agile-Key"\n')
     monkeypatch.setenv("SMSROUTE_INGRESS__AGILETELECOM__TOKEN", "s3cret")
     settings = load_settings(config)
-    adapter = build_adapters(settings)["agiletelecom"]
-    assert adapter.config.token is not None
-    assert adapter.config.token.get_secret_value() == "s3cret"
-    assert adapter.config.token_header == "X-Agile-Key"  # merged with the file's table, not replaced
-    assert "s3cret" not in repr(adapter.config)
+    receiver = build_receivers(settings)["agiletelecom"]
+    assert receiver.config.token is not None
+    assert receiver.config.token.get_secret_value() == "s3cret"
+    assert receiver.config.token_header == "X-Agile-Key"  # merged with the file's table, not replaced
+    assert "s3cret" not in repr(receiver.config)
 
 
 def test_configured_ingress_names_replace_the_defaults() -> None:
     settings = load_settings(ingress={"sms-it": {"provider": "agiletelecom"}, "smsgateway24": {}})
-    adapters = build_adapters(settings)
-    assert {name: adapter.provider for name, adapter in adapters.items()} == {
+    receivers = build_receivers(settings)
+    assert {name: receiver.provider for name, receiver in receivers.items()} == {
         "sms-it": "agiletelecom",
         "smsgateway24": "smsgateway24",
     }
 
 
 def test_no_ingress_configured_mounts_every_provider_under_its_own_name() -> None:
-    adapters = build_adapters(load_settings())
-    assert {name: adapter.provider for name, adapter in adapters.items()} == {p: p for p in available()}
-    assert {"agiletelecom", "smsgateway24"} <= set(adapters)
+    receivers = build_receivers(load_settings())
+    assert {name: receiver.provider for name, receiver in receivers.items()} == {p: p for p in available()}
+    assert {"agiletelecom", "smsgateway24"} <= set(receivers)
 
 
 @pytest.mark.parametrize(
@@ -119,7 +119,7 @@ def test_missing_file_names_the_file(tmp_path: Path) -> None:
 def test_unknown_provider_lists_the_built_in_ones(tmp_path: Path) -> None:
     settings = load_settings(write(tmp_path, '[ingress.sms-it]\nprovider = "agile"\n'))
     with pytest.raises(ConfigError) as error:
-        build_adapters(settings)
+        build_receivers(settings)
     message = str(error.value)
     assert message.startswith("ingress.sms-it.provider: unknown provider 'agile' (built-in: ")
     assert all(provider in message for provider in available())
@@ -127,7 +127,7 @@ def test_unknown_provider_lists_the_built_in_ones(tmp_path: Path) -> None:
 
 def test_ingress_named_after_no_provider_needs_a_provider() -> None:
     with pytest.raises(ConfigError, match=r"^ingress.sms-it.provider: unknown provider 'sms-it'"):
-        build_adapters(load_settings(ingress={"sms-it": {"token": "s3cret"}}))
+        build_receivers(load_settings(ingress={"sms-it": {"token": "s3cret"}}))
 
 
 @pytest.mark.parametrize(
@@ -140,7 +140,7 @@ def test_ingress_named_after_no_provider_needs_a_provider() -> None:
 )
 def test_bad_ingress_options_are_named_with_their_table(options: dict[str, object], expected: str) -> None:
     with pytest.raises(ConfigError) as error:
-        build_adapters(load_settings(ingress={"agiletelecom": options}))
+        build_receivers(load_settings(ingress={"agiletelecom": options}))
     assert str(error.value).startswith(expected)
     assert "s3cret" not in str(error.value)
 

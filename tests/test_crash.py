@@ -16,11 +16,11 @@ from pathlib import Path
 from urllib.parse import parse_qs
 
 import aiohttp
+
 from engine_process import EngineProcess as Engine
 from engine_process import form
-
-from smsroute.eventlog.sqlite import SQLiteLog
-from smsroute.events import RawEvent
+from smsroute.engines.embedded.log import SQLiteLog
+from smsroute.models.raw import RawEvent
 
 PATH = "/inbound/agiletelecom"
 TOTAL = 3000

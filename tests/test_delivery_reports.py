@@ -10,14 +10,14 @@ from typing import Any
 
 import pytest
 
-from smsroute.events import RawEvent
-from smsroute.ingress.providers.smsgateway24 import SMSGateway24
-from smsroute.streams.parts import Unprocessable
-from smsroute.streams.reports import DeliveryReport
-from smsroute.streams.statedb import StateDB
+from smsroute.engines.embedded.state import StateDB
+from smsroute.models.raw import RawEvent
+from smsroute.models.report import DeliveryReport
+from smsroute.providers.kit import Unprocessable
+from smsroute.providers import smsgateway24
 from test_smsgateway24 import STATUS
 
-ADAPTER = SMSGateway24("smsgateway24", SMSGateway24.config_class(provider="smsgateway24"))
+NORMALIZER = smsgateway24.Normalizing()
 
 # Every status_id of the document and what it means for an SMS we sent.
 DOCUMENTED = {
@@ -35,7 +35,7 @@ def status_event(**fields: Any) -> RawEvent:
 @pytest.mark.parametrize(("code", "status"), sorted(DOCUMENTED.items()))
 def test_every_documented_status_code_is_mapped(code: int, status: str) -> None:
     for sent_as in (code, str(code)):  # the document types it int, phones send strings too
-        report = ADAPTER.report(status_event(status_id=sent_as), "IT")
+        report = NORMALIZER.report(status_event(status_id=sent_as), "IT")
         assert (report.status, report.code) == (status, str(code))
     assert report.provider_message_id == str(STATUS["sms_id"])
     assert report.recipient == STATUS["sendto"]
@@ -44,7 +44,7 @@ def test_every_documented_status_code_is_mapped(code: int, status: str) -> None:
 
 
 def test_an_undocumented_code_is_kept_as_unknown_not_guessed() -> None:
-    report = ADAPTER.report(status_event(status_id=42, status_message=""), "IT")
+    report = NORMALIZER.report(status_event(status_id=42, status_message=""), "IT")
     assert (report.status, report.code, report.description) == ("unknown", "42", "a status code the document does not list")
 
 
@@ -52,7 +52,7 @@ def test_an_inbound_event_is_no_report() -> None:
     event = status_event()
     event.kind = "inbound"
     with pytest.raises(Unprocessable):
-        ADAPTER.report(event, "IT")
+        NORMALIZER.report(event, "IT")
 
 
 def report(status: str, code: str, sms_id: str = "22074938") -> DeliveryReport:

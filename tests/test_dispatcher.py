@@ -15,10 +15,10 @@ import pytest
 from aiohttp import web
 
 from local_server import served
+from smsroute.engines.embedded.dispatcher import Dispatcher
+from smsroute.engines.embedded.state import StateDB
+from smsroute.models.delivery import Delivery
 from smsroute.sinks import webhook
-from smsroute.sinks.delivery import Delivery
-from smsroute.sinks.dispatcher import Dispatcher
-from smsroute.streams.statedb import StateDB
 
 SLOTS = 4
 QUEUED = 10

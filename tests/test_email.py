@@ -13,10 +13,10 @@ import aiohttp
 import pytest
 from prometheus_client import REGISTRY
 
-from smsroute.config import SMTPConfig
-from smsroute.sinks.delivery import Delivery
-from smsroute.sinks.email import Pool, compose
 from engine_process import EngineProcess, form
+from smsroute.config import SMTPConfig
+from smsroute.models.delivery import Delivery
+from smsroute.sinks.email import Pool, compose
 from smtp_server import PASSWORD, USER, Certificates, Mailbox, StartSMTP, certificates, start_smtp  # noqa: F401
 from test_pipeline import AGILE, Running, StartEngine, eventually, receiver, start_engine  # noqa: F401
 

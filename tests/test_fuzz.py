@@ -29,8 +29,8 @@ from yarl import URL
 from engine_process import EngineProcess
 from local_server import served
 from provider_fixtures import Fixture, fixtures
-from smsroute.eventlog.sqlite import SQLiteLog
-from smsroute.ingress.providers import available
+from smsroute.engines.embedded.log import SQLiteLog
+from smsroute.providers import available
 from test_hardening import poison_events
 
 SEED = 20261204
@@ -179,7 +179,7 @@ def scraped(text: str, name: str) -> float:
 
 async def test_fuzzing_the_ingress_finds_no_5xx_no_exit_and_loses_no_valid_message(tmp_path: Path) -> None:
     rng = random.Random(SEED)
-    providers = {name for name, adapter in available().items() if adapter.kinds}  # every HTTP provider
+    providers = {name for name, provider in available().items() if provider.receiving.kinds}  # every HTTP provider
     templates = [fixture for fixture in fixtures(providers) if not fixture.settings]
     valid = [fixture for fixture in templates if mutable(fixture)]
     assert {fixture.provider for fixture in valid} == providers, "every HTTP provider needs a valid fixture"

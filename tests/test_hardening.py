@@ -23,20 +23,20 @@ from conftest import Ingress, StartIngress
 from engine_process import EngineProcess
 from local_server import served
 from smsroute.config import ConfigError, load_settings
-from smsroute.eventlog.sqlite import SQLiteLog
-from smsroute.events import RawEvent
-from smsroute.ingress.base import Adapter
-from smsroute.ingress.providers import build_adapters
-from smsroute.ingress.providers.agiletelecom import AgileTelecom
-from smsroute.ingress.providers.vonage import signature
+from smsroute.engines.embedded.consumer import Processor
+from smsroute.engines.embedded.log import SQLiteLog
+from smsroute.engines.embedded.state import StateDB
 from smsroute.logs import JSONFormatter
+from smsroute.models.part import Part
+from smsroute.models.raw import RawEvent
+from smsroute.providers import build_receivers, normalizers
+from smsroute.providers.agiletelecom import Normalizing as AgileTelecom
+from smsroute.providers.base import Receiver
+from smsroute.providers.vonage import signature
 from smsroute.rules import load_rules
 from smsroute.streams.dedupe import Dedupe
 from smsroute.streams.optouts import OptOuts
-from smsroute.streams.parts import Part
 from smsroute.streams.pipeline import Pipeline
-from smsroute.streams.processor import Processor
-from smsroute.streams.statedb import StateDB
 from smsroute.streams.stitch import Stitcher
 
 ROUTES = Path(__file__).resolve().parent.parent / "routing_rules"
@@ -100,7 +100,7 @@ async def test_form_text_that_does_not_decode_is_400_and_kaleyra_keeps_it_flagge
     junk = b"device_address=1447%DF7665544&inbound_address=12345&message=caf%E9"
     assert (await ingress.post("/inbound/kaleyra", data=junk, headers=FORM))[0] == 200
     [event] = ingress.events()
-    part = build_adapters(load_settings())["kaleyra"].normalize(event, None)
+    part = normalizers()["kaleyra"].normalize(event, None)
     assert (part.text, part.flags[-1]) == ("caf\ufffd", "undecodable_text")
 
 
@@ -137,10 +137,10 @@ async def test_a_header_the_log_cannot_store_is_400(start_ingress: StartIngress)
 async def test_an_unexpected_error_is_500_counted_and_logged(
     ingress: Ingress, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    def broken(self: Adapter, request: object) -> None:
+    def broken(self: Receiver, request: object) -> None:
         raise RuntimeError("a bug on an odd request")
 
-    monkeypatch.setattr(Adapter, "authenticate", broken)
+    monkeypatch.setattr(Receiver, "authenticate", broken)
     before = await requests_counted(ingress, "agiletelecom")
     status, text, _ = await ingress.post(AGILE, data=SAMPLE)
     assert (status, text.strip()) == (500, "internal error; retry later")
@@ -194,7 +194,7 @@ async def test_a_repeated_field_means_its_first_value_everywhere(ingress: Ingres
     assert (await ingress.post(AGILE, data=body, headers=FORM))[:2] == (200, "+OK")
     [event] = ingress.events()
     assert event.key == "agiletelecom:+393331234567:+393201234567"
-    part = build_adapters(load_settings())["agiletelecom"].normalize(event, None)
+    part = normalizers()["agiletelecom"].normalize(event, None)
     assert (part.sender, part.recipient) == ("+393331234567", "+393201234567")
 
 
@@ -214,7 +214,7 @@ async def test_a_repeated_field_means_its_first_value_everywhere(ingress: Ingres
 )
 def test_an_empty_secret_is_a_configuration_error(overrides: dict[str, Any]) -> None:
     with pytest.raises(ConfigError, match="must not be empty: an empty secret would authenticate anyone"):
-        build_adapters(load_settings(**overrides))
+        build_receivers(load_settings(**overrides))
 
 
 def test_a_token_in_a_header_line_is_masked_whatever_quotes_it() -> None:
@@ -309,7 +309,7 @@ async def test_poison_events_in_the_log_become_dead_letters_and_the_stream_goes_
 
 
 class Careless(AgileTelecom):
-    """An adapter with a bug: it lets through what nothing downstream can store."""
+    """A normalizer with a bug: it lets through what nothing downstream can store."""
 
     def normalize(self, event: RawEvent, region: str | None) -> Part:
         part = super().normalize(event, region)
@@ -328,7 +328,7 @@ async def test_an_event_failing_past_normalization_is_undone_and_dead_lettered(t
     state = StateDB(tmp_path / "state.db")
     rules = load_rules(ROUTES)
     pipeline = Pipeline(
-        {"agiletelecom": Careless("agiletelecom", AgileTelecom.config_class(provider="agiletelecom"))},
+        {"agiletelecom": Careless()},
         Dedupe(state.dedupe), Stitcher(state.pending), lambda: rules, opt_outs=OptOuts(state.opt_outs),
     )
     texts = ["before", "bad key", "bad text", "after"]
@@ -360,7 +360,7 @@ async def test_an_event_failing_past_normalization_is_undone_and_dead_lettered(t
 def test_a_kafka_table_savepoint_undoes_the_failed_events_writes(monkeypatch: pytest.MonkeyPatch) -> None:
     """The worker's counterpart of the SQLite savepoint: a failed event leaves its tables (and their
     changelogs) as they were before it."""
-    from smsroute.worker import stores
+    from smsroute.engines.kafka import tables as stores
 
     class Table:  # what TableStore uses of a Faust table: its local data
         data: dict[bytes, bytes] = {}

@@ -13,10 +13,10 @@ import aiosmtplib
 import pytest
 from prometheus_client import REGISTRY
 
-from smsroute.config import ConfigError
-from smsroute.ingress import mail
-from smsroute.ingress.providers.agiletelecom import AgileTelecom
 from engine_process import EngineProcess, free_port
+from smsroute.config import ConfigError
+from smsroute.providers import mail
+from smsroute.providers import agiletelecom
 from test_ingress import write_locked
 from test_pipeline import AGILE, Receiver, Running, StartEngine, eventually, receiver, start_engine  # noqa: F401
 
@@ -165,12 +165,12 @@ FIELDS = {"originator": "+393331234567", "destination": "+393201234567", "date_t
     ids=["plain", "crlf-case-next-line", "table", "bold", "quoted-body-first"],
 )
 def test_the_agile_layout_is_read_tolerantly(body: str) -> None:
-    adapter = AgileTelecom("agiletelecom-email", AgileTelecom.config_class(provider="agiletelecom"))
-    assert adapter.email_fields(mail.parse(agile_email(body).as_bytes())) == FIELDS
+    receiver = agiletelecom.Receiving("agiletelecom-email", agiletelecom.Receiving.config_class(provider="agiletelecom"))
+    assert receiver.email_fields(mail.parse(agile_email(body).as_bytes())) == FIELDS
 
 
 def test_quoted_printable_and_latin1_bodies_are_decoded() -> None:
     message = agile_email()
     message.set_content(BODY.replace("Ciao a tutti", "Però è già così"), charset="iso-8859-1", cte="quoted-printable")
-    adapter = AgileTelecom("agiletelecom-email", AgileTelecom.config_class(provider="agiletelecom"))
-    assert adapter.email_fields(mail.parse(message.as_bytes()))["text"] == "Però è già così"
+    receiver = agiletelecom.Receiving("agiletelecom-email", agiletelecom.Receiving.config_class(provider="agiletelecom"))
+    assert receiver.email_fields(mail.parse(message.as_bytes()))["text"] == "Però è già così"

@@ -28,10 +28,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from engine_process import SmsrouteProcess, form, free_port
 from kafka_broker import LocalBroker, partition_count, read_topic
 from smsroute.config import load_settings
-from smsroute.processing import normalizers
-from smsroute.events import RawEvent
-from smsroute.ingress.kafka import KafkaIngress
-from smsroute.ingress.providers import build_adapters
+from smsroute.engines.kafka.ingress import KafkaIngress
+from smsroute.models.raw import RawEvent
+from smsroute.providers import build_receivers
+from smsroute.providers import normalizers
 from test_pipeline_providers import SEEDS
 from test_smsgateway24 import INCOMING
 from test_twilio import SAMPLE as TWILIO
@@ -111,7 +111,7 @@ async def start_kafka_ingress(kafka_bootstrap: str, tmp_path: Path) -> AsyncIter
         kafka = {"bootstrap_servers": bootstrap, "topic_prefix": unique_prefix(), "partitions": 3, **kafka}
         settings = load_settings(port=0, data_dir=tmp_path / "unused", kafka=kafka)
         assert settings.kafka is not None
-        ingress = KafkaIngress(settings, build_adapters(settings), settings.kafka)
+        ingress = KafkaIngress(settings, build_receivers(settings), settings.kafka)
         await ingress.start()
         run = KafkaRun(f"http://127.0.0.1:{ingress.port}", aiohttp.ClientSession(), bootstrap, settings.kafka.raw_topic)
         running.append((ingress, run))

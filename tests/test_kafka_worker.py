@@ -21,10 +21,11 @@ import pytest
 
 from kafka_broker import LocalBroker
 from kafka_engine import KafkaEngine
-from smsroute.records import decode_delivery
-from smsroute.worker import deadletters
+from smsroute.engines.kafka import deadletters
+from smsroute.models.delivery import Delivery
 from test_pipeline import AGILE, Receiver, eventually, receiver, vonage_part  # noqa: F401
 from test_pipeline_providers import scrape_url, value
+
 
 def inbox_rules(url: str) -> str:
     return f"""
@@ -95,7 +96,7 @@ async def test_two_workers_share_the_partitions_and_deliver_every_message_once(
         lags = [labels for m in scraped for (name, labels) in m if name == "smsroute_consumer_lag"]
         assert {dict(labels)["topic"] for labels in lags} == {kafka_engine.settings.kafka.raw_topic,  # type: ignore[union-attr]
                                                               f"{kafka_engine.prefix}.deliveries.v1"}
-    decisions = Counter(decode_delivery(r.value).id for r in await kafka_engine.records("deliveries"))
+    decisions = Counter(Delivery.decode(r.value).id for r in await kafka_engine.records("deliveries"))
     assert len(decisions) == len(texts) and set(decisions.values()) == {1}
 
 
@@ -125,7 +126,7 @@ async def test_sigkill_of_a_worker_mid_stream_loses_nothing(
     for request in receiver.at("/inbox"):
         by_text.setdefault(json.loads(request["body"])["text"], set()).add(request["headers"]["webhook-id"])
     assert all(len(ids) == 1 for ids in by_text.values())  # a repeat (an attempt in flight) has the same webhook-id
-    decisions = Counter(decode_delivery(r.value).id for r in await kafka_engine.records("deliveries"))
+    decisions = Counter(Delivery.decode(r.value).id for r in await kafka_engine.records("deliveries"))
     assert len(decisions) == len(first + second) and set(decisions.values()) == {1}  # each decided once
 
 
@@ -260,7 +261,7 @@ async def test_broker_restart_during_a_run_loses_nothing_acknowledged(
         for request in receiver.at("/inbox"):
             by_text.setdefault(json.loads(request["body"])["text"], set()).add(request["headers"]["webhook-id"])
         assert all(len(ids) == 1 for ids in by_text.values())
-        decisions = Counter(decode_delivery(r.value).id for r in await engine.records("deliveries"))
+        decisions = Counter(Delivery.decode(r.value).id for r in await engine.records("deliveries"))
         assert set(decisions.values()) == {1}  # each message decided once, whatever the broker did
     finally:
         engine.stop()

@@ -10,12 +10,12 @@ import time
 from pathlib import Path
 
 import aiohttp
-from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.metrics_core import Metric as Family
+from prometheus_client.parser import text_string_to_metric_families
 
 from engine_process import EngineProcess, form
-from kafka_engine import KafkaEngine
 from fake_providers import FakeOpenVoip, openvoip  # noqa: F401  (fixture)
+from kafka_engine import KafkaEngine
 from metrics_contract import contract
 from test_pipeline import Receiver, receiver  # noqa: F401
 from test_vonage import SAMPLE as VONAGE

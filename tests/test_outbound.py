@@ -9,12 +9,20 @@ from typing import Any
 import aiohttp
 import pytest
 
-from smsroute.config import ConfigError
 from fake_providers import (  # noqa: F401  (fixtures)
-    GATEWAY24_DEVICE, GATEWAY24_TOKEN, ID_CALL_GR, OPENVOIP_PARAMETERS, OPENVOIP_SECRET, OPENVOIP_SENDER,
-    FakeGateway24, FakeOpenVoip, gateway24, openvoip, openvoip_verify,
+    GATEWAY24_DEVICE,
+    GATEWAY24_TOKEN,
+    ID_CALL_GR,
+    OPENVOIP_PARAMETERS,
+    OPENVOIP_SECRET,
+    OPENVOIP_SENDER,
+    FakeGateway24,
+    FakeOpenVoip,
+    gateway24,
+    openvoip,
+    openvoip_verify,
 )
-from smsroute.config import load_settings
+from smsroute.config import ConfigError, load_settings
 from smsroute.sinks.outbound import Reply, available, build_provider
 from smsroute.sinks.outbound.openvoip import verify
 

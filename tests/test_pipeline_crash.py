@@ -22,10 +22,10 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from engine_process import EngineProcess as Engine
-from engine_process import form
 from aiohttp import web
 
+from engine_process import EngineProcess as Engine
+from engine_process import form
 from local_server import served
 from smsroute.config import Settings
 

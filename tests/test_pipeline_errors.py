@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from smsroute.events import RawEvent
-from smsroute.ingress.providers.agiletelecom import AgileTelecom
+from smsroute.models.raw import RawEvent
+from smsroute.providers.agiletelecom import Normalizing as AgileTelecom
 from smsroute.rules import load_rules
 from smsroute.streams.dedupe import Dedupe
 from smsroute.streams.optouts import OptOuts
@@ -18,7 +18,7 @@ ROUTES = Path(__file__).resolve().parent.parent / "routing_rules"
 
 class Broken(AgileTelecom):
     def normalize(self, event: RawEvent, region: str | None):  # type: ignore[override]
-        raise RuntimeError("a bug in an adapter")
+        raise RuntimeError("a bug in a normalizer")
 
 
 def pipeline(normalizer: AgileTelecom) -> Pipeline:
@@ -41,24 +41,21 @@ def event(text: str) -> bytes:
 
 
 def test_an_adapter_bug_is_a_dead_letter_with_the_raw_event() -> None:
-    config = AgileTelecom.config_class(provider="agiletelecom")
-    outcome = pipeline(Broken("agiletelecom", config)).process(event("hello"), now=0.0)
+    outcome = pipeline(Broken()).process(event("hello"), now=0.0)
     [letter] = outcome.dead_letters
-    assert (letter.stage, letter.reason) == ("normalize", "error: RuntimeError: a bug in an adapter")
+    assert (letter.stage, letter.reason) == ("normalize", "error: RuntimeError: a bug in a normalizer")
     assert RawEvent.decode(letter.payload).body.endswith(b"text=hello")
     assert outcome.deliveries == []
 
 
 def test_an_undecodable_record_is_a_dead_letter() -> None:
-    config = AgileTelecom.config_class(provider="agiletelecom")
-    outcome = pipeline(AgileTelecom("agiletelecom", config)).process(b"\x01garbage", now=0.0)
+    outcome = pipeline(AgileTelecom()).process(b"\x01garbage", now=0.0)
     [letter] = outcome.dead_letters
     assert letter.stage == "normalize" and letter.reason.startswith("undecodable:")
     assert letter.payload == b"\x01garbage"
 
 
 def test_a_good_event_after_them_is_routed() -> None:
-    config = AgileTelecom.config_class(provider="agiletelecom")
-    outcome = pipeline(AgileTelecom("agiletelecom", config)).process(event("STOP"), now=0.0)
+    outcome = pipeline(AgileTelecom()).process(event("STOP"), now=0.0)
     assert outcome.dead_letters == []
     assert {delivery.route for delivery in outcome.deliveries} >= {"opt-out-audit"}

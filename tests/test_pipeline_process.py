@@ -12,9 +12,9 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from engine_process import ROUTES, EngineProcess, form
 from prometheus_client.parser import text_string_to_metric_families
 
+from engine_process import ROUTES, EngineProcess, form
 from smsroute.metrics import exposition
 from smsroute.rules import load_rules
 

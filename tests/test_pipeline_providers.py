@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from smsroute.events import RawEvent
+from smsroute.models.raw import RawEvent
 from test_kaleyra import SEED_SAMPLE
 from test_pipeline import AGILE, Receiver, Running, StartEngine, engine, eventually, receiver, start_engine, until  # noqa: F401
 from test_smsgateway24 import INCOMING, STATUS

@@ -10,14 +10,12 @@ from importlib import resources
 import fastavro
 import pytest
 
-from smsroute.avro import DecodeError, codec
-from smsroute.message import InboundMessage, Media
-from smsroute.records import (
-    AttemptRecord, DeadLetterRecord, decode_delivery, decode_message, decode_report, encode_delivery, encode_message,
-    encode_report,
-)
-from smsroute.sinks.delivery import DeadLetter, Delivery, body_of
-from smsroute.streams.reports import DeliveryReport
+from smsroute.models.attempt import AttemptRecord
+from smsroute.models.avro import DecodeError, codec
+from smsroute.models.dead_letter import DeadLetter, DeadLetterRecord
+from smsroute.models.delivery import Delivery, body_of
+from smsroute.models.message import InboundMessage, Media, decode_message, encode_message
+from smsroute.models.report import DeliveryReport
 
 MESSAGE = InboundMessage(
     id="0123456789abcdef0123456789abcdef", provider="smsgateway24", source="sms-it", sender="+393331234567",
@@ -52,9 +50,9 @@ def test_a_message_written_with_revision_1_reads_with_no_media() -> None:
 
 
 def test_delivery_round_trips() -> None:
-    data = encode_delivery(DELIVERY)
+    data = DELIVERY.encode()
     assert data[0] == codec("delivery").version  # the schema revision byte
-    decoded = decode_delivery(data)
+    decoded = Delivery.decode(data)
     assert decoded == DELIVERY
     assert decoded.body == DELIVERY.body  # what the receiver gets and the signature covers
     assert decoded.destination == "https://crm.example.com:8443"
@@ -74,11 +72,11 @@ def test_attempt_and_dead_letter_round_trip() -> None:
 
 
 def test_a_damaged_record_is_refused_not_misread() -> None:
-    data = encode_delivery(DELIVERY)
+    data = DELIVERY.encode()
     with pytest.raises(DecodeError):
-        decode_delivery(data[:-3])
+        Delivery.decode(data[:-3])
     with pytest.raises(DecodeError):
-        decode_delivery(b"\x09" + data[1:])
+        Delivery.decode(b"\x09" + data[1:])
 
 
 def test_a_delivery_written_with_revision_1_reads_with_the_current_revision() -> None:
@@ -92,18 +90,18 @@ def test_a_delivery_written_with_revision_1_reads_with_the_current_revision() ->
         "destination": DELIVERY.destination, "action": json.dumps(DELIVERY.action),
         "message": encode_message(DELIVERY.message), "received_at": DELIVERY.received_at,
     })
-    decoded = decode_delivery(out.getvalue())
+    decoded = Delivery.decode(out.getvalue())
     assert decoded == DELIVERY and decoded.round == 0
-    replayed = decode_delivery(encode_delivery(DELIVERY.__class__(
-        **{**{name: getattr(DELIVERY, name) for name in DELIVERY.__slots__}, "round": 2})))
+    replayed = Delivery.decode((DELIVERY.__class__(
+        **{**{name: getattr(DELIVERY, name) for name in DELIVERY.__slots__}, "round": 2})).encode())
     assert replayed.round == 2
 
 
 def test_delivery_report_round_trips_with_its_times() -> None:
     report = DeliveryReport("smsgateway24", "555001", "delivered", "7", "Delivered", "+393331234567",
                             datetime(2026, 11, 21, 10, 0, 1, 250000, UTC), datetime(2026, 11, 21, 10, 0, 0, tzinfo=UTC))
-    data = encode_report(report)
+    data = report.encode()
     assert data[0] == codec("delivery_report").version
-    assert decode_report(data) == report
+    assert DeliveryReport.decode(data) == report
     no_time = DeliveryReport("smsgateway24", "555002", "unknown", "99", "?", "", report.received_at)
-    assert decode_report(encode_report(no_time)) == no_time
+    assert DeliveryReport.decode(no_time.encode()) == no_time

@@ -9,7 +9,7 @@ from textwrap import dedent
 
 import pytest
 
-from smsroute.message import InboundMessage
+from smsroute.models.message import InboundMessage
 from smsroute.rules import RuleSet, first_word, load_rules
 from smsroute.rules.model import Retry
 

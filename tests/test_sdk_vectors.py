@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from smsroute.ingress.providers import twilio, vonage
+from smsroute.providers import twilio, vonage
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "providers"
 

@@ -13,11 +13,11 @@ import pytest
 
 from fake_providers import FakeOpenVoip, openvoip  # noqa: F401  (fixture)
 from smsroute.config import load_settings
-from smsroute.sinks.delivery import Delivery
+from smsroute.engines.embedded.state import StateDB
+from smsroute.models.delivery import Delivery
 from smsroute.sinks.outbound import build_provider
 from smsroute.sinks.sms_reply import sender
 from smsroute.streams.optouts import OptOuts
-from smsroute.streams.statedb import StateDB
 
 ALICE = "+393331234567"
 BOB = "+393337654321"

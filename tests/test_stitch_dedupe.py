@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from smsroute.message import InboundMessage
+from smsroute.engines.embedded.state import StateDB
+from smsroute.models.message import InboundMessage
+from smsroute.models.part import Concat, Part
 from smsroute.streams.dedupe import Dedupe
-from smsroute.streams.parts import Concat, Part
 from smsroute.streams.state import MemoryStore
-from smsroute.streams.statedb import StateDB
 from smsroute.streams.stitch import Pending, Stitcher
 
 TIMEOUT = 300.0

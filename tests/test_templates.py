@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from smsroute.message import InboundMessage
+from smsroute.models.message import InboundMessage
 from smsroute.rules import RuleError, load_rules
 from smsroute.rules.model import Email
 from smsroute.rules.templates import RenderError, check, render

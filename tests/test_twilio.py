@@ -12,8 +12,8 @@ import pytest
 
 from conftest import Ingress, StartIngress
 from smsroute.config import ConfigError, load_settings
-from smsroute.ingress.providers import build_adapters
-from smsroute.ingress.providers.twilio import signature
+from smsroute.providers import build_receivers, normalizers
+from smsroute.providers.twilio import signature
 
 AUTH_TOKEN = "0123456789abcdef0123456789abcdef"
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
@@ -206,7 +206,7 @@ async def test_public_url_is_what_is_signed_behind_a_proxy(start_ingress: StartI
 def test_public_url_with_a_query_is_a_configuration_error() -> None:
     settings = load_settings(ingress={"twilio": {"public_url": "https://sms.example.com/hooks/twilio?x=1"}})
     with pytest.raises(ConfigError, match=r"ingress\.twilio\.public_url: .*no query string"):
-        build_adapters(settings)
+        build_receivers(settings)
 
 
 async def test_mms_media_become_the_messages_media(ingress: Ingress) -> None:
@@ -218,7 +218,7 @@ async def test_mms_media_become_the_messages_media(ingress: Ingress) -> None:
     }
     assert (await ingress.post("/inbound/twilio", data=data))[0] == 200
     [event] = ingress.events()
-    part = build_adapters(load_settings())["twilio"].normalize(event, None)
+    part = normalizers()["twilio"].normalize(event, None)
     assert [(item.url, item.content_type) for item in part.media] == media
     assert part.text == "look"
 

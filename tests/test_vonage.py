@@ -14,8 +14,8 @@ import pytest
 
 from conftest import Ingress, StartIngress
 from smsroute.config import ConfigError, load_settings
-from smsroute.ingress.providers import build_adapters
-from smsroute.ingress.providers.vonage import signature
+from smsroute.providers import build_receivers, normalizers
+from smsroute.providers.vonage import signature
 
 PATH = "/inbound/vonage"
 SECRET = "vonage-sig-secret-4f1c2a"
@@ -316,11 +316,11 @@ def test_signature_settings_are_validated() -> None:
         ({"signature_method": "sha3"}, "ingress.vonage.signature_method"),
     ]:
         with pytest.raises(ConfigError, match=problem):
-            build_adapters(load_settings(ingress={"vonage": {"signature_secret": SECRET, **options}}))
-    [adapter] = build_adapters(load_settings(ingress={"vonage": {"signature_secret": SECRET}})).values()
+            build_receivers(load_settings(ingress={"vonage": {"signature_secret": SECRET, **options}}))
+    [adapter] = build_receivers(load_settings(ingress={"vonage": {"signature_secret": SECRET}})).values()
     assert adapter.signed
     assert SECRET not in repr(adapter.config)
-    assert not build_adapters(load_settings(ingress={"vonage": {}}))["vonage"].signed
+    assert not build_receivers(load_settings(ingress={"vonage": {}}))["vonage"].signed
 
 
 async def test_a_message_without_message_timestamp_is_a_message(ingress: Ingress) -> None:
@@ -328,5 +328,5 @@ async def test_a_message_without_message_timestamp_is_a_message(ingress: Ingress
     sample = {name: value for name, value in SAMPLE.items() if name != "message-timestamp"}
     assert (await ingress.post(PATH, json=sample))[0] == 204
     [event] = ingress.events()
-    part = build_adapters(load_settings())["vonage"].normalize(event, None)
+    part = normalizers()["vonage"].normalize(event, None)
     assert (part.provider_time, part.text) == (None, SAMPLE["text"])

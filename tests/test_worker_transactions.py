@@ -7,7 +7,7 @@ import asyncio
 
 from faust.types import TP
 
-from smsroute.worker.transactions import Admission, Gate, Progress
+from smsroute.engines.kafka.transactions import Admission, Gate, Progress
 
 RAW = TP("smsroute.raw.v1", 0)
 DELIVERIES = TP("smsroute.deliveries.v1", 0)

@@ -10,7 +10,7 @@ from aiohttp import web
 from pydantic.networks import IPvAnyNetwork
 
 from ..config import IngressConfig
-from .base import Incoming, IngressError, bad_request, unauthorized
+from ..providers.base import Incoming, IngressError, bad_request, unauthorized
 
 
 def client_address(request: web.Request, trusted_proxies: Iterable[IPvAnyNetwork]) -> str:

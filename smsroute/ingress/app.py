@@ -15,11 +15,11 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from .. import metrics
 from ..config import Settings
-from ..events import EventKind, RawEvent
-from ..eventlog import EventLog, LogUnavailable
-from ..streams.parts import Unprocessable
+from ..models.raw import EventKind, RawEvent
+from ..providers.base import Receiver, Incoming, IngressError, bad_request
+from ..providers.kit import Unprocessable, codec_of
 from .access import check_access, client_address
-from .base import Adapter, Incoming, IngressError, bad_request, codec_of
+from .log import EventLog, LogUnavailable
 
 log = logging.getLogger("smsroute.ingress")
 
@@ -29,7 +29,7 @@ _requests = functools.cache(metrics.INGRESS_REQUESTS.labels)
 _events = functools.cache(metrics.INGRESS_EVENTS.labels)
 _latency = functools.cache(metrics.INGRESS_LATENCY.labels)
 
-ADAPTERS = web.AppKey("adapters", dict[str, Adapter])
+RECEIVERS = web.AppKey("receivers", dict[str, Receiver])
 EVENT_LOG = web.AppKey("event_log", EventLog)
 SETTINGS = web.AppKey("settings", Settings)
 MoreMetrics = Callable[[], Awaitable[list[str]]]
@@ -38,14 +38,14 @@ MORE_METRICS = web.AppKey("more_metrics", MoreMetrics)
 
 def create_app(
     settings: Settings,
-    adapters: Mapping[str, Adapter],
+    receivers: Mapping[str, Receiver],
     event_log: EventLog,
     more_metrics: MoreMetrics | None = None,
 ) -> web.Application:
     """``more_metrics``: the text exposition of the engine's other processes, added into ``/metrics``."""
     app = web.Application(client_max_size=settings.max_body_bytes)
     app[SETTINGS] = settings
-    app[ADAPTERS] = dict(adapters)
+    app[RECEIVERS] = dict(receivers)
     app[EVENT_LOG] = event_log
     app[MORE_METRICS] = more_metrics or _nothing
     # Any path below /inbound/ and /status/ is an ingress request: a name with a slash, or none, is
@@ -70,12 +70,12 @@ async def _receive(request: web.Request, kind: EventKind) -> web.Response:
     started = time.perf_counter()
     received_at_us = time.time_ns() // 1000
     source = request.match_info["source"]
-    adapter = request.app[ADAPTERS].get(source)
-    label = source if adapter is not None else "unknown"
+    receiver = request.app[RECEIVERS].get(source)
+    label = source if receiver is not None else "unknown"
     try:
-        if adapter is None:
+        if receiver is None:
             raise IngressError(404, "unknown_source", f"no ingress named {source!r}")
-        response = await _accept(request, adapter, kind, received_at_us)
+        response = await _accept(request, receiver, kind, received_at_us)
         outcome = "accepted"
     except IngressError as exc:
         outcome = exc.code
@@ -102,21 +102,21 @@ async def _receive(request: web.Request, kind: EventKind) -> web.Response:
     return response
 
 
-async def _accept(request: web.Request, adapter: Adapter, kind: EventKind, received_at_us: int) -> web.Response:
-    if kind not in adapter.kinds:
-        raise IngressError(404, "unsupported_kind", f"{adapter.provider} sends no {kind} events here")
-    if request.method not in adapter.methods:
-        allowed = ", ".join(sorted(adapter.methods))
+async def _accept(request: web.Request, receiver: Receiver, kind: EventKind, received_at_us: int) -> web.Response:
+    if kind not in receiver.kinds:
+        raise IngressError(404, "unsupported_kind", f"{receiver.provider} sends no {kind} events here")
+    if request.method not in receiver.methods:
+        allowed = ", ".join(sorted(receiver.methods))
         raise IngressError(405, "method_not_allowed", f"method must be {allowed}", {"Allow": allowed})
-    incoming = await _read(request, adapter, kind, received_at_us)
-    check_access(incoming, adapter.config)
-    adapter.authenticate(incoming)
-    messages = adapter.split(incoming, adapter.validate(incoming))
-    headers = _kept_headers(adapter, incoming)
+    incoming = await _read(request, receiver, kind, received_at_us)
+    check_access(incoming, receiver.config)
+    receiver.authenticate(incoming)
+    messages = receiver.split(incoming, receiver.validate(incoming))
+    headers = _kept_headers(receiver, incoming)
     events = [
         RawEvent(
-            ingress=adapter.name,
-            provider=adapter.provider,
+            ingress=receiver.name,
+            provider=receiver.provider,
             kind=kind,
             received_at_us=received_at_us,
             remote_addr=incoming.remote,
@@ -138,13 +138,13 @@ async def _accept(request: web.Request, adapter: Adapter, kind: EventKind, recei
         async with asyncio.timeout(settings.log_timeout):
             await request.app[EVENT_LOG].append(records)
     except (LogUnavailable, TimeoutError) as exc:
-        log.error("log unavailable", extra={"event": "log_unavailable", "source": adapter.name, "error": str(exc)})
+        log.error("log unavailable", extra={"event": "log_unavailable", "source": receiver.name, "error": str(exc)})
         raise IngressError(503, "log_unavailable", "temporarily unable to store the message; retry later") from None
-    _events(adapter.name, kind).inc(len(events))
-    return adapter.answer(incoming, messages)
+    _events(receiver.name, kind).inc(len(events))
+    return receiver.answer(incoming, messages)
 
 
-async def _read(request: web.Request, adapter: Adapter, kind: EventKind, received_at_us: int) -> Incoming:
+async def _read(request: web.Request, receiver: Receiver, kind: EventKind, received_at_us: int) -> Incoming:
     settings = request.app[SETTINGS]
     limit = settings.max_body_bytes
     if request.content_length is not None and request.content_length > limit:
@@ -169,7 +169,7 @@ async def _read(request: web.Request, adapter: Adapter, kind: EventKind, receive
             raise IngressError(415, "unsupported_media_type", str(exc)) from None
     return Incoming(
         http=request,
-        source=adapter.name,
+        source=receiver.name,
         kind=kind,
         method=request.method,
         path=request.path,
@@ -177,9 +177,9 @@ async def _read(request: web.Request, adapter: Adapter, kind: EventKind, receive
         content_type=request.content_type if body else "",
         charset=request.charset,
         body=body,
-        remote=client_address(request, adapter.config.trusted_proxies),
+        remote=client_address(request, receiver.config.trusted_proxies),
         received_at_us=received_at_us,
-        text_errors="strict" if adapter.strict_text else "replace",
+        text_errors="strict" if receiver.strict_text else "replace",
     )
 
 
@@ -190,9 +190,9 @@ def _give_up_body(request: web.Request) -> None:
     request.content.feed_eof()
 
 
-def _kept_headers(adapter: Adapter, incoming: Incoming) -> dict[str, str]:
+def _kept_headers(receiver: Receiver, incoming: Incoming) -> dict[str, str]:
     """The request headers the raw event keeps; 400 for one that is not text (it could not be stored)."""
-    kept = {name: incoming.headers[name] for name in adapter.headers if name in incoming.headers}
+    kept = {name: incoming.headers[name] for name in receiver.headers if name in incoming.headers}
     for name, value in kept.items():
         if not value.isascii():
             raise bad_request(f"header {name} is not ASCII")

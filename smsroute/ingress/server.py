@@ -10,9 +10,9 @@ from typing import Any
 from aiohttp import web
 
 from ..config import Settings
-from ..eventlog import EventLog
+from ..providers.base import Receiver
 from .app import MoreMetrics, create_app
-from .base import Adapter
+from .log import EventLog
 
 log = logging.getLogger("smsroute")
 
@@ -23,14 +23,14 @@ class IngressServer:
     def __init__(
         self,
         settings: Settings,
-        adapters: Mapping[str, Adapter],
+        receivers: Mapping[str, Receiver],
         event_log: EventLog,
         more_metrics: MoreMetrics | None = None,
     ) -> None:
         self.settings = settings
-        self.adapters = adapters
+        self.receivers = receivers
         self.port = settings.port
-        self._runner = web.AppRunner(create_app(settings, adapters, event_log, more_metrics), access_log=None)
+        self._runner = web.AppRunner(create_app(settings, receivers, event_log, more_metrics), access_log=None)
 
     @property
     def running(self) -> bool:
@@ -42,13 +42,13 @@ class IngressServer:
         site = web.TCPSite(self._runner, self.settings.host, self.settings.port, backlog=1024)
         await site.start()
         self.port = self._runner.addresses[0][1]
-        for name, adapter in self.adapters.items():
-            auth = describe_auth(adapter)
+        for name, receiver in self.receivers.items():
+            auth = describe_auth(receiver)
             log.log(
                 logging.WARNING if auth == "none" else logging.INFO,
                 f"ingress {name} mounted" + (" with no authentication" if auth == "none" else ""),
-                extra={"event": "ingress_mounted", "source": name, "provider": adapter.provider, "auth": auth,
-                       "paths": [f"/{kind}/{name}" for kind in sorted(adapter.kinds)]},
+                extra={"event": "ingress_mounted", "source": name, "provider": receiver.provider, "auth": auth,
+                       "paths": [f"/{kind}/{name}" for kind in sorted(receiver.kinds)]},
             )
         log.info(f"listening on http://{self.settings.host}:{self.port}", extra={"event": "listening", **details})
 
@@ -57,12 +57,12 @@ class IngressServer:
         await self._runner.cleanup()
 
 
-def describe_auth(adapter: Adapter) -> str:
-    config = adapter.config
+def describe_auth(receiver: Receiver) -> str:
+    config = receiver.config
     checks = [
         name
         for name, on in (
-            ("signature", adapter.signed),
+            ("signature", receiver.signed),
             ("token", config.token is not None),
             ("ip-allow-list", bool(config.allow_ips)),
         )

@@ -1,7 +1,7 @@
 """The SMTP receiver: inbound SMS that a provider delivers by email, into the same durable log.
 
 Each accepted email becomes one raw event, the whole email as its body (``message/rfc822``), so the
-provider adapter normalizes it like its webhook posts. As with the HTTP ingress, nothing is
+provider receiver normalizes it like its webhook posts. As with the HTTP ingress, nothing is
 acknowledged before it is durable: ``250`` only after the log commit, ``451`` when the log cannot
 take it (the sending server tries again later, as mail servers do). What can never be a message is
 refused with a 5xx that says why, logged and counted, and never reaches the log: a From address not
@@ -23,11 +23,10 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from .. import metrics
 from ..config import ConfigError, InboundEmailConfig
-from ..eventlog import EventLog, LogUnavailable
-from ..events import RawEvent
-from . import mail
-from .base import Adapter
-from .providers import available
+from ..models.raw import RawEvent
+from ..providers import available, mail
+from ..providers.base import Receiver
+from .log import EventLog, LogUnavailable
 
 log = logging.getLogger("smsroute.ingress.smtp")
 
@@ -38,9 +37,9 @@ RETRY_LATER = "451 4.3.0 temporarily unable to store the message; try again late
 class MailReceiver:
     """The aiosmtpd handler, and the server it runs in the engine's event loop."""
 
-    def __init__(self, config: InboundEmailConfig, adapter: Adapter, event_log: EventLog, log_timeout: float) -> None:
+    def __init__(self, config: InboundEmailConfig, receiver: Receiver, event_log: EventLog, log_timeout: float) -> None:
         self.config = config
-        self.adapter = adapter
+        self.receiver = receiver
         self.event_log = event_log
         self.log_timeout = log_timeout
         self.allowed = frozenset(address.lower() for address in config.allow_senders)
@@ -53,16 +52,16 @@ class MailReceiver:
     def build(cls, config: InboundEmailConfig, names: set[str], event_log: EventLog, log_timeout: float) -> MailReceiver:
         """The receiver ``config`` describes; :class:`ConfigError` for a provider that sends no email,
         or a source name an HTTP ingress (``names``) already has."""
-        providers = available()
-        by_email = sorted(name for name, adapter in providers.items() if adapter.email_labels)
-        adapter = providers.get(config.provider)
-        if adapter is None or not adapter.email_labels:
+        providers = {name: provider.receiving for name, provider in available().items()}
+        by_email = sorted(name for name, receiving in providers.items() if receiving.email_labels)
+        receiving = providers.get(config.provider)
+        if receiving is None or not receiving.email_labels:
             raise ConfigError(
                 f"inbound_email.provider: {config.provider!r} delivers no SMS by email (providers that do: {', '.join(by_email)})"
             )
         if config.source in names:
             raise ConfigError(f"inbound_email.source: {config.source!r} is already the name of an HTTP ingress")
-        return cls(config, adapter(config.source, adapter.config_class(provider=config.provider)), event_log, log_timeout)
+        return cls(config, receiving(config.source, receiving.config_class(provider=config.provider)), event_log, log_timeout)
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -70,7 +69,7 @@ class MailReceiver:
         self.port = self._server.sockets[0].getsockname()[1]
         log.info(
             f"inbound email on smtp://{self.config.host}:{self.port}",
-            extra={"event": "mail_listening", "source": self.config.source, "provider": self.adapter.provider,
+            extra={"event": "mail_listening", "source": self.config.source, "provider": self.receiver.provider,
                    "allow_senders": sorted(self.allowed)},
         )
 
@@ -116,10 +115,10 @@ class MailReceiver:
         sender = mail.sender(message)
         if sender not in self.allowed:
             raise mail.Refused("550 5.7.1", "forbidden", f"sender {sender} is not allowed here")
-        fields = self.adapter.email_fields(message)
+        fields = self.receiver.email_fields(message)
         event = RawEvent(
-            ingress=self.adapter.name,
-            provider=self.adapter.provider,
+            ingress=self.receiver.name,
+            provider=self.receiver.provider,
             kind="inbound",
             received_at_us=received_at_us,
             remote_addr=_peer(session),
@@ -129,15 +128,15 @@ class MailReceiver:
             content_type=mail.RFC822,
             headers={"mail-from": envelope.mail_from or "", "rcpt-to": ", ".join(envelope.rcpt_tos)},
             body=raw,
-            key=self.adapter.key("inbound", fields),
+            key=self.receiver.key("inbound", fields),
         )
         try:
             async with asyncio.timeout(self.log_timeout):
                 await self.event_log.append([(event.key, event.encode())])
         except (LogUnavailable, TimeoutError) as exc:
-            log.error("log unavailable", extra={"event": "log_unavailable", "source": self.adapter.name, "error": str(exc)})
+            log.error("log unavailable", extra={"event": "log_unavailable", "source": self.receiver.name, "error": str(exc)})
             return RETRY_LATER, "log_unavailable"
-        metrics.INGRESS_EVENTS.labels(self.adapter.name, "inbound").inc()
+        metrics.INGRESS_EVENTS.labels(self.receiver.name, "inbound").inc()
         return STORED, "accepted"
 
     def refused(self, answer: str, session: Session, envelope: Envelope) -> None:

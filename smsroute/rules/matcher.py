@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from ..message import InboundMessage
+from ..models.message import InboundMessage
 from .model import Action, Route, TimeWindow, first_word
 
 

@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, model_validator
 
 from ..config import INGRESS_NAME, EmailAddress, number_or_prefix
-from ..message import InboundMessage
+from ..models.message import InboundMessage
 from .templates import HtmlTemplate, RenderError, Template, render
 
 _WORD = re.compile(r"[^\W_]+")

@@ -34,7 +34,7 @@ from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 from pydantic import AfterValidator
 
-from ..message import InboundMessage
+from ..models.message import InboundMessage
 
 MESSAGE_FIELDS = frozenset(InboundMessage("", "", "", "", "", "", datetime.fromtimestamp(0, UTC)).to_json())
 """The names a template may use: the canonical message's JSON fields (``from``, ``text``, ``keyword``...)."""

@@ -27,8 +27,9 @@ from email.utils import formatdate
 import aiosmtplib
 
 from ..config import SMTPConfig
+from ..models.attempt import Attempt
+from ..models.delivery import Delivery
 from ..rules.templates import RenderError, render
-from .delivery import Attempt, Delivery
 
 log = logging.getLogger("smsroute.sinks.email")
 

@@ -12,8 +12,9 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 from .. import metrics
-from ..streams.parts import has_surrogate, printable
-from .delivery import Attempt, Delivery
+from ..models.attempt import Attempt
+from ..models.delivery import Delivery
+from ..models.text import has_surrogate, printable
 from .retry import next_delay
 
 log = logging.getLogger("smsroute.sinks")

@@ -29,9 +29,10 @@ from typing import Protocol
 
 from .. import metrics
 from ..config import SmsReplyConfig
+from ..models.attempt import Attempt
+from ..models.delivery import Delivery
 from ..rules.templates import RenderError, render
 from ..streams.optouts import OptOut
-from .delivery import Attempt, Delivery
 from .outbound import Provider, Reply
 
 log = logging.getLogger("smsroute.sinks")

@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
 from standardwebhooks import Webhook
 
-from .delivery import Attempt, Delivery
+from ..models.attempt import Attempt
+from ..models.delivery import Delivery
 from .retry import parse_retry_after
 
 USER_AGENT = "smsroute-webhook/1"

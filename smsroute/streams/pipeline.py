@@ -12,21 +12,23 @@ import functools
 import json
 import logging
 from collections.abc import Callable, Mapping
-from typing import Any
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from .. import metrics
-from ..avro import DecodeError
-from ..events import RawEvent
-from ..ingress.base import Adapter
-from ..message import InboundMessage
+from ..models.avro import DecodeError
+from ..models.dead_letter import DeadLetter
+from ..models.delivery import Delivery, body_of
+from ..models.message import InboundMessage
+from ..models.raw import RawEvent
+from ..models.report import DeliveryReport
+from ..models.text import printable
+from ..providers.base import Normalizer
+from ..providers.kit import Unprocessable
 from ..rules import RuleSet
 from ..rules.model import Sink
-from ..sinks.delivery import DeadLetter, Delivery, body_of
 from .dedupe import Dedupe
 from .optouts import OptOuts
-from .parts import Unprocessable, part_to_json, printable
-from .reports import DeliveryReport
 from .stitch import Stitcher
 
 log = logging.getLogger("smsroute.streams")
@@ -53,7 +55,7 @@ class Outcome:
 class Pipeline:
     def __init__(
         self,
-        normalizers: Mapping[str, Adapter],
+        normalizers: Mapping[str, Normalizer],
         dedupe: Dedupe,
         stitcher: Stitcher,
         rules: Callable[[], RuleSet],
@@ -129,7 +131,7 @@ class Pipeline:
         log.error("releasing a timed-out message failed", exc_info=exc, extra={"event": "release_error"})
         try:
             group = self.stitcher.pending.get(key)
-            parts = [part_to_json(part) for _, part in sorted(group.parts.items())] if group else []
+            parts = [part.to_json() for _, part in sorted(group.parts.items())] if group else []
             payload = json.dumps(parts, default=str).encode()
         except Exception:  # unreadable: the key at least says whose parts they were
             payload = key.encode("utf-8", "backslashreplace")

@@ -9,8 +9,8 @@ import hashlib
 from dataclasses import dataclass, field
 
 from .. import metrics
-from ..message import InboundMessage
-from .parts import Part
+from ..models.message import InboundMessage
+from ..models.part import Part
 from .state import TimedStore
 
 DEFAULT_TIMEOUT = 300.0

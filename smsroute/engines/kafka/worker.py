@@ -1,0 +1,395 @@
+"""``smsroute worker``: a faust-streaming app running the processing core and the sinks on Kafka.
+
+Two agents, each over one topic of records and one topic of ticks (a timer on every worker sends
+a tick to each partition it serves, so that time-driven work runs as an event of that partition,
+inside its transaction):
+
+- ``process`` reads raw events (``<prefix>.raw.v1``, keyed per message) and runs the same
+  :class:`~smsroute.streams.pipeline.Pipeline` as the embedded engine, its dedupe keys, pending
+  parts and opt-outs in Faust tables; deliveries go to ``<prefix>.deliveries.v1`` keyed by
+  destination, dead letters to ``<prefix>.dead_letters.v1``, delivery reports to
+  ``<prefix>.delivery_reports.v1``. On a tick: stitch timeouts, expired dedupe keys.
+- ``deliver`` reads deliveries and hands them to the :class:`~smsroute.engines.kafka.sink.Sink`; on a
+  tick, due retries.
+
+Every topic a worker reads has ``kafka.partitions`` partitions: partitions are the unit of
+parallelism, each served by one worker at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import shutil
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import ExitStack
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import faust
+from aiohttp import web
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.structs import TopicPartition
+from faust.types import TP, AppT, EventT, StreamT, TopicT
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from ... import metrics
+from ...config import ConfigError, KafkaConfig, Settings
+from ...models.avro import DecodeError
+from ...models.dead_letter import DeadLetter, DeadLetterRecord
+from ...models.delivery import Delivery
+from ...models.part import Part
+from ...rules.watch import RulesWatcher
+from ...sinks import email, webhook
+from ...sinks.build import log_missing_sinks
+from ...streams.build import build_pipeline
+from ...streams.optouts import OptOut
+from ...streams.pipeline import Outcome
+from ...streams.stitch import Pending
+from .sink import Sink, State
+from .tables import TableStore
+from .transactions import Admission, Gate, Progress, SourceTransactionManager, Transport
+
+log = logging.getLogger("smsroute.worker")
+
+LAG_EVERY = 2.0
+"""Seconds between consumer-lag updates."""
+
+
+class WorkerApp(faust.App):
+    """A Faust app whose transactions follow the source partition (see ``transactions``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.gate = Gate()
+        self.progress = Progress()
+
+    def _new_transport(self) -> Transport:
+        return Transport(self.conf.broker_consumer, self)
+
+
+def topic_names(settings: Settings) -> dict[str, str]:
+    """Every topic of the Kafka engine by role; ticks are the workers' own."""
+    kafka = _kafka(settings)
+    return {
+        "raw": kafka.raw_topic,
+        "deliveries": kafka.topic("deliveries.v1"),
+        "attempts": kafka.topic("attempts.v1"),
+        "dead_letters": kafka.topic("dead_letters.v1"),
+        "delivery_reports": kafka.topic("delivery_reports.v1"),
+        "process_ticks": kafka.topic("worker.process-ticks"),
+        "deliver_ticks": kafka.topic("worker.deliver-ticks"),
+    }
+
+
+def app_id(settings: Settings) -> str:
+    return settings.worker.app_id or f"{_kafka(settings).topic_prefix}.worker"
+
+
+class Worker:
+    """The worker app with its topics, tables, agents and timers."""
+
+    def __init__(self, settings: Settings, rules: RulesWatcher) -> None:
+        kafka, config = _kafka(settings), settings.worker
+        self.settings, self.rules, self.kafka = settings, rules, kafka
+        self.names = names = topic_names(settings)
+        self.state_dir = config.state_dir or settings.data_dir / "worker"
+        self.app = app = WorkerApp(
+            app_id(settings),
+            broker=[f"kafka://{server}" for server in kafka.bootstrap_servers.split(",")],
+            broker_client_id=kafka.client_id,
+            processing_guarantee="exactly_once",
+            store="rocksdb://" if config.store == "rocksdb" else "memory://",
+            datadir=str(self.state_dir),
+            topic_partitions=kafka.partitions,
+            topic_replication_factor=kafka.replication_factor,
+            table_standby_replicas=0,
+            consumer_auto_offset_reset="earliest",
+            broker_commit_interval=config.commit_interval,
+            broker_session_timeout=config.session_timeout,
+            broker_heartbeat_interval=config.session_timeout / 10,
+            stream_wait_empty=False,
+            web_enabled=False,
+        )
+        raw_bytes = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
+        self.sources = app.topic(names["raw"], names["process_ticks"], **raw_bytes)
+        self.delivery_sources = app.topic(names["deliveries"], names["deliver_ticks"], **raw_bytes)
+        # Records are encoded (Avro, smsroute.models) before they are sent: an encoding error belongs
+        # to the event that made the record, which is then a dead letter, not a failed send.
+        self.deliveries = app.topic(names["deliveries"], **raw_bytes)
+        self.attempts = app.topic(names["attempts"], **raw_bytes)
+        self.dead_letters = app.topic(names["dead_letters"], **raw_bytes)
+        self.reports = app.topic(names["delivery_reports"], **raw_bytes)
+        self.ticks = {name: app.topic(name, **raw_bytes) for name in (names["process_ticks"], names["deliver_ticks"])}
+        self.dedupe = TableStore[float](_table(app, "dedupe"), float, float, lambda seen: seen)
+        self.pending = TableStore[Pending](
+            _table(app, "pending-parts"),
+            lambda group: {str(index): part.to_json() for index, part in group.parts.items()} | {"first_seen": group.first_seen},
+            _pending_from_json,
+            lambda group: group.first_seen,
+        )
+        self.opt_outs = TableStore[OptOut](
+            _table(app, "opt-outs"), lambda o: [o.message_id, o.at], lambda data: OptOut(*data), lambda o: o.at
+        )
+        self.states = TableStore[State](_table(app, "delivery-state"), State.to_json, State.from_json, lambda s: s.at)
+        self.pipeline = build_pipeline(settings, rules, self.dedupe, self.pending, self.opt_outs)
+        self.http: aiohttp.ClientSession | None = None
+        self.senders: dict[str, Any] = {}
+        self.sink = Sink(
+            app, self.states, self.attempts, self.dead_letters, self.senders, gate=app.gate, progress=app.progress,
+            transaction=self._transaction,
+            per_destination=settings.per_destination, max_queued=config.max_queued, keep=settings.dedupe_window,
+        )
+        self.metrics_port = config.metrics_port
+        app.agent(self.sources, name="process")(self._process)
+        app.agent(self.delivery_sources, name="deliver")(self._deliver)
+        app.timer(config.tick_interval, name="ticks")(self._ticks)
+        app.timer(LAG_EVERY, name="lag")(self._lag)
+        app.task(self._serve_metrics)
+        app.task(self._watch_rules)
+        app.on_partitions_revoked.connect(self._revoked)
+        app.on_partitions_assigned.connect(self._assigned)
+        app.on_rebalance_complete.connect(self._rebalanced)
+        self.ready = False
+        """Partitions assigned and their tables recovered: /readyz answers 200."""
+        self.admission = Admission(contiguous=(names["raw"], names["process_ticks"], names["deliver_ticks"]))
+        self._admin: AIOKafkaAdminClient | None = None
+
+    def changelogs(self) -> list[str]:
+        return [table.changelog_topic.get_topic_name() for table in self.app.tables.values()]
+
+    # --- agents ---------------------------------------------------------------------------------
+
+    def _transaction(self, tp: TP) -> str:
+        transactions: SourceTransactionManager = self.app.consumer.transactions
+        return transactions.transactional_id(tp)
+
+    async def _process(self, stream: StreamT[bytes]) -> None:
+        async for event in self._admitted(stream):
+            tp, offset = event.message.tp, event.message.offset
+            async with self.app.gate.processing(self._transaction(tp)):
+                now = time.time()
+                records: list[tuple[TopicT, bytes, bytes]] = []
+                if tp.topic == self.names["raw"]:
+                    self._isolated(records, partial(self.pipeline.process, event.value, now),
+                                   partial(self.pipeline.failed, event.value), now)
+                else:
+                    for key in self.pipeline.stitcher.due(now):
+                        self._isolated(records, partial(self.pipeline.release, key),
+                                       partial(self.pipeline.abandon, key), now)
+                    for key in self.dedupe.older_than(now - self.pipeline.dedupe.window):
+                        del self.dedupe[key]
+                for store in (self.dedupe, self.pending, self.opt_outs):
+                    await store.flush()
+                for topic, key, value in records:
+                    await topic.send(key=key, value=value)
+                self.app.progress.finished(tp, offset)
+            event.ack()
+
+    def _isolated(self, records: list[tuple[TopicT, bytes, bytes]], work: Callable[[], Outcome],
+                  failed: Callable[[Exception], Outcome], now: float) -> None:
+        """Add the records of what ``work`` leads to; when it (or encoding them) raises, undo its
+        table writes and add ``failed``'s records instead."""
+        try:
+            with ExitStack() as savepoints:
+                for store in (self.dedupe, self.pending, self.opt_outs):
+                    savepoints.enter_context(store.savepoint())
+                records += self._records(work(), now)
+        except MemoryError:
+            raise
+        except Exception as exc:
+            records += self._records(failed(exc), now)
+
+    def _records(self, outcome: Outcome, now: float) -> list[tuple[TopicT, bytes, bytes]]:
+        records = [(self.deliveries, d.destination.encode(), d.encode()) for d in outcome.deliveries]
+        for letter in outcome.dead_letters:
+            letter_id = hashlib.sha256(letter.stage.encode() + b"\x1f" + letter.payload).hexdigest()[:32]
+            records.append((self.dead_letters, letter_id.encode(), DeadLetterRecord.of(letter, letter_id, now).encode()))
+        for report in outcome.reports:
+            records.append((self.reports, f"{report.provider}:{report.provider_message_id}".encode(), report.encode()))
+            metrics.DELIVERY_REPORTS.labels(report.provider, report.status, "false").inc()
+        return records
+
+    async def _admitted(self, stream: StreamT[bytes]) -> AsyncIterator[EventT]:
+        """The stream's events that :class:`Admission` lets in, each noted as received; the others
+        acknowledged (and their partition read again where it says so)."""
+        async for event in stream.noack().events():
+            tp, offset = event.message.tp, event.message.offset
+            admitted = self.admission.admit(tp, offset)
+            if admitted is True:
+                self.app.progress.received(tp, offset)
+                yield event
+                continue
+            if admitted is not False:
+                await self.app.consumer.reread(tp, admitted)
+            event.ack()
+
+    async def _dead_letter(self, letter: DeadLetter, now: float) -> None:
+        [(topic, key, value)] = self._records(Outcome(dead_letters=[letter]), now)
+        await topic.send(key=key, value=value)
+
+    async def _deliver(self, stream: StreamT[bytes]) -> None:
+        async for event in self._admitted(stream):
+            tp, offset = event.message.tp, event.message.offset
+            async with self.app.gate.processing(self._transaction(tp)):
+                pending = False
+                if tp.topic == self.names["deliver_ticks"]:
+                    self.sink.tick(time.time(), event)
+                    await self.states.flush()
+                else:
+                    pending = await self._offer(event)
+                if not pending:
+                    self.app.progress.finished(tp, offset)
+                    event.ack()
+            await self.sink.room()
+
+    async def _offer(self, event: EventT) -> bool:
+        try:
+            delivery = Delivery.decode(event.value)
+        except DecodeError as exc:
+            metrics.DEAD_LETTERS.labels("deliver", "undecodable").inc()
+            log.error("undecodable delivery", extra={"event": "delivery_undecodable", "error": str(exc)})
+            await self._dead_letter(DeadLetter("deliver", f"undecodable: {exc}", event.value), time.time())
+            return False
+        return self.sink.offer(delivery, event)
+
+    # --- timers and tasks -----------------------------------------------------------------------
+
+    async def _ticks(self) -> None:
+        """One tick per served partition of each tick topic, outside any transaction."""
+        for tp in self.app.assignor.assigned_actives():
+            if tp.topic in self.ticks:
+                await self.ticks[tp.topic].send(value=b"", partition=tp.partition)
+
+    async def _lag(self) -> None:
+        """Records not yet processed and committed, per served partition of the record topics."""
+        metrics.CONSUMER_LAG.clear()
+        progress = self.app.progress
+        for tp in self.app.assignor.assigned_actives():
+            if tp.topic in (self.names["raw"], self.names["deliveries"]):
+                position = progress.committed.get(tp)
+                highwater = self.app.consumer.highwater(tp)
+                if position is not None and highwater is not None:
+                    metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(max(0, highwater - position))
+
+    async def _serve_metrics(self) -> None:
+        config = self.settings.worker
+        server = web.Application()
+        server.router.add_get("/metrics", _metrics)
+        server.router.add_get("/healthz", _healthz)
+        server.router.add_get("/readyz", self._readyz)
+        runner = web.AppRunner(server, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, config.metrics_host, config.metrics_port).start()
+        self.metrics_port = runner.addresses[0][1]
+        self.http = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0, limit_per_host=self.settings.per_destination)
+        )
+        self.senders["webhook"] = webhook.sender(self.http)
+        smtp = email.Pool(self.settings.smtp) if self.settings.smtp is not None else None
+        if smtp is not None:
+            self.senders["email"] = email.sender(smtp)
+        log_missing_sinks(self.rules, self.senders)
+        if self.settings.sms_reply.provider is not None:
+            log.warning(
+                "SMS replies are sent by the embedded engine only: on the Kafka engine sms_reply deliveries"
+                " become dead letters (replayable with `smsroute dead-letters replay --kafka`)",
+                extra={"event": "sink_missing", "sink": "sms_reply"},
+            )
+        log.info(
+            f"worker metrics on http://{config.metrics_host}:{self.metrics_port}/metrics",
+            extra={"event": "worker_listening", "port": self.metrics_port, "app_id": self.app.conf.id,
+                   "rules_version": self.rules.rules.version},
+        )
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await self.sink.stop()
+            await self.http.close()
+            if smtp is not None:
+                await smtp.close()
+            await runner.cleanup()
+            if self._admin is not None:
+                await self._admin.close()
+
+    async def _watch_rules(self) -> None:
+        await self.rules.run()
+
+    async def _readyz(self, request: web.Request) -> web.Response:
+        if not self.ready:
+            return web.Response(status=503, text="rebalancing\n")
+        served = {tp.partition for tp in self.app.assignor.assigned_actives() if tp.topic == self.names["raw"]}
+        return web.Response(text=f"ready: {len(served)} partitions\n")
+
+    async def _rebalanced(self, app: AppT, **_: Any) -> None:
+        """Before records flow again: where each served partition resumes (its committed offset)."""
+        sources = {self.names[role] for role in ("raw", "process_ticks", "deliveries", "deliver_ticks")}
+        served = [tp for tp in self.app.assignor.assigned_actives() if tp.topic in sources]
+        if self._admin is None:
+            self._admin = AIOKafkaAdminClient(bootstrap_servers=self.kafka.bootstrap_servers,
+                                              client_id=self.kafka.client_id)
+            await self._admin.start()
+        committed = await self._admin.list_consumer_group_offsets(
+            self.app.conf.id, partitions=[TopicPartition(tp.topic, tp.partition) for tp in served]
+        )
+        offsets = {tp: committed[tp].offset if tp in committed and committed[tp].offset >= 0 else None
+                   for tp in served}
+        self.admission.start({TP(tp.topic, tp.partition): offset for tp, offset in offsets.items()})
+        self.ready = True
+
+    async def _revoked(self, app: AppT, revoked: set[TP], **_: Any) -> None:
+        """Before partitions move: commit what is finished, and forget the rest (it is read
+        again from the committed offsets, here or by the next owner)."""
+        self.ready = False
+        await self.app.consumer.transactions.commit({})
+        self.admission.stop(revoked)
+        self.app.progress.forget(revoked)
+        self.sink.drop_queued()
+
+    async def _assigned(self, app: AppT, assigned: set[TP], **_: Any) -> None:
+        """Drop table state of partitions this worker no longer serves."""
+        served = {tp.partition for tp in assigned}
+        gone = set(range(self.kafka.partitions)) - served
+        for store in (self.dedupe, self.pending, self.opt_outs, self.states):
+            store.forget(gone)
+
+
+def _table(app: faust.App, name: str) -> Any:
+    return app.Table(name, key_type=bytes, value_type=bytes)  # bytes: raw on the changelog
+
+
+def _pending_from_json(data: dict[str, Any]) -> Pending:
+    first_seen = data.pop("first_seen")
+    return Pending(first_seen, {int(index): Part.from_json(part) for index, part in data.items()})
+
+
+def _kafka(settings: Settings) -> KafkaConfig:
+    if settings.kafka is None:
+        raise ConfigError("kafka: the Kafka engine needs a [kafka] section (at least bootstrap_servers)")
+    return settings.kafka
+
+
+async def _metrics(request: web.Request) -> web.Response:
+    response = web.Response(body=generate_latest())
+    response.content_type = CONTENT_TYPE_LATEST.split(";")[0]
+    return response
+
+
+async def _healthz(request: web.Request) -> web.Response:
+    return web.Response(text="ok\n")
+
+
+def prepare_state_dir(settings: Settings) -> Path:
+    """Local tables are a cache of their changelogs, trusted only after a clean stop: a killed
+    worker may have written state its aborted transaction never committed, so it starts afresh."""
+    state_dir = settings.worker.state_dir or settings.data_dir / "worker"
+    marker = state_dir / "clean-stop"
+    if state_dir.exists() and not marker.exists():
+        shutil.rmtree(state_dir)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    marker.unlink(missing_ok=True)
+    return marker
