@@ -15,7 +15,7 @@ from pathlib import Path
 
 from smsroute.engines.embedded import backlog
 from smsroute.engines.embedded.log import SQLiteLog
-from smsroute.engines.embedded.state import StateDB
+from smsroute.engines.embedded.state import State
 from smsroute.models.dead_letter import DeadLetter
 from smsroute.models.delivery import Delivery
 
@@ -23,8 +23,8 @@ SIZES = (1_000, 10_000, 100_000)
 NOW = 1_800_000_000.0
 
 
-def filled(directory: Path, size: int) -> tuple[StateDB, SQLiteLog]:
-    state, log = StateDB(directory / "state.db"), SQLiteLog(directory / "log.db")
+def filled(directory: Path, size: int) -> tuple[State, SQLiteLog]:
+    state, log = State(directory / "state.db"), SQLiteLog(directory / "log.db")
     log.start()
     deliveries = [
         Delivery(f"msg_{n:032d}", f"{n:032x}", "inbox", "webhook", {"url": f"http://127.0.0.1:{9000 + n % 50}/"},
@@ -32,11 +32,11 @@ def filled(directory: Path, size: int) -> tuple[StateDB, SQLiteLog]:
         for n in range(2 * size)
     ]
     with state.transaction():
-        state.add_deliveries(deliveries, NOW - 600)
+        state.deliveries.add(deliveries, NOW - 600)
         # half finished, a quarter waiting for a retry, a quarter due
         state.conn.execute("UPDATE deliveries SET state = 'delivered' WHERE rowid % 2 = 0")
         state.conn.execute("UPDATE deliveries SET next_at = ? WHERE rowid % 4 = 1", (NOW + 60,))
-        state.add_dead_letters([DeadLetter("deliver", "attempts_exhausted", b"{}")] * (size // 10), NOW)
+        state.dead_letters.add([DeadLetter("deliver", "attempts_exhausted", b"{}")] * (size // 10), NOW)
     return state, log
 
 

@@ -25,7 +25,7 @@ import uvloop
 from bench.ingress import free_port
 from smsroute.config import load_settings
 from smsroute.engines.embedded.log import SQLiteLog
-from smsroute.engines.embedded.processing import Processing
+from smsroute.engines.embedded.processing import InProcess
 from smsroute.models.raw import RawEvent
 from smsroute.rules.watch import RulesWatcher
 
@@ -94,7 +94,7 @@ async def processing(receiver: str, messages: int, data_dir: Path) -> Figures:
             for n in range(start, min(start + 1000, messages))
         ])
     event_log.stop()
-    half = Processing(settings, RulesWatcher(routes))
+    half = InProcess(settings, RulesWatcher(routes))
     await half.start()
     stop = asyncio.Event()
     async with aiohttp.ClientSession() as http:

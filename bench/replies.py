@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from smsroute.config import SmsReplyConfig
-from smsroute.engines.embedded.state import StateDB
+from smsroute.engines.embedded.state import State
 from smsroute.models.delivery import Delivery
 from smsroute.sinks.sms_reply import Guards
 from smsroute.streams.optouts import OptOut
@@ -58,7 +58,7 @@ def number(n: int) -> str:
     return f"+39333{n:07d}"
 
 
-def fill(state: StateDB, size: int, now: float, rng: random.Random) -> None:
+def fill(state: State, size: int, now: float, rng: random.Random) -> None:
     numbers = max(1, size // 4)
     with state.transaction():
         state.conn.executemany(
@@ -82,20 +82,20 @@ def deliveries(size: int, count: int, round_: int, rng: random.Random) -> list[D
     return out
 
 
-def timed(state: StateDB, guards: Guards, batch: list[Delivery], size: int) -> Result:
+def timed(state: State, guards: Guards, batch: list[Delivery], size: int) -> Result:
     suppressed: Counter[str] = Counter()
     sent, sent_seconds, suppressed_seconds = 0, 0.0, 0.0
     for delivery in batch:
         began = time.perf_counter()
         now = time.time()
         recipient = delivery.message["from"]  # parsed per reply, as the sink does
-        why = guards.suppress(delivery, recipient, now, state.reply_for(delivery.message_id))
+        why = guards.suppress(delivery, recipient, now, state.replies.reply_for(delivery.message_id))
         if why is not None:
             suppressed[why.split(":", 1)[0]] += 1
             suppressed_seconds += time.perf_counter() - began
             continue
-        state.reserve_reply(delivery.id, delivery.message_id, recipient, "openvoip", now)
-        state.reply_sent(delivery.id, None, now)
+        state.replies.reserve(delivery.id, delivery.message_id, recipient, "openvoip", now)
+        state.replies.sent(delivery.id, None, now)
         sent += 1
         sent_seconds += time.perf_counter() - began
     return Result(size, len(batch), sent, sent_seconds, dict(suppressed), suppressed_seconds)
@@ -103,7 +103,7 @@ def timed(state: StateDB, guards: Guards, batch: list[Delivery], size: int) -> R
 
 def measure(size: int, count: int, repeat: int, workdir: Path) -> Result:
     rng = random.Random(size)
-    state = StateDB(workdir / f"state-{size}.db")
+    state = State(workdir / f"state-{size}.db")
     try:
         fill(state, size, time.time(), rng)
         guards = Guards(CONFIG, frozenset({"ACME"}), state.opt_outs, state)

@@ -345,6 +345,15 @@ class Settings(BaseSettings):
             )
         return self
 
+    def require_kafka(self, command: str) -> KafkaConfig:
+        """The ``[kafka]`` section, which ``command`` cannot do without (a clear error otherwise)."""
+        if self.kafka is None:
+            raise ConfigError(
+                f"kafka: not configured: {command} needs a [kafka] section with at least bootstrap_servers "
+                "(in the configuration file, or SMSROUTE_KAFKA__BOOTSTRAP_SERVERS)"
+            )
+        return self.kafka
+
     @classmethod
     def settings_customise_sources(
         cls,

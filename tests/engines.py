@@ -4,6 +4,7 @@ process and a worker process on the session's broker (``kafka_engine``)."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ import aiohttp
 from kafka_engine import KafkaEngine
 from smsroute.config import load_settings
 from smsroute.engines.embedded.engine import Engine
-from smsroute.engines.embedded.processing import Processing
+from smsroute.engines.embedded.processing import InProcess
 from smsroute.engines.kafka import deadletters
 from smsroute.models.attempt import AttemptRecord
 from smsroute.models.report import DeliveryReport
@@ -62,17 +63,21 @@ class Running:
 class EmbeddedRunning(Running):
     engine: Engine
     """Its processing half runs in this process (``engine.processing``), for tests to look into."""
+    stop_event: asyncio.Event
+    running: asyncio.Task[None]
 
     async def dead_letters(self) -> list[dict[str, Any]]:
-        return self.engine.processing.state.dead_letters()
+        return self.engine.processing.state.dead_letters.all()
 
     async def attempt_outcomes(self, route: str) -> list[str]:
         state = self.engine.processing.state
         [(delivery_id,)] = state.conn.execute("SELECT id FROM deliveries WHERE route = ?", (route,)).fetchall()
-        return [attempt["outcome"] for attempt in state.attempts(delivery_id)]
+        return [attempt["outcome"] for attempt in state.deliveries.attempts(delivery_id)]
 
     async def replay(self) -> int:
-        replayed = self.engine.processing.state.replay_deliveries(None)
+        state = self.engine.processing.state
+        with state.transaction():
+            replayed = state.dead_letters.replay_deliveries(None)
         self.engine.processing.dispatcher.wake()
         return replayed
 
@@ -80,12 +85,14 @@ class EmbeddedRunning(Running):
         return [
             DeliveryReport(row["provider"], row["provider_message_id"], row["status"], row["code"], row["description"],
                            row["recipient"], row["received_at"], row["provider_time"])
-            for row in self.engine.processing.state.reports()
+            for row in self.engine.processing.state.reports.all()
         ]
 
     async def stop(self) -> None:
         await super().stop()
-        await self.engine.stop()
+        self.stop_event.set()
+        await self.running
+        await self.engine.close()
 
 
 @dataclass
@@ -118,11 +125,14 @@ class KafkaRunning(Running):
 
 async def start_embedded(directory: Path, routes: Path, **overrides: Any) -> EmbeddedRunning:
     settings = load_settings(data_dir=directory / "data", routes=routes, port=0, default_region="IT", **overrides)
-    processing = Processing(settings, RulesWatcher(routes))
+    processing = InProcess(settings, RulesWatcher(routes))
     engine = Engine(settings, build_receivers(settings), processing)
     await engine.start()
+    stop = asyncio.Event()
+    running = asyncio.create_task(engine.run(stop))
     url = f"http://127.0.0.1:{engine.port}"
-    return EmbeddedRunning(url, url + "/metrics", aiohttp.ClientSession(), processing.rules.rules.version, engine)
+    return EmbeddedRunning(url, url + "/metrics", aiohttp.ClientSession(), processing.rules.rules.version, engine,
+                           stop, running)
 
 
 async def start_kafka(directory: Path, bootstrap: str, routes: Path, **overrides: Any) -> KafkaRunning:

@@ -11,7 +11,8 @@ from prometheus_client import REGISTRY
 
 from smsroute.engines.embedded import backlog
 from smsroute.engines.embedded.log import SQLiteLog
-from smsroute.engines.embedded.state import Finished, StateDB
+from smsroute.engines.embedded.state import State
+from smsroute.engines.embedded.state.deliveries import Finished
 from smsroute.models.dead_letter import DeadLetter
 from smsroute.models.delivery import Delivery
 
@@ -28,23 +29,23 @@ def gauge(name: str, **labels: str) -> float | None:
 
 
 @pytest.fixture
-def stores(tmp_path: Path) -> Iterator[tuple[StateDB, SQLiteLog]]:
-    state, log = StateDB(tmp_path / "state.db"), SQLiteLog(tmp_path / "log.db")
+def stores(tmp_path: Path) -> Iterator[tuple[State, SQLiteLog]]:
+    state, log = State(tmp_path / "state.db"), SQLiteLog(tmp_path / "log.db")
     log.start()
     yield state, log
     log.stop()
     state.close()
 
 
-async def test_gauges_follow_the_state(stores: tuple[StateDB, SQLiteLog]) -> None:
+async def test_gauges_follow_the_state(stores: tuple[State, SQLiteLog]) -> None:
     state, log = stores
     await log.append([("k", b"one"), ("k", b"two"), ("k", b"three")])
-    state.set_offset(1)
-    state.add_deliveries([delivery(n) for n in range(4)] + [delivery(9, "email")], NOW - 100)
-    state.record([Finished("msg_" + "0" * 31 + "1", 1, "failed", 500, "HTTP 500", 0.1, NOW - 50, NOW + 30)])
-    state.record([Finished("msg_" + "0" * 31 + "2", 1, "delivered", 204, "", 0.1, NOW - 50, None)])
-    state.claim("http://127.0.0.1:9", NOW - 100, 1)  # delivery 0: in flight
-    state.add_dead_letters([DeadLetter("route", "unrouted: no route matched", b"{}")], NOW)
+    state.offsets.set(1)
+    state.deliveries.add([delivery(n) for n in range(4)] + [delivery(9, "email")], NOW - 100)
+    state.deliveries.record([Finished("msg_" + "0" * 31 + "1", 1, "failed", 500, "HTTP 500", 0.1, NOW - 50, NOW + 30)])
+    state.deliveries.record([Finished("msg_" + "0" * 31 + "2", 1, "delivered", 204, "", 0.1, NOW - 50, None)])
+    state.deliveries.claim("http://127.0.0.1:9", NOW - 100, 1)  # delivery 0: in flight
+    state.dead_letters.add([DeadLetter("route", "unrouted: no route matched", b"{}")], NOW)
 
     backlog.export(state, log, NOW)
 
@@ -59,9 +60,10 @@ async def test_gauges_follow_the_state(stores: tuple[StateDB, SQLiteLog]) -> Non
     assert gauge("smsroute_dead_letters_waiting", stage="route") == 1
     assert gauge("smsroute_dead_letters_waiting", stage="deliver") == 0
 
-    state.record([Finished("msg_" + "0" * 31 + "3", 1, "delivered", 204, "", 0.1, NOW, None)])
-    state.record([Finished("msg_" + "0" * 31 + "9", 1, "failed", None, "no email sink", 0.0, NOW, None)])
-    assert state.replay_deliveries(None, NOW) == 1  # the email dead letter is due again
+    state.deliveries.record([Finished("msg_" + "0" * 31 + "3", 1, "delivered", 204, "", 0.1, NOW, None)])
+    state.deliveries.record([Finished("msg_" + "0" * 31 + "9", 1, "failed", None, "no email sink", 0.0, NOW, None)])
+    with state.transaction():
+        assert state.dead_letters.replay_deliveries(None, NOW) == 1  # the email dead letter is due again
     backlog.export(state, log, NOW + 10)
 
     assert gauge("smsroute_delivery_backlog", sink="webhook", state="due") == 0

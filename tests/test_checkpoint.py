@@ -9,7 +9,7 @@ from pathlib import Path
 
 from smsroute.engines.embedded.checkpoint import WAL_RESTART_PAGES
 from smsroute.engines.embedded.log import SQLiteLog, connect
-from smsroute.engines.embedded.state import StateDB
+from smsroute.engines.embedded.state import State
 
 TIMEOUT = 10.0
 
@@ -33,7 +33,7 @@ async def test_raw_log_is_checkpointed_in_the_background(tmp_path: Path) -> None
 
 
 async def test_state_is_checkpointed_in_the_background(tmp_path: Path) -> None:
-    state = StateDB(tmp_path / "state.db")
+    state = State(tmp_path / "state.db")
     try:
         with state.transaction():
             for n in range(500):
@@ -48,7 +48,7 @@ def test_the_state_wal_starts_over_while_writes_never_pause(tmp_path: Path) -> N
     checkpoint never copies the WAL up to its end before the next commit extends it. The WAL must
     start over all the same (its file keeps its largest size), not take in all that is written:
     about 250 MB here."""
-    state = StateDB(tmp_path / "state.db")
+    state = State(tmp_path / "state.db")
     try:
         for batch in range(1500):
             with state.transaction():

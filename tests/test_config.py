@@ -253,4 +253,4 @@ def test_kafka_limits_the_body_size() -> None:
 def test_ingress_command_needs_kafka(tmp_path: Path) -> None:
     result = run_cli(tmp_path, "ingress")
     assert result.returncode == 2
-    assert "kafka: not configured: `smsroute ingress` publishes to Kafka" in result.stderr
+    assert "kafka: not configured: `smsroute ingress` (it publishes to Kafka" in result.stderr

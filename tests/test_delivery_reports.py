@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
-from smsroute.engines.embedded.state import StateDB
+from smsroute.engines.embedded.state import State
 from smsroute.models.raw import RawEvent
 from smsroute.models.report import DeliveryReport
-from smsroute.providers.kit import Unprocessable
 from smsroute.providers import smsgateway24
+from smsroute.providers.kit import Unprocessable
 from test_smsgateway24 import STATUS
 
 NORMALIZER = smsgateway24.Normalizing()
@@ -61,18 +61,18 @@ def report(status: str, code: str, sms_id: str = "22074938") -> DeliveryReport:
 
 
 def test_reports_link_to_the_reply_and_its_first_final_status_sticks(tmp_path: Path) -> None:
-    state = StateDB(tmp_path / "state.db")
-    state.reserve_reply("d1", "m1", "+393331234567", "smsgateway24", 1.0)
-    state.reply_sent("d1", "22074938", 2.0)
-    linked = state.add_report(report("sent", "6"), 3.0)
+    state = State(tmp_path / "state.db")
+    state.replies.reserve("d1", "m1", "+393331234567", "smsgateway24", 1.0)
+    state.replies.sent("d1", "22074938", 2.0)
+    linked = state.reports.add(report("sent", "6"), 3.0)
     assert linked is not None and (linked.delivery_id, linked.became) == ("d1", None)
-    linked = state.add_report(report("delivered", "7"), 4.0)
+    linked = state.reports.add(report("delivered", "7"), 4.0)
     assert linked is not None and (linked.delivery_id, linked.became) == ("d1", "delivered")
-    assert state.add_report(report("delivered", "7"), 5.0) is None  # the same report again
-    late = state.add_report(report("failed", "8"), 6.0)
+    assert state.reports.add(report("delivered", "7"), 5.0) is None  # the same report again
+    late = state.reports.add(report("failed", "8"), 6.0)
     assert late is not None and late.became is None
-    assert [r["status"] for r in state.replies()] == ["delivered"]
-    assert [(r["code"], r["delivery_id"]) for r in state.reports("d1")] == [("6", "d1"), ("7", "d1"), ("8", "d1")]
-    other = state.add_report(report("delivered", "7", sms_id="999"), 7.0)
+    assert [r["status"] for r in state.replies.all()] == ["delivered"]
+    assert [(r["code"], r["delivery_id"]) for r in state.reports.all("d1")] == [("6", "d1"), ("7", "d1"), ("8", "d1")]
+    other = state.reports.add(report("delivered", "7", sms_id="999"), 7.0)
     assert other is not None and (other.delivery_id, other.became) == (None, None)
     state.close()

@@ -16,7 +16,7 @@ from aiohttp import web
 
 from local_server import served
 from smsroute.engines.embedded.dispatcher import Dispatcher
-from smsroute.engines.embedded.state import StateDB
+from smsroute.engines.embedded.state import State
 from smsroute.models.delivery import Delivery
 from smsroute.sinks import webhook
 
@@ -42,7 +42,7 @@ class Holding:
         return web.Response(status=204)
 
 
-class CountingState(StateDB):
+class CountingState(State):
     """The real state db, counting the dispatcher's passes (one transaction each)."""
 
     transactions = 0
@@ -71,7 +71,7 @@ async def until(check: Callable[[], bool], timeout: float = 10.0) -> None:
         await asyncio.sleep(0.02)
 
 
-def delivered(state: StateDB) -> int:
+def delivered(state: State) -> int:
     return state.conn.execute("SELECT count(*) FROM deliveries WHERE state = 'delivered'").fetchone()[0]
 
 
@@ -81,7 +81,7 @@ async def test_full_slots_are_waited_on_not_polled(tmp_path: Path, holding: tupl
     action = {"url": f"{url}/inbox", "retry": {"delays": [1.0]}}
     now = time.time()
     queued = [Delivery(f"msg_{n:032d}", f"{n:032x}", "inbox", "webhook", action, "{}", now) for n in range(QUEUED)]
-    state.add_deliveries(queued, now)
+    state.deliveries.add(queued, now)
     stop = asyncio.Event()
     async with aiohttp.ClientSession() as session:
         dispatcher = Dispatcher(state, {"webhook": webhook.sender(session)}, per_destination=SLOTS, idle_poll=60.0)

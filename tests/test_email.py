@@ -51,7 +51,7 @@ def smtp_settings(mailbox: Mailbox, **overrides: Any) -> dict[str, Any]:
 
 def attempts(run: Running, route: str) -> list[dict[str, Any]]:
     [(delivery_id,)] = run.engine.processing.state.conn.execute("SELECT id FROM deliveries WHERE route = ?", (route,)).fetchall()
-    return run.engine.processing.state.attempts(delivery_id)
+    return run.engine.processing.state.deliveries.attempts(delivery_id)
 
 
 def counter(name: str, **labels: str) -> float:
@@ -117,8 +117,8 @@ async def test_a_5xx_is_a_dead_letter_at_once(
     dead = counter("smsroute_dead_letters_total", stage="deliver", reason="permanent")
     run = await start_engine(RULES, smtp=smtp_settings(mailbox))
     assert await run.post("/inbound/agiletelecom", data={**AGILE, "text": "REFUSED"}) == 200
-    await eventually(lambda: len(run.engine.processing.state.dead_letters()) == 1)
-    [letter] = run.engine.processing.state.dead_letters()
+    await eventually(lambda: len(run.engine.processing.state.dead_letters.all()) == 1)
+    [letter] = run.engine.processing.state.dead_letters.all()
     assert letter["stage"] == "deliver" and expected in letter["reason"]
     await asyncio.sleep(0.8)  # longer than the whole retry schedule
     assert len(attempts(run, "refused")) == 1 and mailbox.received == []
@@ -131,8 +131,8 @@ async def test_a_template_failing_on_the_message_is_a_dead_letter_at_once(
     mailbox = await start_smtp()
     run = await start_engine(RULES, smtp=smtp_settings(mailbox))
     assert await run.post("/inbound/agiletelecom", data={**AGILE, "text": "BROKEN"}) == 200
-    await eventually(lambda: len(run.engine.processing.state.dead_letters()) == 1)
-    [letter] = run.engine.processing.state.dead_letters()
+    await eventually(lambda: len(run.engine.processing.state.dead_letters.all()) == 1)
+    [letter] = run.engine.processing.state.dead_letters.all()
     assert letter["reason"] == (
         "cannot compose the email: template failed: UndefinedError: 'dict object' has no attribute 'device'")
     assert len(attempts(run, "broken")) == 1 and mailbox.connections == []
@@ -141,8 +141,8 @@ async def test_a_template_failing_on_the_message_is_a_dead_letter_at_once(
 async def test_without_smtp_settings_email_deliveries_are_dead_letters(start_engine: StartEngine) -> None:
     run = await start_engine(RULES)
     assert await run.post("/inbound/agiletelecom", data={**AGILE, "text": "hello"}) == 200
-    await eventually(lambda: len(run.engine.processing.state.dead_letters()) == 1)
-    assert run.engine.processing.state.dead_letters()[0]["reason"] == "no email sink is configured"
+    await eventually(lambda: len(run.engine.processing.state.dead_letters.all()) == 1)
+    assert run.engine.processing.state.dead_letters.all()[0]["reason"] == "no email sink is configured"
     await asyncio.sleep(0.6)
     assert len(attempts(run, "rest")) == 1
 

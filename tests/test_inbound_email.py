@@ -15,8 +15,7 @@ from prometheus_client import REGISTRY
 
 from engine_process import EngineProcess, free_port
 from smsroute.config import ConfigError
-from smsroute.providers import mail
-from smsroute.providers import agiletelecom
+from smsroute.providers import agiletelecom, mail
 from test_ingress import write_locked
 from test_pipeline import AGILE, Receiver, Running, StartEngine, eventually, receiver, start_engine  # noqa: F401
 
@@ -77,7 +76,7 @@ async def test_the_same_sms_by_webhook_and_by_email_is_delivered_once(
     assert await run.post("/inbound/agiletelecom", data={**AGILE, "text": "Ciao a tutti"}) == 200
     await send(run, agile_email())
     await eventually(lambda: len(run.engine.log.read()) == 2)
-    await eventually(lambda: run.engine.processing.state.offset() == 2)
+    await eventually(lambda: run.engine.processing.state.offsets.get() == 2)
     await eventually(lambda: len(receiver.at("/inbox")) == 1)
     assert json.loads(receiver.at("/inbox")[0]["body"])["source"] == "agiletelecom"
 

@@ -30,8 +30,7 @@ from kafka_broker import LocalBroker, partition_count, read_topic
 from smsroute.config import load_settings
 from smsroute.engines.kafka.ingress import KafkaIngress
 from smsroute.models.raw import RawEvent
-from smsroute.providers import build_receivers
-from smsroute.providers import normalizers
+from smsroute.providers import build_receivers, normalizers
 from test_pipeline_providers import SEEDS
 from test_smsgateway24 import INCOMING
 from test_twilio import SAMPLE as TWILIO

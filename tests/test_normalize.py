@@ -11,8 +11,8 @@ import pytest
 
 from conftest import Ingress
 from smsroute.models.part import Concat, Part
-from smsroute.providers.kit import Unprocessable, decode_user_data, parse_time, parse_udh, phone
 from smsroute.providers import normalizers
+from smsroute.providers.kit import Unprocessable, decode_user_data, parse_time, parse_udh, phone
 from test_kaleyra import SEED_SAMPLE
 from test_pipeline import AGILE
 from test_smsgateway24 import INCOMING, INCOMING_CHANNEL, STATUS

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from helpers import MemoryBackend
 from smsroute.models.raw import RawEvent
 from smsroute.providers.agiletelecom import Normalizing as AgileTelecom
 from smsroute.rules import load_rules
-from smsroute.streams.dedupe import Dedupe
-from smsroute.streams.optouts import OptOuts
 from smsroute.streams.pipeline import Pipeline
-from smsroute.streams.state import MemoryStore
-from smsroute.streams.stitch import Stitcher
 
 ROUTES = Path(__file__).resolve().parent.parent / "routing_rules"
 
@@ -23,13 +20,7 @@ class Broken(AgileTelecom):
 
 def pipeline(normalizer: AgileTelecom) -> Pipeline:
     rules = load_rules(ROUTES)
-    return Pipeline(
-        {"agiletelecom": normalizer},
-        Dedupe(MemoryStore(lambda seen: seen)),
-        Stitcher(MemoryStore(lambda pending: pending.first_seen)),
-        lambda: rules,
-        opt_outs=OptOuts(MemoryStore(lambda opt_out: opt_out.at)),
-    )
+    return Pipeline({"agiletelecom": normalizer}, MemoryBackend(), lambda: rules)
 
 
 def event(text: str) -> bytes:

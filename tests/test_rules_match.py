@@ -136,7 +136,7 @@ def test_first_match_wins_continue_fans_out_and_catch_all_takes_the_rest(tmp_pat
     assert matched(ruleset, "info") == ["audit", "italians", "default"]
     assert matched(ruleset, "info", sender="+447700900123") == ["audit", "default"]
     assert matched(ruleset, "hello") == ["italians", "default"]
-    deliveries = ruleset.match(message("stop")).deliveries
+    deliveries = ruleset.match(message("stop")).actions
     assert [(d.route.name, d.number, d.action.kind) for d in deliveries] == [
         ("audit", 1, "webhook"), ("audit", 2, "email"), ("stop-it", 1, "sms_reply")]
 
@@ -155,7 +155,7 @@ def test_keyword_routes_keep_their_place_among_scanned_routes(tmp_path: Path) ->
 
 def test_no_match_and_no_catch_all_is_unrouted(tmp_path: Path) -> None:
     routing = only(tmp_path, "{keyword: STOP}").match(message("hello there"))
-    assert (routing.keyword, routing.routes, routing.deliveries) == ("HELLO", (), ())
+    assert (routing.keyword, routing.routes, routing.actions) == ("HELLO", (), ())
 
 
 OFFICE = '{time: {days: [mon, tue, wed, thu, fri], from: "09:00", to: "18:00", tz: Europe/Rome}}'
@@ -250,8 +250,8 @@ def test_templates_render_the_canonical_message_with_keyword_and_route(tmp_path:
             actions: [{sms_reply: {text: "{{ keyword }} via {{ route }}: thanks {{ from }}, we got '{{ text }}'"}}]
     """)
     explanation = ruleset.explain(message("informazioni prezzi"))
-    [delivery] = explanation.routing.deliveries
-    assert delivery.action.sink.summary(explanation.delivered(delivery)) == (
+    [delivery] = explanation.routing.actions
+    assert delivery.action.settings.summary(explanation.delivered(delivery)) == (
         "to +393331234567: \"INFO via info: thanks +393331234567, we got 'informazioni prezzi'\"")
 
 
@@ -274,7 +274,7 @@ def test_worked_example_set_loads_and_routes_as_documented() -> None:
     assert [route.compliance for route in ruleset.routes[1:4]] == ["stop", "start", "help"]
     assert (matched(ruleset, "Riattiva"), matched(ruleset, "aiuto!")) == (["opt-in"], ["help"])
     assert matched(ruleset, "Informazioni?") == ["info"]
-    assert [d.action.kind for d in ruleset.match(message("info")).deliveries] == ["webhook", "email", "sms_reply"]
+    assert [d.action.kind for d in ruleset.match(message("info")).actions] == ["webhook", "email", "sms_reply"]
     assert matched(ruleset, "hello") == ["office-hours"]
     assert matched(ruleset, "hello", received_at=datetime(2026, 11, 21, 13, 0, tzinfo=UTC)) == ["everything-else"]
     night = datetime(2026, 11, 21, 2, 0, tzinfo=UTC)  # 23:00 in Buenos Aires

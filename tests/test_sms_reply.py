@@ -13,7 +13,7 @@ import pytest
 
 from fake_providers import FakeOpenVoip, openvoip  # noqa: F401  (fixture)
 from smsroute.config import load_settings
-from smsroute.engines.embedded.state import StateDB
+from smsroute.engines.embedded.state import State
 from smsroute.models.delivery import Delivery
 from smsroute.sinks.outbound import build_provider
 from smsroute.sinks.sms_reply import sender
@@ -46,10 +46,10 @@ class Sink:
         self.open()
 
     def open(self) -> None:
-        self.state = StateDB(self.path)
+        self.state = State(self.path)
         provider = build_provider(self.config, self.http)
         assert provider is not None
-        self.send = sender(provider, self.config, self.state.opt_outs, self.state)
+        self.send = sender(provider, self.config, self.state.opt_outs, self.state.replies)
 
     def restart(self) -> None:
         self.state.close()
@@ -78,7 +78,7 @@ async def test_reply_is_rendered_sent_and_recorded(sink: Callable[..., Sink], op
     attempt = await run.send(delivery(1))
     assert (attempt.outcome, attempt.error, attempt.permanent) == ("delivered", "", False)
     assert texts(openvoip) == [(ALICE, f"Ciao {ALICE}, grazie per INFO!")]
-    [reply] = run.state.replies()
+    [reply] = run.state.replies.all()
     assert (reply["delivery_id"], reply["message_id"], reply["recipient"], reply["provider"], reply["status"]) == (
         "d1", "m1", ALICE, "openvoip", "sent")
 
@@ -125,7 +125,7 @@ async def test_loop_guard_never_answers_our_senders_or_listed_numbers(
     run = sink(never_reply_to=["+39 800", "+393209999999"])
     attempt = await run.send(delivery(1, number))
     assert attempt.outcome == "suppressed" and attempt.error.startswith(f"loop: {number} ")
-    assert openvoip.requests == [] and run.state.replies() == []
+    assert openvoip.requests == [] and run.state.replies.all() == []
 
 
 async def test_opted_out_number_gets_only_compliance_replies_until_it_opts_in(
@@ -155,7 +155,7 @@ async def test_final_refusals_are_permanent_and_do_not_use_the_budget(
     abroad = await run.send(delivery(2, "+447700900123"))
     assert (abroad.outcome, abroad.permanent) == ("failed", True)
     assert "only to Italian numbers" in abroad.error
-    assert [reply["status"] for reply in run.state.replies()] == ["failed", "failed"]
+    assert [reply["status"] for reply in run.state.replies.all()] == ["failed", "failed"]
     assert (await run.send(delivery(3))).outcome == "delivered"  # refused replies reached no one
 
 
@@ -184,9 +184,9 @@ async def test_the_sent_record_is_made_durable_before_the_attempt_counts(
     reply went out is fsynced before the dispatcher learns it was delivered."""
     run = sink()
     calls: list[str] = []
-    reply_sent, sync = run.state.reply_sent, run.state.sync
-    run.state.reply_sent = lambda *args: (calls.append("sent"), reply_sent(*args))[1]  # type: ignore[method-assign]
-    run.state.sync = lambda: (calls.append("sync"), sync())[1]  # type: ignore[method-assign]
+    reply_sent, sync = run.state.replies.sent, run.state.replies.sync
+    run.state.replies.sent = lambda *args: (calls.append("sent"), reply_sent(*args))[1]  # type: ignore[method-assign]
+    run.state.replies.sync = lambda: (calls.append("sync"), sync())[1]  # type: ignore[method-assign]
     attempt = await run.send(delivery(1))
     calls.append(attempt.outcome)
     assert calls == ["sent", "sync", "delivered"]

@@ -91,7 +91,7 @@ async def test_info_gets_a_webhook_an_email_and_a_reply_stop_silences_the_reply_
     await eventually(lambda: len(receiver.at("/info")) == 2 and len(mailbox.received) == 2)  # so does the email
     await eventually(lambda: sms_reply_states(run, "info") == ["delivered", "suppressed"])
     assert len(openvoip.requests) == 2
-    assert run.engine.processing.state.dead_letters() == []
+    assert run.engine.processing.state.dead_letters.all() == []
 
     await sms(run, "start")
     await eventually(lambda: len(openvoip.requests) == 3)  # the welcome back, before the next INFO's reply
@@ -131,8 +131,8 @@ async def test_bad_destination_is_dead_lettered_at_once_and_generic_errors_are_r
     run = await openvoip_engine(start_engine, receiver, openvoip)
     openvoip.answers += ["020"]
     await sms(run, "INFO uno")
-    await eventually(lambda: len(run.engine.processing.state.dead_letters()) == 1)
-    [letter] = run.engine.processing.state.dead_letters()
+    await eventually(lambda: len(run.engine.processing.state.dead_letters.all()) == 1)
+    [letter] = run.engine.processing.state.dead_letters.all()
     assert (letter["stage"], letter["reason"]) == (
         "deliver", f"openvoip 020: Errore nel numero di destinazione (bad destination {ALICE})")
     assert len(openvoip.requests) == 1  # permanent: no retry despite the route's schedule
@@ -143,7 +143,7 @@ async def test_bad_destination_is_dead_lettered_at_once_and_generic_errors_are_r
     assert len(openvoip.requests) == 4
     [(delivery_id,)] = run.engine.processing.state.conn.execute(
         "SELECT id FROM deliveries WHERE state = 'delivered' AND sink = 'sms_reply'").fetchall()
-    assert [a["outcome"] for a in run.engine.processing.state.attempts(delivery_id)] == ["failed", "failed", "delivered"]
+    assert [a["outcome"] for a in run.engine.processing.state.deliveries.attempts(delivery_id)] == ["failed", "failed", "delivered"]
 
 
 async def test_a_reply_from_abroad_is_a_dead_letter_without_a_request(
@@ -151,8 +151,8 @@ async def test_a_reply_from_abroad_is_a_dead_letter_without_a_request(
 ) -> None:
     run = await openvoip_engine(start_engine, receiver, openvoip)
     await sms(run, "INFO please", sender="+447700900123")
-    await eventually(lambda: len(run.engine.processing.state.dead_letters()) == 1)
-    assert "openvoip sends only to Italian numbers (+39)" in run.engine.processing.state.dead_letters()[0]["reason"]
+    await eventually(lambda: len(run.engine.processing.state.dead_letters.all()) == 1)
+    assert "openvoip sends only to Italian numbers (+39)" in run.engine.processing.state.dead_letters.all()[0]["reason"]
     await eventually(lambda: len(receiver.at("/info")) == 1)
     assert openvoip.requests == []
 
@@ -164,18 +164,18 @@ async def test_delivery_reports_are_linked_to_the_reply_they_report_on(
     run = await start_engine(rules=reply_rules(receiver.url), sms_reply=settings)
     before = await scrape(run)
     await sms(run, "INFO prezzi")
-    await eventually(lambda: [r["status"] for r in run.engine.processing.state.replies()] == ["sent"])
+    await eventually(lambda: [r["status"] for r in run.engine.processing.state.replies.all()] == ["sent"])
     [request] = gateway24.requests
     assert (request["form"]["sendto"], request["form"]["body"]) == (ALICE, f"Ciao {ALICE}, grazie per INFO: ti richiamiamo.")
-    [reply] = run.engine.processing.state.replies()
+    [reply] = run.engine.processing.state.replies.all()
     assert (reply["provider"], reply["provider_message_id"]) == ("smsgateway24", "22074938")
 
     for status_id in (6, 7):  # sent by the phone, then delivered
         report = {"sms_id": 22074938, "status_id": status_id, "status_message": "", "sendto": ALICE,
                   "senttime": "2026-11-21 10:00:05", "sim": 0, "device_id": 4242}
         assert await run.post("/status/smsgateway24", json=report) == 200
-    await eventually(lambda: [r["status"] for r in run.engine.processing.state.replies()] == ["delivered"])
-    reports = run.engine.processing.state.reports(reply["delivery_id"])
+    await eventually(lambda: [r["status"] for r in run.engine.processing.state.replies.all()] == ["delivered"])
+    reports = run.engine.processing.state.reports.all(reply["delivery_id"])
     assert [(r["code"], r["status"]) for r in reports] == [("6", "sent"), ("7", "delivered")]
     await moved(
         run,
@@ -192,8 +192,8 @@ async def test_without_a_provider_replies_are_dead_letters_saying_so(
 ) -> None:
     run = await start_engine(rules=reply_rules(receiver.url))
     await sms(run, "INFO prezzi")
-    await eventually(lambda: len(run.engine.processing.state.dead_letters()) == 1)
-    assert run.engine.processing.state.dead_letters()[0]["reason"] == "no sms_reply sink is configured"
+    await eventually(lambda: len(run.engine.processing.state.dead_letters.all()) == 1)
+    assert run.engine.processing.state.dead_letters.all()[0]["reason"] == "no sms_reply sink is configured"
     await eventually(lambda: len(receiver.at("/info")) == 1)
 
 
@@ -205,9 +205,9 @@ async def test_refused_credentials_are_retried_then_dead_lettered_and_the_secret
     settings = {"provider": "openvoip", "openvoip": openvoip.settings(secret=wrong)}
     run = await start_engine(rules=reply_rules(receiver.url), sms_reply=settings)
     await sms(run, "INFO prezzi")
-    await eventually(lambda: len(run.engine.processing.state.dead_letters()) == 1)
+    await eventually(lambda: len(run.engine.processing.state.dead_letters.all()) == 1)
     assert len(openvoip.requests) == 3  # the first try and the route's two retries
-    [letter] = run.engine.processing.state.dead_letters()
+    [letter] = run.engine.processing.state.dead_letters.all()
     assert letter["reason"] == "openvoip -1: Security error (check sms_reply.openvoip id_call_gr and secret)"
     assert wrong not in caplog.text and wrong not in "".join(r["raw"] for r in openvoip.requests)
     assert all(wrong.encode() not in path.read_bytes() for path in (tmp_path / "data").iterdir())

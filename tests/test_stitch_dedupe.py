@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from smsroute.engines.embedded.state import StateDB
+from smsroute.engines.embedded.state import State
 from smsroute.models.message import InboundMessage
 from smsroute.models.part import Concat, Part
 from smsroute.streams.dedupe import Dedupe
@@ -48,7 +48,7 @@ def stitcher(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Stitche
     if request.param == "memory":
         yield Stitcher(MemoryStore(lambda pending: pending.first_seen), TIMEOUT)
         return
-    db = StateDB(tmp_path / "state.db")
+    db = State(tmp_path / "state.db")
     yield Stitcher(db.pending, TIMEOUT)
     db.close()
 
@@ -110,10 +110,10 @@ def test_parts_of_different_messages_never_mix(stitcher: Stitcher, other: dict[s
 
 
 def test_pending_parts_survive_a_restart(tmp_path: Path) -> None:
-    before = StateDB(tmp_path / "state.db")
+    before = State(tmp_path / "state.db")
     assert Stitcher(before.pending, TIMEOUT).add(part(2), 0.0) is None
     before.close()
-    after = StateDB(tmp_path / "state.db")
+    after = State(tmp_path / "state.db")
     stitcher = Stitcher(after.pending, TIMEOUT)
     assert stitcher.add(part(1, total=2), 1.0) is None  # part 1 of another, 2-part message
     message = [stitcher.add(part(index), 2.0) for index in (3, 1)][-1]
@@ -159,7 +159,7 @@ def dedupe(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Dedupe]:
     if request.param == "memory":
         yield Dedupe(MemoryStore(lambda seen: seen), WINDOW)
         return
-    db = StateDB(tmp_path / "state.db")
+    db = State(tmp_path / "state.db")
     yield Dedupe(db.dedupe, WINDOW)
     db.close()
 

@@ -6,17 +6,17 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
-from prometheus_client import CONTENT_TYPE_LATEST
 
-from .. import metrics
+from .. import health, metrics
 from ..config import Settings
+from ..health import MoreMetrics
 from ..models.raw import EventKind, RawEvent
-from ..providers.base import Receiver, Incoming, IngressError, bad_request
+from ..providers.base import Incoming, IngressError, Receiver, bad_request
 from ..providers.kit import Unprocessable, codec_of
 from .access import check_access, client_address
 from .log import EventLog, LogUnavailable
@@ -32,8 +32,6 @@ _latency = functools.cache(metrics.INGRESS_LATENCY.labels)
 RECEIVERS = web.AppKey("receivers", dict[str, Receiver])
 EVENT_LOG = web.AppKey("event_log", EventLog)
 SETTINGS = web.AppKey("settings", Settings)
-MoreMetrics = Callable[[], Awaitable[list[str]]]
-MORE_METRICS = web.AppKey("more_metrics", MoreMetrics)
 
 
 def create_app(
@@ -47,14 +45,11 @@ def create_app(
     app[SETTINGS] = settings
     app[RECEIVERS] = dict(receivers)
     app[EVENT_LOG] = event_log
-    app[MORE_METRICS] = more_metrics or _nothing
+    health.add_routes(app, lambda: "ready" if event_log.ready else None, "log unavailable", more_metrics)
     # Any path below /inbound/ and /status/ is an ingress request: a name with a slash, or none, is
     # answered and counted as an unknown source like any other name.
     app.router.add_route("*", "/inbound/{source:.*}", _inbound)
     app.router.add_route("*", "/status/{source:.*}", _status)
-    app.router.add_get("/healthz", _healthz)
-    app.router.add_get("/readyz", _readyz)
-    app.router.add_get("/metrics", _metrics)
     return app
 
 
@@ -208,23 +203,3 @@ def _records(events: list[RawEvent]) -> list[tuple[str, bytes]]:
         return [(event.key, event.encode()) for event in events]
     except (UnicodeEncodeError, ValueError, TypeError) as exc:
         raise bad_request(f"the request holds text that cannot be stored: {exc}") from None
-
-
-async def _healthz(request: web.Request) -> web.Response:
-    return web.Response(text="ok\n")
-
-
-async def _readyz(request: web.Request) -> web.Response:
-    if request.app[EVENT_LOG].ready:
-        return web.Response(text="ready\n")
-    return web.Response(status=503, text="log unavailable\n")
-
-
-async def _nothing() -> list[str]:
-    return []
-
-
-async def _metrics(request: web.Request) -> web.Response:
-    response = web.Response(body=metrics.exposition(await request.app[MORE_METRICS]()))
-    response.content_type = CONTENT_TYPE_LATEST.split(";")[0]
-    return response

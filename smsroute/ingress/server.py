@@ -10,8 +10,9 @@ from typing import Any
 from aiohttp import web
 
 from ..config import Settings
+from ..health import MoreMetrics
 from ..providers.base import Receiver
-from .app import MoreMetrics, create_app
+from .app import create_app
 from .log import EventLog
 
 log = logging.getLogger("smsroute")

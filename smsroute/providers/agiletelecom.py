@@ -15,7 +15,7 @@ from aiohttp import web
 from ..models.part import Part
 from ..models.raw import EventKind, RawEvent
 from . import mail
-from .base import Normalizer, Receiver, Incoming, Message, require
+from .base import Incoming, Message, Normalizer, Receiver, require
 from .kit import Fields, fields_of, parse_time, sha256_key
 
 REQUIRED = ("originator", "destination", "date_time", "text")

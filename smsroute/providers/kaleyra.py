@@ -16,7 +16,7 @@ import phonenumbers
 
 from ..models.part import Part
 from ..models.raw import EventKind, RawEvent
-from .base import Normalizer, Receiver, Incoming, bad_request, require
+from .base import Incoming, Normalizer, Receiver, bad_request, require
 from .kit import Fields, Unprocessable, fields_of, sha256_key
 
 REQUIRED = ("device_address", "inbound_address")

@@ -19,7 +19,7 @@ from typing import Any
 from ..models.part import Part
 from ..models.raw import EventKind, RawEvent
 from ..models.report import DeliveryReport, ReportStatus
-from .base import Normalizer, Receiver, Incoming, require_each
+from .base import Incoming, Normalizer, Receiver, require_each
 from .kit import Fields, fields_of, parse_time, phone
 
 REQUIRED: dict[EventKind, tuple[str, ...]] = {

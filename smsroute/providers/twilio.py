@@ -22,7 +22,7 @@ from ..config import IngressConfig, Secret
 from ..models.message import Media
 from ..models.part import Part
 from ..models.raw import EventKind, RawEvent
-from .base import Normalizer, Receiver, Incoming, Message, bad_request, require, unauthorized
+from .base import Incoming, Message, Normalizer, Receiver, bad_request, require, unauthorized
 from .kit import Fields, fields_of
 
 REQUIRED = ("MessageSid", "AccountSid", "From", "To")

@@ -24,7 +24,7 @@ from pydantic import Field
 from ..config import IngressConfig, Secret
 from ..models.part import Concat, Part
 from ..models.raw import EventKind, RawEvent
-from .base import Normalizer, Receiver, Incoming, Message, require_each, unauthorized
+from .base import Incoming, Message, Normalizer, Receiver, require_each, unauthorized
 from .kit import FORM, JSON, Fields, Unprocessable, decode_user_data, fields_of, from_hex, parse_time, parse_udh
 
 REQUIRED = ("type", "to", "msisdn", "messageId")

@@ -1,7 +1,7 @@
 """Routing rules: the YAML model, loading with file:line errors, indexed matching, explain, hot reload."""
 
 from .loader import Problem, RuleError, load_rules
-from .matcher import Delivery, Explanation, Routing, RuleSet
+from .matcher import Explanation, RoutedAction, Routing, RuleSet
 from .model import first_word
 
-__all__ = ["Delivery", "Explanation", "Problem", "RuleError", "RuleSet", "Routing", "first_word", "load_rules"]
+__all__ = ["Explanation", "RoutedAction", "Problem", "RuleError", "RuleSet", "Routing", "first_word", "load_rules"]

@@ -147,7 +147,7 @@ class Compiled:
 
 
 @dataclass(frozen=True, slots=True)
-class Delivery:
+class RoutedAction:
     """One action of one matching route: what a sink will deliver. ``number`` counts from 1."""
 
     route: Route
@@ -163,9 +163,9 @@ class Routing:
     routes: tuple[Route, ...]
 
     @property
-    def deliveries(self) -> tuple[Delivery, ...]:
+    def actions(self) -> tuple[RoutedAction, ...]:
         return tuple(
-            Delivery(route, number, action)
+            RoutedAction(route, number, action)
             for route in self.routes
             for number, action in enumerate(route.actions, start=1)
         )
@@ -196,7 +196,7 @@ class Explanation:
     verdicts: tuple[Verdict, ...]
     rules_version: str
 
-    def delivered(self, delivery: Delivery) -> InboundMessage:
+    def delivered(self, delivery: RoutedAction) -> InboundMessage:
         """The message as this delivery's sink sees it (templates render against it)."""
         routed = dataclasses.replace(self.message, keyword=self.routing.keyword)
         return routed.routed(delivery.route.name, self.rules_version)
@@ -224,9 +224,9 @@ class Explanation:
                     "route": delivery.route.name,
                     "action": delivery.number,
                     "kind": delivery.action.kind,
-                    "summary": delivery.action.sink.summary(self.delivered(delivery)),
+                    "summary": delivery.action.settings.summary(self.delivered(delivery)),
                 }
-                for delivery in self.routing.deliveries
+                for delivery in self.routing.actions
             ],
         }
 
@@ -245,13 +245,13 @@ class Explanation:
             if not verdict.checks:
                 out.append("    yes  catches every message (no match criteria)")
         out.append("")
-        deliveries = self.routing.deliveries
+        deliveries = self.routing.actions
         if not deliveries:
             out.append("deliveries: none: the message is unrouted")
         else:
             out.append("deliveries:")
             for delivery in deliveries:
-                summary = delivery.action.sink.summary(self.delivered(delivery))
+                summary = delivery.action.settings.summary(self.delivered(delivery))
                 out.append(f"  {delivery.route.name} #{delivery.number} {delivery.action.kind}: {summary}")
         return out
 

@@ -265,11 +265,11 @@ class Retry(Strict):
         return tuple(min(self.initial * self.factor**n, self.ceiling) for n in range(self.max_attempts - 1))
 
 
-class Sink(Strict):
+class ActionSettings(Strict):
     retry: Retry = Retry()
 
 
-class Webhook(Sink):
+class Webhook(ActionSettings):
     """POST of the canonical message as JSON, signed with Standard Webhooks headers when ``secret`` is set."""
 
     url: Annotated[str, AfterValidator(_url)]
@@ -281,7 +281,7 @@ class Webhook(Sink):
         return f"POST {self.url}" + (" (signed)" if self.secret else "")
 
 
-class Email(Sink):
+class Email(ActionSettings):
     """An email of the message to fixed recipients: templated subject and plain-text body, and an
     optional HTML alternative (its inserted values escaped)."""
 
@@ -294,7 +294,7 @@ class Email(Sink):
         return f"to {', '.join(self.to)}: {_preview(self.subject, message)}"
 
 
-class SmsReply(Sink):
+class SmsReply(ActionSettings):
     """An SMS answer to the sender, from the number the message was sent to."""
 
     text: Annotated[Template, Field(min_length=1)]
@@ -335,7 +335,7 @@ class Action(Strict):
         return next(kind for kind in kinds if getattr(self, kind) is not None)
 
     @property
-    def sink(self) -> Webhook | Email | SmsReply:
+    def settings(self) -> Webhook | Email | SmsReply:
         return getattr(self, self.kind)
 
 

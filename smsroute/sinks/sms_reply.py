@@ -49,11 +49,11 @@ class ReplyLedger(Protocol):
 
     def recent_replies(self, recipient: str, since: float) -> int: ...
 
-    def reserve_reply(self, delivery_id: str, message_id: str, recipient: str, provider: str, now: float) -> None: ...
+    def reserve(self, delivery_id: str, message_id: str, recipient: str, provider: str, now: float) -> None: ...
 
-    def reply_sent(self, delivery_id: str, provider_message_id: str | None, now: float) -> None: ...
+    def sent(self, delivery_id: str, provider_message_id: str | None, now: float) -> None: ...
 
-    def reply_failed(self, delivery_id: str, now: float) -> None: ...
+    def failed(self, delivery_id: str, now: float) -> None: ...
 
     def sync(self) -> None:
         """Make the records so far survive a power loss (called from a thread)."""
@@ -115,11 +115,11 @@ def sender(provider: Provider, config: SmsReplyConfig, opt_outs: OptOutList,
             return Attempt("failed", None, str(exc), 0.0, code="error", permanent=True)
         if not text.strip():
             return Attempt("failed", None, "the reply text rendered empty", 0.0, code="error", permanent=True)
-        ledger.reserve_reply(delivery.id, delivery.message_id, recipient, provider.name, now)
+        ledger.reserve(delivery.id, delivery.message_id, recipient, provider.name, now)
         result = await provider.send(Reply(delivery.id, recipient, text))
         duration = time.perf_counter() - started
         if result.status == "sent":
-            ledger.reply_sent(delivery.id, result.provider_message_id, time.time())
+            ledger.sent(delivery.id, result.provider_message_id, time.time())
             await asyncio.to_thread(ledger.sync)  # a reply the provider took is never sent again, even after a power loss
             metrics.SMS_REPLIES.labels(provider.name, "sent").inc()
             log.info(
@@ -131,7 +131,7 @@ def sender(provider: Provider, config: SmsReplyConfig, opt_outs: OptOutList,
             return Attempt("delivered", None, "", duration)
         code = metric_code(result.code)
         if result.status == "failed":
-            ledger.reply_failed(delivery.id, time.time())
+            ledger.failed(delivery.id, time.time())
             metrics.SMS_REPLIES.labels(provider.name, "failed").inc()
             return Attempt("failed", None, result.reason, duration, code=code, permanent=True)
         return Attempt("failed", None, result.reason, duration, code=code)

@@ -1,26 +1,20 @@
-"""The processing core assembled over an engine's stores (SQLite tables, or Faust tables on Kafka)."""
+"""The processing core assembled over an engine's backend (SQLite tables, or Faust tables on Kafka)."""
 
 from __future__ import annotations
 
 from ..config import Settings
 from ..providers import normalizers
 from ..rules.watch import RulesWatcher
-from .dedupe import Dedupe
-from .optouts import OptOut, OptOuts
-from .pipeline import Pipeline
-from .state import Store, TimedStore
-from .stitch import Pending, Stitcher
+from .pipeline import Backend, Pipeline
 
 
-def build_pipeline(
-    settings: Settings, rules: RulesWatcher, dedupe: TimedStore[float], pending: TimedStore[Pending], opt_outs: Store[OptOut]
-) -> Pipeline:
-    """The processing core over an engine's stores (SQLite tables, or Faust tables on Kafka)."""
+def build_pipeline(settings: Settings, rules: RulesWatcher, backend: Backend) -> Pipeline:
+    """The pipeline as both engines run it: every provider's normalizer, the rules in force."""
     return Pipeline(
         normalizers(),
-        Dedupe(dedupe, settings.dedupe_window),
-        Stitcher(pending, settings.stitch_timeout),
+        backend,
         lambda: rules.rules,
-        settings.default_region,
-        opt_outs=OptOuts(opt_outs),
+        region=settings.default_region,
+        dedupe_window=settings.dedupe_window,
+        stitch_timeout=settings.stitch_timeout,
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .state import Store
+from .state import TimedStore
 
 DEFAULT_WINDOW = 48 * 3600.0
 """Covers every provider's retry span (Vonage 24 h, Kaleyra about 21 h) with room to spare."""
@@ -11,7 +11,7 @@ DEFAULT_WINDOW = 48 * 3600.0
 class Dedupe:
     """Remembers each part's dedupe key for ``window`` seconds after it was first seen."""
 
-    def __init__(self, seen: Store[float], window: float = DEFAULT_WINDOW) -> None:
+    def __init__(self, seen: TimedStore[float], window: float = DEFAULT_WINDOW) -> None:
         self.seen = seen
         self.window = window
 
@@ -22,3 +22,7 @@ class Dedupe:
             return True
         self.seen[key] = now
         return False
+
+    def expire(self, now: float) -> None:
+        """Forget the keys first seen before the window: their retries are over."""
+        self.seen.forget_before(now - self.window)

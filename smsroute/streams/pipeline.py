@@ -1,10 +1,12 @@
 """The processing core: raw event -> part -> (dedupe) -> (stitch) -> message -> (route) -> deliveries;
 status event -> delivery report.
 
-Plain Python, engine-agnostic: state lives in the stores given to :class:`Dedupe`,
-:class:`Stitcher` and :class:`OptOuts`, and the caller persists what :meth:`Pipeline.process`
-returns together with its progress through the log, so a crash re-does work but never skips or
-doubles it."""
+Plain Python, engine-agnostic. An engine drives it through :class:`Backend`, the one small
+interface each engine implements: the stores the core keeps its state in, a savepoint, and where
+what an event led to is recorded (SQLite rows in the embedded engine, records to produce in the
+Kafka engine). The engine commits that together with its progress through the log, so a crash
+re-does work but never skips or doubles it. Each event and each stitch timeout is isolated: when
+anything in its path raises, its state writes are undone and it becomes a dead letter."""
 
 from __future__ import annotations
 
@@ -12,8 +14,10 @@ import functools
 import json
 import logging
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
-from typing import Any
+from functools import partial
+from typing import Any, Protocol
 
 from .. import metrics
 from ..models.avro import DecodeError
@@ -26,10 +30,11 @@ from ..models.text import printable
 from ..providers.base import Normalizer
 from ..providers.kit import Unprocessable
 from ..rules import RuleSet
-from ..rules.model import Sink
-from .dedupe import Dedupe
-from .optouts import OptOuts
-from .stitch import Stitcher
+from ..rules.model import ActionSettings
+from .dedupe import DEFAULT_WINDOW, Dedupe
+from .optouts import OptOut, OptOuts
+from .state import Store, TimedStore
+from .stitch import DEFAULT_TIMEOUT, Pending, Stitcher
 
 log = logging.getLogger("smsroute.streams")
 
@@ -52,29 +57,71 @@ class Outcome:
         self.reports += other.reports
 
 
+class Backend(Protocol):
+    """What an engine gives the core."""
+
+    dedupe: TimedStore[float]
+    pending: TimedStore[Pending]
+    opt_outs: Store[OptOut]
+    fatal: tuple[type[BaseException], ...]
+    """Errors of the engine's own machinery (a full disk): they stop the work, which is done again,
+    instead of making the event at hand a dead letter."""
+
+    def savepoint(self) -> AbstractContextManager[None]:
+        """The stores' writes in the block are undone when it raises."""
+        ...
+
+    def record(self, outcome: Outcome, now: float) -> None:
+        """Keep what an event led to, within the savepoint (so that failing to keep it undoes it)."""
+        ...
+
+
 class Pipeline:
     def __init__(
         self,
         normalizers: Mapping[str, Normalizer],
-        dedupe: Dedupe,
-        stitcher: Stitcher,
+        backend: Backend,
         rules: Callable[[], RuleSet],
-        region: str | None = None,
         *,
-        opt_outs: OptOuts,
+        region: str | None = None,
+        dedupe_window: float = DEFAULT_WINDOW,
+        stitch_timeout: float = DEFAULT_TIMEOUT,
     ) -> None:
         self.normalizers = normalizers
-        self.dedupe = dedupe
-        self.stitcher = stitcher
+        self.backend = backend
+        self.dedupe = Dedupe(backend.dedupe, dedupe_window)
+        self.stitcher = Stitcher(backend.pending, stitch_timeout)
+        self.opt_outs = OptOuts(backend.opt_outs)
         self.rules = rules
         self.region = region
-        self.opt_outs = opt_outs
         self._settings_version = ""
         self._settings_cache: dict[int, dict[str, Any]] = {}
         """Settings by ``id`` of the action's sink; the rule set of ``_settings_version`` keeps those alive."""
 
+    def handle(self, record: bytes, now: float) -> None:
+        """Process one logged raw event and record what it leads to, or its dead letter."""
+        self._isolated(partial(self.process, record, now), partial(self.failed, record), now)
+
+    def housekeeping(self, now: float) -> None:
+        """Release the messages whose missing parts never came, each on its own; forget the dedupe
+        keys past the window."""
+        for key in self.stitcher.due(now):
+            self._isolated(partial(self.release, key), partial(self.abandon, key), now)
+        self.dedupe.expire(now)
+
+    def _isolated(self, work: Callable[[], Outcome], failed: Callable[[Exception], Outcome], now: float) -> None:
+        """Record what ``work`` leads to; when it raises, undo its writes and record ``failed``'s instead."""
+        backend = self.backend
+        try:
+            with backend.savepoint():
+                backend.record(work(), now)
+        except backend.fatal:
+            raise
+        except Exception as exc:
+            backend.record(failed(exc), now)
+
     def process(self, record: bytes, now: float) -> Outcome:
-        """Everything one logged raw event leads to."""
+        """Everything one logged raw event leads to (its state writes made, its outputs returned)."""
         try:
             event = RawEvent.decode(record)
         except DecodeError as exc:
@@ -158,17 +205,17 @@ class Pipeline:
             deliveries=[
                 Delivery.of(
                     message,
-                    delivery.route.name,
-                    delivery.number,
-                    delivery.action.kind,
-                    self._settings(rules, delivery.action.sink, delivery.route.compliance),
-                    bodies[delivery.route.name],
+                    routed.route.name,
+                    routed.number,
+                    routed.action.kind,
+                    self._settings(rules, routed.action.settings, routed.route.compliance),
+                    bodies[routed.route.name],
                 )
-                for delivery in match.deliveries
+                for routed in match.actions
             ]
         )
 
-    def _settings(self, rules: RuleSet, sink: Sink, compliance: str | None) -> dict[str, Any]:
+    def _settings(self, rules: RuleSet, sink: ActionSettings, compliance: str | None) -> dict[str, Any]:
         """:func:`settings` of an action, worked out once per rule set rather than per message (an
         action belongs to one route, so its route's ``compliance`` is the same every time)."""
         if self._settings_version != rules.version:
@@ -191,7 +238,7 @@ class Pipeline:
         return Outcome(dead_letters=[DeadLetter(stage, f"{code}: {reason}", payload)])
 
 
-def settings(sink: Sink, compliance: str | None = None) -> dict[str, Any]:
+def settings(sink: ActionSettings, compliance: str | None = None) -> dict[str, Any]:
     """A routed action's settings as the sinks need them later, whatever the rules become meanwhile:
     secrets in clear (they stay in the engine's state, never in logs), retries as plain delays, and
     the route's ``compliance`` (its replies reach opted-out numbers)."""

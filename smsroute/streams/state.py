@@ -26,6 +26,10 @@ class TimedStore(Store[V], Protocol[V]):
 
     def older_than(self, moment: float) -> Iterable[str]: ...
 
+    def forget_before(self, moment: float) -> None:
+        """Delete every key first written before ``moment``."""
+        ...
+
 
 class MemoryStore(dict[str, V]):
     """A dict-backed :class:`TimedStore`; values carry their own first-seen time via ``stamp``."""
@@ -36,3 +40,7 @@ class MemoryStore(dict[str, V]):
 
     def older_than(self, moment: float) -> list[str]:
         return [key for key, value in self.items() if self._stamp(value) < moment]
+
+    def forget_before(self, moment: float) -> None:
+        for key in self.older_than(moment):
+            del self[key]

@@ -20,7 +20,7 @@ from ... import metrics
 from ...aio import wait_any
 from ...rules.model import ActionKind
 from .log import SQLiteLog
-from .state import StateDB
+from .state import State
 
 log = logging.getLogger("smsroute.backlog")
 
@@ -31,10 +31,10 @@ SINKS = get_args(ActionKind)
 STAGES = ("normalize", "process", "route", "deliver")
 
 
-def export(state: StateDB, event_log: SQLiteLog, now: float) -> None:
+def export(state: State, event_log: SQLiteLog, now: float) -> None:
     """Set every backlog gauge; sinks and stages with nothing waiting read 0, not absent."""
-    metrics.PROCESSOR_BACKLOG.set(max(0, event_log.last_offset() - state.offset()))
-    backlog = {row.sink: row for row in state.backlog(now)}
+    metrics.PROCESSOR_BACKLOG.set(max(0, event_log.last_offset() - state.offsets.get()))
+    backlog = {row.sink: row for row in state.deliveries.backlog(now)}
     for sink in {*SINKS, *backlog}:
         row = backlog.get(sink)
         metrics.DELIVERY_BACKLOG.labels(sink, "due").set(row.due if row else 0)
@@ -42,7 +42,7 @@ def export(state: StateDB, event_log: SQLiteLog, now: float) -> None:
         metrics.DELIVERY_BACKLOG.labels(sink, "sending").set(row.sending if row else 0)
         oldest = row.oldest_due if row else None
         metrics.DELIVERY_BACKLOG_AGE.labels(sink).set(0 if oldest is None else max(0.0, now - oldest))
-    waiting = state.dead_letters_waiting()
+    waiting = state.dead_letters.waiting()
     for stage in {*STAGES, *waiting}:
         metrics.DEAD_LETTERS_WAITING.labels(stage).set(waiting.get(stage, 0))
 
@@ -52,13 +52,13 @@ class Exporter:
 
     def __init__(self, state_path: Path, log_path: Path) -> None:
         self.state_path, self.log_path = state_path, log_path
-        self._stores: tuple[StateDB, SQLiteLog] | None = None
+        self._stores: tuple[State, SQLiteLog] | None = None
 
     def export(self) -> float:
         """One export; returns the seconds it took."""
         started = time.perf_counter()
         if self._stores is None:
-            self._stores = StateDB(self.state_path), SQLiteLog(self.log_path)
+            self._stores = State(self.state_path), SQLiteLog(self.log_path)
         try:
             export(*self._stores, time.time())
         except sqlite3.Error as exc:  # stale gauges are better than a stopped engine

@@ -22,15 +22,14 @@ from pathlib import Path
 from typing import IO
 
 import aiohttp
-from aiohttp import web
-from prometheus_client import GC_COLLECTOR, PLATFORM_COLLECTOR, PROCESS_COLLECTOR, REGISTRY, generate_latest
+from prometheus_client import GC_COLLECTOR, PLATFORM_COLLECTOR, PROCESS_COLLECTOR, REGISTRY
 
-from ... import gc_tuning
+from ... import gc_tuning, health
 from ...config import Settings
 from ...logs import setup_logging
 from ...rules.loader import RuleError
 from ...rules.watch import RulesWatcher
-from .processing import Processing
+from .processing import InProcess
 
 log = logging.getLogger("smsroute")
 
@@ -38,8 +37,8 @@ STOP_TIMEOUT = 30.0
 """Seconds the child gets to finish its in-flight deliveries once told to stop."""
 
 
-class PipelineProcess:
-    """The ingress process's handle on the child; the same interface as :class:`~smsroute.processing.Processing`."""
+class ChildProcess:
+    """The processing half in a child process: the ingress process's handle on it."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -116,13 +115,15 @@ async def _child(settings: Settings) -> int:
     except RuleError as exc:
         log.error(f"routing rules invalid: {exc}", extra={"event": "rules_invalid"})
         return 1
-    processing = Processing(settings, rules)
+    processing = InProcess(settings, rules)
     await processing.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_reader(0, _on_stdin, processing, stop)
-    runner = await _serve_metrics()
+    for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+        REGISTRY.unregister(collector)  # the process-wide collectors are the ingress's to report
+    runner = await health.serve("127.0.0.1", 0)
     print(runner.addresses[0][1], flush=True)
     gc_tuning.settle()
     try:
@@ -134,7 +135,7 @@ async def _child(settings: Settings) -> int:
     return 0
 
 
-def _on_stdin(processing: Processing, stop: asyncio.Event) -> None:
+def _on_stdin(processing: InProcess, stop: asyncio.Event) -> None:
     if os.read(0, 65536):
         processing.appended()
     else:
@@ -152,22 +153,6 @@ async def _lock(path: Path) -> IO[str]:
             return handle
         except BlockingIOError:
             await asyncio.sleep(0.1)
-
-
-async def _serve_metrics() -> web.AppRunner:
-    """``/metrics`` of this process's own work: the process-wide collectors are the ingress's to report."""
-    for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
-        REGISTRY.unregister(collector)
-
-    async def metrics(request: web.Request) -> web.Response:
-        return web.Response(body=generate_latest())
-
-    app = web.Application()
-    app.router.add_get("/metrics", metrics)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    return runner
 
 
 def _read_exactly(fd: int, size: int) -> bytes:

@@ -1,12 +1,10 @@
-"""The embedded engine's processor: reads the raw log in order and runs the pipeline over it.
+"""The embedded engine's log consumer: reads the raw log in order and runs the pipeline over it.
 
 Each batch is one state transaction: the deliveries, dead letters and delivery reports it produced,
 its dedupe keys, pending parts and opt-outs, and the new log offset commit together or not at all.
-
-Inside it each event is a savepoint: when anything in its path raises (a bug, text SQLite cannot
-store), its writes are undone and it becomes a dead letter with its raw record, so one bad event
-never stops the stream nor, logged, stops it again at every restart. Errors of the database itself
-(a full disk, an I/O error) are not the event's fault: they stop the batch, which is done again."""
+Inside it each event is a savepoint (the pipeline's isolation): one bad event becomes a dead letter
+and never stops the stream. Errors of the database itself (a full disk, an I/O error) are not the
+event's fault: they stop the batch, which is done again."""
 
 from __future__ import annotations
 
@@ -15,14 +13,14 @@ import logging
 import sqlite3
 import time
 from collections.abc import Callable
-from functools import partial
+from contextlib import AbstractContextManager
 
 from ... import metrics
 from ...aio import wait_any
 from ...models.report import DeliveryReport
 from ...streams.pipeline import Outcome, Pipeline
 from .log import SQLiteLog
-from .state import StateDB
+from .state import State
 
 log = logging.getLogger("smsroute.streams")
 
@@ -34,12 +32,53 @@ as many batches went by for every round trip and deliveries all but stopped unti
 processed. Turns with nothing to do cost next to nothing."""
 
 
-class Processor:
+class StateBackend:
+    """The pipeline's :class:`~smsroute.streams.pipeline.Backend` over ``state.db``: what an event
+    leads to is written in the batch's transaction, within the event's savepoint."""
+
+    fatal = (sqlite3.OperationalError, MemoryError)
+
+    def __init__(self, state: State) -> None:
+        self.state = state
+        self.dedupe = state.dedupe
+        self.pending = state.pending
+        self.opt_outs = state.opt_outs
+        self.delivering = False
+        """Whether what was recorded since the flag was last cleared holds deliveries."""
+
+    def savepoint(self) -> AbstractContextManager[None]:
+        return self.state.savepoint()
+
+    def record(self, outcome: Outcome, now: float) -> None:
+        self.state.deliveries.add(outcome.deliveries, now)
+        self.state.dead_letters.add(outcome.dead_letters, now)
+        for report in outcome.reports:
+            self._report(report, now)
+        self.delivering = self.delivering or bool(outcome.deliveries)
+
+    def _report(self, report: DeliveryReport, now: float) -> None:
+        """Store a delivery report; one about our reply moves that reply's outcome."""
+        linked = self.state.reports.add(report, now)
+        if linked is None:
+            return  # the provider sent the same report again
+        metrics.DELIVERY_REPORTS.labels(report.provider, report.status, str(linked.delivery_id is not None).lower()).inc()
+        if linked.became is not None:
+            metrics.SMS_REPLIES.labels(report.provider, linked.became).inc()
+        log.info(
+            f"delivery report: {report.status} ({report.description})",
+            extra={"event": "delivery_report", "provider": report.provider,
+                   "provider_message_id": report.provider_message_id, "status": report.status, "code": report.code,
+                   "delivery_id": linked.delivery_id},
+        )
+
+
+class LogConsumer:
     def __init__(
         self,
         event_log: SQLiteLog,
-        state: StateDB,
+        state: State,
         pipeline: Pipeline,
+        backend: StateBackend,
         on_deliveries: Callable[[], None],
         *,
         batch: int = 100,
@@ -48,20 +87,19 @@ class Processor:
         self.log = event_log
         self.state = state
         self.pipeline = pipeline
+        self.backend = backend
         self.on_deliveries = on_deliveries
         self.batch = batch
         self.housekeeping_every = housekeeping_every
         self._appended = asyncio.Event()
         self._last_housekeeping = 0.0
-        self._delivering = False
-        """Whether the batch being processed made deliveries (the dispatcher is woken after it)."""
 
     def appended(self) -> None:
         """The log has new events (called by the log after each commit)."""
         self._appended.set()
 
     async def run(self, stop: asyncio.Event) -> None:
-        offset = self.state.offset()
+        offset = self.state.offsets.get()
         while not stop.is_set():
             self._appended.clear()
             rows = self.log.read(after=offset, limit=self.batch)
@@ -77,53 +115,17 @@ class Processor:
 
     def _step(self, rows: list[tuple[int, str, bytes]], offset: int, now: float, housekeeping: bool) -> int:
         started = time.perf_counter()
-        pipeline = self.pipeline
-        self._delivering = False
+        self.backend.delivering = False
         with self.state.transaction():
             for row_offset, _, record in rows:
-                self._isolated(partial(pipeline.process, record, now), partial(pipeline.failed, record), now)
+                self.pipeline.handle(record, now)
                 offset = row_offset
             if housekeeping:
-                for key in pipeline.stitcher.due(now):
-                    self._isolated(partial(pipeline.release, key), partial(pipeline.abandon, key), now)
-                self.state.forget_dedupe(now - pipeline.dedupe.window)
+                self.pipeline.housekeeping(now)
                 self._last_housekeeping = now
-            self.state.set_offset(offset)
+            self.state.offsets.set(offset)
         if rows:
             metrics.PROCESSOR_BATCH_SECONDS.observe(time.perf_counter() - started)
-        if self._delivering:
+        if self.backend.delivering:
             self.on_deliveries()
         return offset
-
-    def _isolated(self, work: Callable[[], Outcome], failed: Callable[[Exception], Outcome], now: float) -> None:
-        """Record what ``work`` leads to; when it raises, undo its writes and record ``failed``'s instead."""
-        try:
-            with self.state.savepoint():
-                self._record(work(), now)
-        except (sqlite3.OperationalError, MemoryError):
-            raise
-        except Exception as exc:
-            self._record(failed(exc), now)
-
-    def _record(self, outcome: Outcome, now: float) -> None:
-        self.state.add_deliveries(outcome.deliveries, now)
-        self.state.add_dead_letters(outcome.dead_letters, now)
-        for report in outcome.reports:
-            self._report(report, now)
-        self._delivering = self._delivering or bool(outcome.deliveries)
-
-    def _report(self, report: DeliveryReport, now: float) -> None:
-        """Store a delivery report; one about our reply moves that reply's outcome."""
-        linked = self.state.add_report(report, now)
-        if linked is None:
-            return  # the provider sent the same report again
-        metrics.DELIVERY_REPORTS.labels(report.provider, report.status, str(linked.delivery_id is not None).lower()).inc()
-        if linked.became is not None:
-            metrics.SMS_REPLIES.labels(report.provider, linked.became).inc()
-        log.info(
-            f"delivery report: {report.status} ({report.description})",
-            extra={"event": "delivery_report", "provider": report.provider,
-                   "provider_message_id": report.provider_message_id, "status": report.status, "code": report.code,
-                   "delivery_id": linked.delivery_id},
-        )
-

@@ -17,7 +17,8 @@ from collections import Counter
 from collections.abc import Mapping
 
 from ...sinks.outcome import Sender, attempt_once
-from .state import Due, Finished, StateDB
+from .state import State
+from .state.deliveries import Due, Finished
 
 log = logging.getLogger("smsroute.sinks")
 
@@ -25,7 +26,7 @@ log = logging.getLogger("smsroute.sinks")
 class Dispatcher:
     def __init__(
         self,
-        state: StateDB,
+        state: State,
         senders: Mapping[str, Sender],
         *,
         per_destination: int = 32,
@@ -49,7 +50,7 @@ class Dispatcher:
             self._woken.set_result(None)
 
     async def run(self, stop: asyncio.Event) -> None:
-        released = self.state.release_claims()
+        released = self.state.deliveries.release_claims()
         if released:
             log.warning("deliveries interrupted by a crash are due again", extra={"event": "claims_released", "count": released})
         stopping = asyncio.ensure_future(stop.wait())
@@ -74,15 +75,15 @@ class Dispatcher:
         """Record what finished; then, unless stopping (``now`` None), claim what is due."""
         finished, self._finished = self._finished, []
         with self.state.transaction():
-            self.state.record([result for _, result in finished])
+            self.state.deliveries.record([result for _, result in finished])
             for destination, _ in finished:
                 self.in_flight[destination] -= 1
             if now is None:
                 return
-            for destination in self.state.due_destinations(now):
+            for destination in self.state.deliveries.due_destinations(now):
                 free = self.per_destination - self.in_flight[destination]
                 if free >= self.claim_at_least:
-                    for due in self.state.claim(destination, now, free):
+                    for due in self.state.deliveries.claim(destination, now, free):
                         self._start(destination, due)
 
     async def _sleep(self, woken: asyncio.Future[None], now: float) -> None:
@@ -90,7 +91,7 @@ class Dispatcher:
         was due at ``now`` is claimed or waits for a slot, and a finished attempt wakes the loop:
         waiting for those too would spin while a slow receiver holds every slot. A future rather than
         an event: the loop resumes on the next turn of the event loop, not three turns later."""
-        next_due = self.state.next_due(after=now)
+        next_due = self.state.deliveries.next_due(after=now)
         timeout = self.idle_poll if next_due is None else max(0.0, min(self.idle_poll, next_due - time.time()))
         timer = asyncio.get_running_loop().call_later(timeout, self.wake)
         try:

@@ -4,20 +4,17 @@ published to Kafka out; the workers read them from there."""
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Mapping
 
-from ...aio import on_stop_signals
 from ...config import KafkaConfig, Settings
 from ...ingress.server import IngressServer
 from ...providers.base import Receiver
 from .log import KafkaLog
 
-log = logging.getLogger("smsroute")
-
 
 class KafkaIngress:
-    """The Kafka engine's ingress process: providers' requests in, raw events on Kafka out."""
+    """The Kafka engine's ingress process (a :class:`~smsroute.engines.base.Service`): providers'
+    requests in, raw events on Kafka out."""
 
     def __init__(self, settings: Settings, receivers: Mapping[str, Receiver], kafka: KafkaConfig) -> None:
         self.log = KafkaLog(kafka)
@@ -31,19 +28,9 @@ class KafkaIngress:
         await self.log.start()
         await self.server.start(bootstrap_servers=self.log.config.bootstrap_servers, topic=self.log.topic)
 
-    async def stop(self) -> None:
+    async def run(self, stop: asyncio.Event) -> None:
+        await stop.wait()
+
+    async def close(self) -> None:
         await self.server.stop()
         await self.log.stop()
-
-
-async def serve_kafka(settings: Settings, receivers: Mapping[str, Receiver], kafka: KafkaConfig) -> None:
-    """Run until SIGINT or SIGTERM."""
-    ingress = KafkaIngress(settings, receivers, kafka)
-    stopping = asyncio.Event()
-    await ingress.start()
-    on_stop_signals(stopping.set)
-    try:
-        await stopping.wait()
-    finally:
-        log.info("stopping", extra={"event": "stopping"})
-        await ingress.stop()

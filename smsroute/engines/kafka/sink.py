@@ -40,7 +40,7 @@ log = logging.getLogger("smsroute.worker")
 
 
 @dataclass(slots=True)
-class State:
+class DeliveryState:
     """Where a delivery stands, as the ``delivery-state`` table keeps it."""
 
     state: Literal["scheduled", "delivered", "dead"]
@@ -56,7 +56,7 @@ class State:
         return asdict(self)
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> State:
+    def from_json(cls, data: dict[str, Any]) -> DeliveryState:
         return cls(**data)
 
 
@@ -76,11 +76,11 @@ class Job:
     (None for a retry)."""
 
 
-class Sink:
+class Deliverer:
     def __init__(
         self,
         app: AppT,
-        states: TableStore[State],
+        states: TableStore[DeliveryState],
         attempts: TopicT,
         dead_letters: TopicT,
         senders: Mapping[str, Sender],
@@ -208,13 +208,13 @@ class Sink:
         attempts = [*job.attempts, record]
         if verdict.next == "retry":
             assert verdict.next_at is not None
-            self.states[delivery.id] = State(
+            self.states[delivery.id] = DeliveryState(
                 "scheduled", delivery.round, verdict.next_at, [asdict(a) for a in attempts],
                 base64.b64encode(delivery.encode()).decode(),
             )
         else:
             final = "delivered" if verdict.next == "done" else "dead"
-            self.states[delivery.id] = State(final, delivery.round, verdict.at + self.keep)
+            self.states[delivery.id] = DeliveryState(final, delivery.round, verdict.at + self.keep)
         await self.states.flush()
         await self.attempts_topic.send(key=delivery.id.encode(), value=record.encode())
         if verdict.next == "dead_letter":

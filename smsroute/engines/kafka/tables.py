@@ -96,6 +96,10 @@ class TableStore(Generic[V]):
                 due[key.decode()] = None
         return list(due)
 
+    def forget_before(self, moment: float) -> None:
+        for key in self.older_than(moment):
+            del self[key]
+
     async def flush(self) -> None:
         """Send the writes of this event to the changelog, within the event's transaction."""
         unsent, self._unsent = self._unsent, []

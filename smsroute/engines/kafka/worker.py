@@ -9,7 +9,7 @@ inside its transaction):
   parts and opt-outs in Faust tables; deliveries go to ``<prefix>.deliveries.v1`` keyed by
   destination, dead letters to ``<prefix>.dead_letters.v1``, delivery reports to
   ``<prefix>.delivery_reports.v1``. On a tick: stitch timeouts, expired dedupe keys.
-- ``deliver`` reads deliveries and hands them to the :class:`~smsroute.engines.kafka.sink.Sink`; on a
+- ``deliver`` reads deliveries and hands them to the :class:`~smsroute.engines.kafka.sink.Deliverer`; on a
   tick, due retries.
 
 Every topic a worker reads has ``kafka.partitions`` partitions: partitions are the unit of
@@ -23,38 +23,36 @@ import hashlib
 import logging
 import shutil
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import ExitStack
-from functools import partial
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import faust
-from aiohttp import web
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import TopicPartition
 from faust.types import TP, AppT, EventT, StreamT, TopicT
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from ... import metrics
-from ...config import ConfigError, KafkaConfig, Settings
+from ... import health, metrics
+from ...config import Settings
 from ...models.avro import DecodeError
 from ...models.dead_letter import DeadLetter, DeadLetterRecord
 from ...models.delivery import Delivery
 from ...models.part import Part
 from ...rules.watch import RulesWatcher
-from ...sinks import email, webhook
-from ...sinks.build import log_missing_sinks
+from ...sinks.build import Sinks
 from ...streams.build import build_pipeline
 from ...streams.optouts import OptOut
 from ...streams.pipeline import Outcome
 from ...streams.stitch import Pending
-from .sink import Sink, State
+from .sink import Deliverer, DeliveryState
 from .tables import TableStore
 from .transactions import Admission, Gate, Progress, SourceTransactionManager, Transport
 
 log = logging.getLogger("smsroute.worker")
+
+Record = tuple[TopicT, bytes, bytes]
+"""A record to produce: topic, key, value."""
 
 LAG_EVERY = 2.0
 """Seconds between consumer-lag updates."""
@@ -74,7 +72,7 @@ class WorkerApp(faust.App):
 
 def topic_names(settings: Settings) -> dict[str, str]:
     """Every topic of the Kafka engine by role; ticks are the workers' own."""
-    kafka = _kafka(settings)
+    kafka = settings.require_kafka("the Kafka worker")
     return {
         "raw": kafka.raw_topic,
         "deliveries": kafka.topic("deliveries.v1"),
@@ -87,14 +85,45 @@ def topic_names(settings: Settings) -> dict[str, str]:
 
 
 def app_id(settings: Settings) -> str:
-    return settings.worker.app_id or f"{_kafka(settings).topic_prefix}.worker"
+    return settings.worker.app_id or f"{settings.require_kafka('the Kafka worker').topic_prefix}.worker"
+
+
+class TableBackend:
+    """The pipeline's :class:`~smsroute.streams.pipeline.Backend` over Faust tables. What an event
+    leads to is encoded within its savepoint (an encoding error undoes the event, which is then a
+    dead letter) and kept as records for the worker to produce in the event's transaction."""
+
+    fatal = (MemoryError,)
+
+    def __init__(
+        self, dedupe: TableStore[float], pending: TableStore[Pending], opt_outs: TableStore[OptOut],
+        encode: Callable[[Outcome, float], list[Record]],
+    ) -> None:
+        self.dedupe, self.pending, self.opt_outs = dedupe, pending, opt_outs
+        self._encode = encode
+        self._records: list[Record] = []
+
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        with ExitStack() as savepoints:
+            for store in (self.dedupe, self.pending, self.opt_outs):
+                savepoints.enter_context(store.savepoint())
+            yield
+
+    def record(self, outcome: Outcome, now: float) -> None:
+        self._records += self._encode(outcome, now)
+
+    def take(self) -> list[Record]:
+        """The records of the event just handled, to produce."""
+        records, self._records = self._records, []
+        return records
 
 
 class Worker:
     """The worker app with its topics, tables, agents and timers."""
 
     def __init__(self, settings: Settings, rules: RulesWatcher) -> None:
-        kafka, config = _kafka(settings), settings.worker
+        kafka, config = settings.require_kafka("the Kafka worker"), settings.worker
         self.settings, self.rules, self.kafka = settings, rules, kafka
         self.names = names = topic_names(settings)
         self.state_dir = config.state_dir or settings.data_dir / "worker"
@@ -135,12 +164,12 @@ class Worker:
         self.opt_outs = TableStore[OptOut](
             _table(app, "opt-outs"), lambda o: [o.message_id, o.at], lambda data: OptOut(*data), lambda o: o.at
         )
-        self.states = TableStore[State](_table(app, "delivery-state"), State.to_json, State.from_json, lambda s: s.at)
-        self.pipeline = build_pipeline(settings, rules, self.dedupe, self.pending, self.opt_outs)
-        self.http: aiohttp.ClientSession | None = None
-        self.senders: dict[str, Any] = {}
-        self.sink = Sink(
-            app, self.states, self.attempts, self.dead_letters, self.senders, gate=app.gate, progress=app.progress,
+        self.states = TableStore[DeliveryState](_table(app, "delivery-state"), DeliveryState.to_json, DeliveryState.from_json, lambda s: s.at)
+        self.backend = TableBackend(self.dedupe, self.pending, self.opt_outs, self._records)
+        self.pipeline = build_pipeline(settings, rules, self.backend)
+        self.sinks = Sinks(settings, None)
+        self.sink = Deliverer(
+            app, self.states, self.attempts, self.dead_letters, self.sinks.senders, gate=app.gate, progress=app.progress,
             transaction=self._transaction,
             per_destination=settings.per_destination, max_queued=config.max_queued, keep=settings.dedupe_window,
         )
@@ -173,38 +202,18 @@ class Worker:
             tp, offset = event.message.tp, event.message.offset
             async with self.app.gate.processing(self._transaction(tp)):
                 now = time.time()
-                records: list[tuple[TopicT, bytes, bytes]] = []
                 if tp.topic == self.names["raw"]:
-                    self._isolated(records, partial(self.pipeline.process, event.value, now),
-                                   partial(self.pipeline.failed, event.value), now)
+                    self.pipeline.handle(event.value, now)
                 else:
-                    for key in self.pipeline.stitcher.due(now):
-                        self._isolated(records, partial(self.pipeline.release, key),
-                                       partial(self.pipeline.abandon, key), now)
-                    for key in self.dedupe.older_than(now - self.pipeline.dedupe.window):
-                        del self.dedupe[key]
+                    self.pipeline.housekeeping(now)
                 for store in (self.dedupe, self.pending, self.opt_outs):
                     await store.flush()
-                for topic, key, value in records:
+                for topic, key, value in self.backend.take():
                     await topic.send(key=key, value=value)
                 self.app.progress.finished(tp, offset)
             event.ack()
 
-    def _isolated(self, records: list[tuple[TopicT, bytes, bytes]], work: Callable[[], Outcome],
-                  failed: Callable[[Exception], Outcome], now: float) -> None:
-        """Add the records of what ``work`` leads to; when it (or encoding them) raises, undo its
-        table writes and add ``failed``'s records instead."""
-        try:
-            with ExitStack() as savepoints:
-                for store in (self.dedupe, self.pending, self.opt_outs):
-                    savepoints.enter_context(store.savepoint())
-                records += self._records(work(), now)
-        except MemoryError:
-            raise
-        except Exception as exc:
-            records += self._records(failed(exc), now)
-
-    def _records(self, outcome: Outcome, now: float) -> list[tuple[TopicT, bytes, bytes]]:
+    def _records(self, outcome: Outcome, now: float) -> list[Record]:
         records = [(self.deliveries, d.destination.encode(), d.encode()) for d in outcome.deliveries]
         for letter in outcome.dead_letters:
             letter_id = hashlib.sha256(letter.stage.encode() + b"\x1f" + letter.payload).hexdigest()[:32]
@@ -278,22 +287,10 @@ class Worker:
 
     async def _serve_metrics(self) -> None:
         config = self.settings.worker
-        server = web.Application()
-        server.router.add_get("/metrics", _metrics)
-        server.router.add_get("/healthz", _healthz)
-        server.router.add_get("/readyz", self._readyz)
-        runner = web.AppRunner(server, access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, config.metrics_host, config.metrics_port).start()
+        runner = await health.serve(config.metrics_host, config.metrics_port, self._readiness, "rebalancing")
         self.metrics_port = runner.addresses[0][1]
-        self.http = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=0, limit_per_host=self.settings.per_destination)
-        )
-        self.senders["webhook"] = webhook.sender(self.http)
-        smtp = email.Pool(self.settings.smtp) if self.settings.smtp is not None else None
-        if smtp is not None:
-            self.senders["email"] = email.sender(smtp)
-        log_missing_sinks(self.rules, self.senders)
+        await self.sinks.open()
+        self.sinks.warn_missing(self.rules.rules)
         if self.settings.sms_reply.provider is not None:
             log.warning(
                 "SMS replies are sent by the embedded engine only: on the Kafka engine sms_reply deliveries"
@@ -309,9 +306,7 @@ class Worker:
             await asyncio.Event().wait()
         finally:
             await self.sink.stop()
-            await self.http.close()
-            if smtp is not None:
-                await smtp.close()
+            await self.sinks.close()
             await runner.cleanup()
             if self._admin is not None:
                 await self._admin.close()
@@ -319,11 +314,11 @@ class Worker:
     async def _watch_rules(self) -> None:
         await self.rules.run()
 
-    async def _readyz(self, request: web.Request) -> web.Response:
+    def _readiness(self) -> str | None:
         if not self.ready:
-            return web.Response(status=503, text="rebalancing\n")
+            return None
         served = {tp.partition for tp in self.app.assignor.assigned_actives() if tp.topic == self.names["raw"]}
-        return web.Response(text=f"ready: {len(served)} partitions\n")
+        return f"ready: {len(served)} partitions"
 
     async def _rebalanced(self, app: AppT, **_: Any) -> None:
         """Before records flow again: where each served partition resumes (its committed offset)."""
@@ -365,22 +360,6 @@ def _table(app: faust.App, name: str) -> Any:
 def _pending_from_json(data: dict[str, Any]) -> Pending:
     first_seen = data.pop("first_seen")
     return Pending(first_seen, {int(index): Part.from_json(part) for index, part in data.items()})
-
-
-def _kafka(settings: Settings) -> KafkaConfig:
-    if settings.kafka is None:
-        raise ConfigError("kafka: the Kafka engine needs a [kafka] section (at least bootstrap_servers)")
-    return settings.kafka
-
-
-async def _metrics(request: web.Request) -> web.Response:
-    response = web.Response(body=generate_latest())
-    response.content_type = CONTENT_TYPE_LATEST.split(";")[0]
-    return response
-
-
-async def _healthz(request: web.Request) -> web.Response:
-    return web.Response(text="ok\n")
 
 
 def prepare_state_dir(settings: Settings) -> Path:

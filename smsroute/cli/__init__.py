@@ -1,0 +1,22 @@
+"""The ``smsroute`` command line: one module per group of commands, each adding its parsers."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..config import ConfigError
+from . import dead_letters, engines, rules
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="smsroute", description="Inbound-SMS routing engine.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    for group in (engines, rules, dead_letters):
+        group.add(commands)
+    args = parser.parse_args(argv)
+    try:
+        return args.run(args)
+    except ConfigError as exc:
+        print(f"smsroute: configuration error:\n{exc}", file=sys.stderr)
+        return 2
