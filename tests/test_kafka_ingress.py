@@ -121,7 +121,7 @@ async def start_kafka_ingress(kafka_bootstrap: str, tmp_path: Path) -> AsyncIter
     yield start
     for ingress, run in running:
         await run.http.close()
-        await ingress.stop()
+        await ingress.close()
 
 
 def partition_of(key: str, partitions: int) -> int:
