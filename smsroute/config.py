@@ -15,7 +15,6 @@ from typing import Annotated, Any, Literal
 import phonenumbers
 from pydantic import (
     AfterValidator,
-    AnyHttpUrl,
     BaseModel,
     ConfigDict,
     Field,
@@ -85,35 +84,17 @@ class OutboundConfig(BaseModel):
     timeout: float = Field(10.0, gt=0, le=120, description="Seconds one send request may take.")
 
 
-class OpenVoipConfig(OutboundConfig):
-    """openvoip's SMS gateway (``sms_send_soa.php``): Italian destinations only."""
-
-    url: AnyHttpUrl = AnyHttpUrl("https://www.openvoip.it/sms_send_soa.php")
-    id_call_gr: str = Field(min_length=1, description="Caller group (SERVIZI > CONTRATTO).")
-    secret: Secret = Field(description="Only ever sent hashed inside `verify`.")
-    sender: str = Field(min_length=1, max_length=16, description="sms_sender: a name or a number.")
-    archive: bool = Field(False, description="archivia=1: keep a copy in the openvoip account's panel.")
-
-
-class SMSGateway24SendConfig(OutboundConfig):
-    """SMSGateway24's ``addsms``: the reply is queued for an Android phone, which sends it from its SIM."""
-
-    url: AnyHttpUrl = AnyHttpUrl("https://smsgateway24.com/getdata/addsms")
-    token: Secret = Field(description="API token (profile page, or getdata/gettoken).")
-    device_id: str = Field(min_length=1, description="The phone that sends (device list).")
-    sim: Literal[0, 1] = Field(0, description="SIM slot of a dual-SIM phone.")
-
-
 class SmsReplyConfig(BaseModel):
-    """The ``sms_reply`` action: which outbound provider sends replies, and the guards users expect."""
+    """The ``sms_reply`` action: which outbound provider sends replies, and the guards users expect.
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    Each outbound provider's settings are a table of their own, ``[sms_reply.<provider>]``, shaped
+    by the provider's module (:mod:`smsroute.sinks.outbound`), which checks them at start-up."""
 
-    provider: Literal["openvoip", "smsgateway24"] | None = Field(
-        None, description="Outbound provider for replies; None: sms_reply deliveries are dead letters."
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    provider: str | None = Field(
+        None, description="Outbound provider for replies (openvoip, smsgateway24); None: sms_reply deliveries are dead letters."
     )
-    openvoip: OpenVoipConfig | None = None
-    smsgateway24: SMSGateway24SendConfig | None = None
     rate_limit: int = Field(3, ge=1, le=1000, description="Replies to one number per rate_window...")
     rate_window: float = Field(3600.0, gt=0, le=31 * 86400, description="...in seconds (rolling, kept across restarts).")
     never_reply_to: tuple[str, ...] = Field(
@@ -125,11 +106,10 @@ class SmsReplyConfig(BaseModel):
     def _numbers(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         return tuple(number_or_prefix(number) for number in value)
 
-    @model_validator(mode="after")
-    def _provider_configured(self) -> SmsReplyConfig:
-        if self.provider is not None and getattr(self, self.provider) is None:
-            raise ValueError(f"provider is {self.provider!r} but its settings [sms_reply.{self.provider}] are missing")
-        return self
+    @property
+    def tables(self) -> dict[str, Any]:
+        """The providers' tables as given (``[sms_reply.openvoip]``...), checked by their modules."""
+        return dict(self.model_extra or {})
 
 
 def email_address(value: str) -> str:

@@ -23,8 +23,8 @@ from fake_providers import (  # noqa: F401  (fixtures)
     openvoip_verify,
 )
 from smsroute.config import ConfigError, load_settings
-from smsroute.sinks.outbound import Reply, available, build_provider
-from smsroute.sinks.outbound.openvoip import verify
+from smsroute.sinks.outbound import Reply, available, build_provider, provider_settings
+from smsroute.sinks.outbound.openvoip import OpenVoipConfig, verify
 
 TEXT = "Grazie! Ti richiamiamo entro 1 giorno: 50% & più ~ info+"
 
@@ -159,20 +159,22 @@ async def test_smsgateway24_refusal_is_retried_for_fixed_settings(
 @pytest.mark.parametrize(
     ("reply", "expected"),
     [
-        ({"provider": "openvoip"},
-         "configuration: sms_reply: Value error, provider is 'openvoip' but its settings [sms_reply.openvoip] are missing"),
+        ({"provider": "openvoip"}, "sms_reply: provider is 'openvoip' but its settings [sms_reply.openvoip] are missing"),
         ({"openvoip": {"id_call_gr": "9999", "sender": "ACME"}}, "configuration: sms_reply.openvoip.secret: Field required"),
         ({"openvoip": {"id_call_gr": "9999", "sender": "ACME", "secret": "hunter2", "url": "ftp://x/y"}},
          "configuration: sms_reply.openvoip.url: URL scheme should be 'http' or 'https'"),
         ({"never_reply_to": ["+39 800", "our office"]},
          "configuration: sms_reply.never_reply_to: Value error, 'our office' is not a phone number or prefix"),
-        ({"provider": "twilio"}, "configuration: sms_reply.provider: Input should be 'openvoip' or 'smsgateway24'"),
+        ({"provider": "twilio"}, "sms_reply.provider: unknown provider 'twilio' (built in: openvoip, smsgateway24)"),
+        ({"openvoip": {"secret": "hunter2"}, "open_voip": {}}, "configuration: sms_reply.openvoip.id_call_gr: Field required"),
+        ({"open_voip": {}}, "sms_reply.open_voip: no outbound provider 'open_voip' (built in: openvoip, smsgateway24)"),
         ({"rate_limit": 0}, "configuration: sms_reply.rate_limit: Input should be greater than or equal to 1"),
     ],
 )
 def test_bad_reply_settings_are_refused_at_start_up_by_name(reply: dict[str, Any], expected: str) -> None:
+    """As the engines check them at start-up: the settings, then each provider's own table."""
     with pytest.raises(ConfigError) as error:
-        load_settings(sms_reply=reply)
+        provider_settings(load_settings(sms_reply=reply).sms_reply)
     assert str(error.value).startswith(expected)
     assert "hunter2" not in str(error.value)
 
@@ -183,6 +185,6 @@ def test_reply_secret_from_the_environment_joins_the_file_and_stays_hidden(
     config = tmp_path / "smsroute.toml"
     config.write_text('[sms_reply]\nprovider = "openvoip"\n[sms_reply.openvoip]\nid_call_gr = "9999"\nsender = "ACME"\n')
     monkeypatch.setenv("SMSROUTE_SMS_REPLY__OPENVOIP__SECRET", "hunter2")
-    settings = load_settings(config).sms_reply
-    assert settings.openvoip is not None and settings.openvoip.secret.get_secret_value() == "hunter2"
+    settings = provider_settings(load_settings(config).sms_reply)
+    assert isinstance(settings, OpenVoipConfig) and settings.secret.get_secret_value() == "hunter2"
     assert "hunter2" not in repr(settings)

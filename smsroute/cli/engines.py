@@ -14,6 +14,7 @@ from ..logs import setup_logging
 from ..providers import build_receivers
 from ..rules import RuleError
 from ..rules.watch import RulesWatcher
+from ..sinks.outbound import provider_settings
 from .rules import load, print_problems
 
 
@@ -55,6 +56,7 @@ def _serve(args: argparse.Namespace) -> int:
     if settings.kafka is not None:
         return _serve_ingress_on_kafka(settings)
     receivers = build_receivers(settings)
+    provider_settings(settings.sms_reply)  # checked here, before either process starts on them
     _require_routes(settings)
     if load(settings.routes) is None:  # refused here, before either process starts on them
         return 1
@@ -84,6 +86,7 @@ def _worker(args: argparse.Namespace) -> int:
     if args.metrics_port is not None:
         settings = settings.model_copy(update={"worker": settings.worker.model_copy(update={"metrics_port": args.metrics_port})})
     settings.require_kafka("`smsroute worker`")
+    provider_settings(settings.sms_reply)
     rules = _rules(settings)
     if rules is None:
         return 1

@@ -2,10 +2,11 @@
 
 Every module exports ``PROVIDER``, a class with a ``name`` (its settings table under
 ``[sms_reply]``), built from those settings and an HTTP session, with one coroutine:
-``send(reply) -> SendResult``. A provider never raises for what the network or the provider does:
+``send(reply) -> SendResult``, and its settings class (``config_class``, the ``[sms_reply.<name>]``
+table). A provider never raises for what the network or the provider does:
 it says whether the reply was taken (``sent``, with the provider's message id when it gives one, so
 that delivery reports can be linked to the reply), may work later (``retry``) or never will
-(``failed``: no retry). Adding a provider is adding a module and its settings class in config.py.
+(``failed``: no retry). Adding a provider is adding a module.
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ from functools import cache
 from typing import Any, Literal, Protocol
 
 import aiohttp
+from pydantic import ValidationError
 from yarl import URL
 
-from ...config import SmsReplyConfig
+from ...config import ConfigError, OutboundConfig, SmsReplyConfig, describe
 
 MAX_EXCERPT = 200
 
@@ -54,6 +56,7 @@ class SendResult:
 
 class Provider(Protocol):
     name: str
+    config_class: type[OutboundConfig]
     senders: frozenset[str]
     """Where our replies come from (numbers or names): never replied to, or replies would loop."""
 
@@ -98,8 +101,31 @@ def available() -> dict[str, type[Provider]]:
     return dict(sorted(found.items()))
 
 
-def build_provider(config: SmsReplyConfig, session: aiohttp.ClientSession) -> Provider | None:
-    """The configured reply provider, or None when replies have no provider configured."""
+def provider_settings(config: SmsReplyConfig) -> OutboundConfig | None:
+    """The settings of the configured provider, each ``[sms_reply.<provider>]`` table checked by its
+    provider's settings class; :class:`ConfigError` naming the setting and the reason. None when
+    replies have no provider."""
+    providers = available()
+    settings: dict[str, OutboundConfig] = {}
+    for name, table in config.tables.items():
+        if name not in providers:
+            raise ConfigError(f"sms_reply.{name}: no outbound provider {name!r} (built in: {', '.join(providers)})")
+        try:
+            settings[name] = providers[name].config_class.model_validate(table)
+        except ValidationError as exc:
+            raise ConfigError(describe(exc, source="configuration", prefix=f"sms_reply.{name}")) from exc
     if config.provider is None:
         return None
-    return available()[config.provider](getattr(config, config.provider), session)  # type: ignore[call-arg]
+    if config.provider not in providers:
+        raise ConfigError(f"sms_reply.provider: unknown provider {config.provider!r} (built in: {', '.join(providers)})")
+    if config.provider not in settings:
+        raise ConfigError(f"sms_reply: provider is {config.provider!r} but its settings [sms_reply.{config.provider}] are missing")
+    return settings[config.provider]
+
+
+def build_provider(config: SmsReplyConfig, session: aiohttp.ClientSession) -> Provider | None:
+    """The configured reply provider, or None when replies have no provider configured."""
+    settings = provider_settings(config)
+    if settings is None or config.provider is None:
+        return None
+    return available()[config.provider](settings, session)

@@ -22,12 +22,23 @@ from urllib.parse import quote_plus
 
 import aiohttp
 import phonenumbers
+from pydantic import AnyHttpUrl, Field
 from yarl import URL
 
-from ...config import OpenVoipConfig
+from ...config import OutboundConfig, Secret
 from . import Reply, SendResult, Unanswered, json_answer
 
 SENT, BAD_DESTINATION, GENERIC_ERROR, SECURITY_ERROR = "000", "020", "099", "-1"
+
+
+class OpenVoipConfig(OutboundConfig):
+    """openvoip's SMS gateway (``sms_send_soa.php``): Italian destinations only."""
+
+    url: AnyHttpUrl = AnyHttpUrl("https://www.openvoip.it/sms_send_soa.php")
+    id_call_gr: str = Field(min_length=1, description="Caller group (SERVIZI > CONTRATTO).")
+    secret: Secret = Field(description="Only ever sent hashed inside `verify`.")
+    sender: str = Field(min_length=1, max_length=16, description="sms_sender: a name or a number.")
+    archive: bool = Field(False, description="archivia=1: keep a copy in the openvoip account's panel.")
 
 
 def verify(sender: str, text: str, destination: str, secret: str, id_call_gr: str) -> str:
@@ -61,6 +72,7 @@ def exit_code(value: object) -> str:
 
 class OpenVoip:
     name = "openvoip"
+    config_class = OpenVoipConfig
 
     def __init__(self, config: OpenVoipConfig, session: aiohttp.ClientSession) -> None:
         self.config = config

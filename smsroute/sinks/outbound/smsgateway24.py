@@ -11,15 +11,28 @@ linked to our reply.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import aiohttp
+from pydantic import AnyHttpUrl, Field
 from yarl import URL
 
-from ...config import SMSGateway24SendConfig
+from ...config import OutboundConfig, Secret
 from . import Reply, SendResult, Unanswered, json_answer
+
+
+class SMSGateway24SendConfig(OutboundConfig):
+    """SMSGateway24's ``addsms``: the reply is queued for an Android phone, which sends it from its SIM."""
+
+    url: AnyHttpUrl = AnyHttpUrl("https://smsgateway24.com/getdata/addsms")
+    token: Secret = Field(description="API token (profile page, or getdata/gettoken).")
+    device_id: str = Field(min_length=1, description="The phone that sends (device list).")
+    sim: Literal[0, 1] = Field(0, description="SIM slot of a dual-SIM phone.")
 
 
 class SMSGateway24:
     name = "smsgateway24"
+    config_class = SMSGateway24SendConfig
     senders: frozenset[str] = frozenset()
     """The phone's own number is not known here: list it in ``sms_reply.never_reply_to``."""
 
