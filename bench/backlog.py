@@ -27,8 +27,15 @@ def filled(directory: Path, size: int) -> tuple[State, SQLiteLog]:
     state, log = State(directory / "state.db"), SQLiteLog(directory / "log.db")
     log.start()
     deliveries = [
-        Delivery(f"msg_{n:032d}", f"{n:032x}", "inbox", "webhook", {"url": f"http://127.0.0.1:{9000 + n % 50}/"},
-                 '{"text":"hello"}', NOW - 600)
+        Delivery(
+            f"msg_{n:032d}",
+            f"{n:032x}",
+            "inbox",
+            "webhook",
+            {"url": f"http://127.0.0.1:{9000 + n % 50}/"},
+            '{"text":"hello"}',
+            NOW - 600,
+        )
         for n in range(2 * size)
     ]
     with state.transaction():

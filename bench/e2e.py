@@ -142,8 +142,9 @@ def drain(receiver: Server, run: str, accepted: int, timeout: float) -> dict[str
     return run_stats(receiver, run)
 
 
-def load(engine: Server | KafkaEngine, receiver: Server, script: Path, run: str, mode: str,
-         args: argparse.Namespace) -> tuple[Mode, str]:
+def load(
+    engine: Server | KafkaEngine, receiver: Server, script: Path, run: str, mode: str, args: argparse.Namespace
+) -> tuple[Mode, str]:
     """wrk with ``script`` against the engine for ``--duration``, waited out at the receiver: the
     mode's figures, and wrk's output."""
     cpu_before, started = engine.cpu_seconds(), time.time()
@@ -155,8 +156,17 @@ def load(engine: Server | KafkaEngine, receiver: Server, script: Path, run: str,
     return summarize(mode, run, engine, receiver, started, ended, cpu_before, result, args), output
 
 
-def summarize(mode: str, run: str, engine: Server | KafkaEngine, receiver: Server, started: float, ended: float,
-              cpu_before: float, result: Result, args: argparse.Namespace) -> Mode:
+def summarize(
+    mode: str,
+    run: str,
+    engine: Server | KafkaEngine,
+    receiver: Server,
+    started: float,
+    ended: float,
+    cpu_before: float,
+    result: Result,
+    args: argparse.Namespace,
+) -> Mode:
     """Wait for the run's deliveries, then put the load's and the receiver's figures together."""
     stats = drain(receiver, run, result.ok_answers, args.drain_timeout)
     arrivals: list[float] = stats["arrivals"]  # type: ignore[assignment]
@@ -190,13 +200,24 @@ def warm_up(engine: Server | KafkaEngine, receiver: Server, script: Path, args: 
     drain(receiver, run, warmup.ok_answers, args.drain_timeout)
 
 
-def full_speed(engine: Server | KafkaEngine, receiver: Server, script: Path, args: argparse.Namespace,
-               mode: str = "full speed (wrk)") -> Mode:
+def full_speed(
+    engine: Server | KafkaEngine,
+    receiver: Server,
+    script: Path,
+    args: argparse.Namespace,
+    mode: str = "full speed (wrk)",
+) -> Mode:
     return load(engine, receiver, script, f"{engine.name}measure", mode, args)[0]
 
 
-def paced(engine: Server | KafkaEngine, receiver: Server, workdir: Path, rate: float, args: argparse.Namespace,
-          label: str = "") -> Mode:
+def paced(
+    engine: Server | KafkaEngine,
+    receiver: Server,
+    workdir: Path,
+    rate: float,
+    args: argparse.Namespace,
+    label: str = "",
+) -> Mode:
     """wrk at ``rate`` requests a second in all (each of its threads keeps its share of the schedule)."""
     script = workdir / f"paced-{rate:.0f}.lua"
     script.write_text(LUA + PACING % {"interval_ms": 1000 * args.threads / rate})
@@ -215,8 +236,21 @@ def rules(receiver: Server) -> str:
 
 def profile(engine: Server, duration: int, output: Path) -> subprocess.Popen[bytes]:
     """py-spy sampling the engine for ``duration`` seconds (folded stacks, all threads, idle frames left out)."""
-    command = [str(Path(sys.executable).parent / "py-spy"), "record", "-p", str(engine.process.pid),
-               "-d", str(duration), "-r", "200", "--threads", "-f", "raw", "-o", str(output)]
+    command = [
+        str(Path(sys.executable).parent / "py-spy"),
+        "record",
+        "-p",
+        str(engine.process.pid),
+        "-d",
+        str(duration),
+        "-r",
+        "200",
+        "--threads",
+        "-f",
+        "raw",
+        "-o",
+        str(output),
+    ]
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
@@ -238,9 +272,12 @@ def render(ceiling_per_s: float, modes: list[Mode]) -> str:
     lines = [f"{'':<28}" + "".join(f"{m.mode:>22}" for m in modes)]
     lines += [f"{label:<28}" + "".join(f"{show(m):>22}" for m in modes) for label, show in rows]
     best = max(m.end_to_end_per_s for m in modes)
-    lines += ["", f"ceiling (bare +OK, same wrk load): {ceiling_per_s:,.0f} requests/s",
-              f"end to end: {best:,.0f} delivered msgs/s at best "
-              f"({'meets' if best >= TARGET else 'BELOW'} the {TARGET:,.0f} target)"]
+    lines += [
+        "",
+        f"ceiling (bare +OK, same wrk load): {ceiling_per_s:,.0f} requests/s",
+        f"end to end: {best:,.0f} delivered msgs/s at best "
+        f"({'meets' if best >= TARGET else 'BELOW'} the {TARGET:,.0f} target)",
+    ]
     return "\n".join(lines)
 
 
@@ -258,7 +295,9 @@ def kafka_modes(receiver: Server, script: Path, workdir: Path, args: argparse.Na
             try:
                 engine.wait_ready()
                 warm_up(engine, receiver, script, args)
-                modes.append(full_speed(engine, receiver, script, args, f"kafka, {count} worker{'s' if count > 1 else ''}"))
+                modes.append(
+                    full_speed(engine, receiver, script, args, f"kafka, {count} worker{'s' if count > 1 else ''}")
+                )
                 modes += [paced(engine, receiver, workdir, rate, args, f"kafka {count}w, ") for rate in args.kafka_rate]
             finally:
                 engine.stop()
@@ -270,13 +309,21 @@ def kafka_modes(receiver: Server, script: Path, workdir: Path, args: argparse.Na
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Engine throughput and latency end to end, ingress to webhook.")
     parser.add_argument("--duration", type=wrk_duration, default="10s", help="load per mode in seconds (default 10s)")
-    parser.add_argument("--rate", type=rates, default=[2000.0, 3000.0],
-                        help="paced modes, messages per second, comma-separated (default 2000,3000)")
+    parser.add_argument(
+        "--rate",
+        type=rates,
+        default=[2000.0, 3000.0],
+        help="paced modes, messages per second, comma-separated (default 2000,3000)",
+    )
     parser.add_argument("--drain-timeout", type=float, default=120.0, help="longest wait for deliveries (s)")
     parser.add_argument("--profile", type=Path, help="py-spy folded stacks of the engine at full speed, to this file")
     parser.add_argument("--workers", default="1,2", help="Kafka engine runs, workers each (default 1,2; '' for none)")
-    parser.add_argument("--kafka-rate", type=rates, default=[300.0],
-                        help="paced modes of each Kafka engine run, messages per second (default 300)")
+    parser.add_argument(
+        "--kafka-rate",
+        type=rates,
+        default=[300.0],
+        help="paced modes of each Kafka engine run, messages per second (default 300)",
+    )
     add_load_options(parser)
     args = parser.parse_args(argv)
     if wrk_missing():
@@ -287,15 +334,39 @@ def main(argv: list[str] | None = None) -> int:
         script = workdir / "agiletelecom.lua"
         script.write_text(LUA)
         ports = {name: free_port() for name in ("receiver", "ceiling", "engine")}
-        receiver = Server("receiver", [sys.executable, "-m", "bench.receiver", "--port",
-                                       str(ports["receiver"])], ports["receiver"], workdir)
-        ceiling = Server("ceiling", [sys.executable, "-m", "bench.ceiling", "--port",
-                                     str(ports["ceiling"])], ports["ceiling"], workdir)
+        receiver = Server(
+            "receiver",
+            [sys.executable, "-m", "bench.receiver", "--port", str(ports["receiver"])],
+            ports["receiver"],
+            workdir,
+        )
+        ceiling = Server(
+            "ceiling",
+            [sys.executable, "-m", "bench.ceiling", "--port", str(ports["ceiling"])],
+            ports["ceiling"],
+            workdir,
+        )
         (workdir / "routes").mkdir()
         (workdir / "routes" / "rules.yaml").write_text(rules(receiver))
-        engine = Server("engine", [sys.executable, "-m", "smsroute", "serve", "--host", "127.0.0.1", "--port",
-                                   str(ports["engine"]), "--data-dir", str(workdir / "data"), "--routes",
-                                   str(workdir / "routes")], ports["engine"], workdir)
+        engine = Server(
+            "engine",
+            [
+                sys.executable,
+                "-m",
+                "smsroute",
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(ports["engine"]),
+                "--data-dir",
+                str(workdir / "data"),
+                "--routes",
+                str(workdir / "routes"),
+            ],
+            ports["engine"],
+            workdir,
+        )
         servers = [receiver, ceiling, engine]
         try:
             for server in servers:
@@ -317,14 +388,24 @@ def main(argv: list[str] | None = None) -> int:
 
     complete = all(m.delivered >= m.accepted for m in modes)
     if args.json:
-        print(json.dumps({
-            "ceiling_requests_per_s": ceiling_per_s,
-            "modes": [asdict(m) for m in modes],
-            "target_delivered_per_s": TARGET,
-            "complete": complete,
-            "settings": {"duration": args.duration, "warmup": args.warmup, "rate": args.rate,
-                         "connections": args.connections, "threads": args.threads},
-        }, indent=2))
+        print(
+            json.dumps(
+                {
+                    "ceiling_requests_per_s": ceiling_per_s,
+                    "modes": [asdict(m) for m in modes],
+                    "target_delivered_per_s": TARGET,
+                    "complete": complete,
+                    "settings": {
+                        "duration": args.duration,
+                        "warmup": args.warmup,
+                        "rate": args.rate,
+                        "connections": args.connections,
+                        "threads": args.threads,
+                    },
+                },
+                indent=2,
+            )
+        )
     else:
         print(render(ceiling_per_s, modes))
         if not complete:

@@ -103,10 +103,15 @@ async def _run(config: SMTPConfig, mode: str, emails: int, concurrency: int) -> 
             if mode == "no reuse":
                 try:
                     await aiosmtplib.send(
-                        email, hostname=config.host, port=config.server_port, start_tls=config.tls == "starttls",
-                        username=config.username, password=config.password.get_secret_value() if config.password else None,
+                        email,
+                        hostname=config.host,
+                        port=config.server_port,
+                        start_tls=config.tls == "starttls",
+                        username=config.username,
+                        password=config.password.get_secret_value() if config.password else None,
                         tls_context=ssl.create_default_context(cafile=str(config.ca_file)) if config.ca_file else None,
-                        sender=FROM, recipients=["ops@example.com"],
+                        sender=FROM,
+                        recipients=["ops@example.com"],
                     )
                 except aiosmtplib.SMTPException:
                     failed += 1
@@ -142,7 +147,13 @@ def main() -> int:
         setups = {
             "none": SMTPConfig.model_validate({**base, "tls": "none"}),
             "starttls+login": SMTPConfig.model_validate(
-                {**base, "tls": "starttls", "username": USER, "password": PASSWORD, "ca_file": Path(cert_dir) / "ca.pem"}
+                {
+                    **base,
+                    "tls": "starttls",
+                    "username": USER,
+                    "password": PASSWORD,
+                    "ca_file": Path(cert_dir) / "ca.pem",
+                }
             ),
         }
         results = []

@@ -210,8 +210,21 @@ def free_port() -> int:
 
 
 def wrk(server: Server, script: Path, run: str, duration: str, args: argparse.Namespace) -> str:
-    command = ["wrk", "--latency", "-t", str(args.threads), "-c", str(args.connections), "-d", duration,
-               "-s", str(script), server.url + PATH, "--", run]
+    command = [
+        "wrk",
+        "--latency",
+        "-t",
+        str(args.threads),
+        "-c",
+        str(args.connections),
+        "-d",
+        duration,
+        "-s",
+        str(script),
+        server.url + PATH,
+        "--",
+        run,
+    ]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"wrk failed ({done.returncode}):\n{done.stdout}{done.stderr}")
@@ -271,8 +284,11 @@ def logged_texts(path: Path, prefix: str) -> int:
 
 def render(results: list[Result], fraction: float, stats: dict[str, float], logged: int) -> str:
     lines = [f"{'server':<10} {'requests/s':>11} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'cpu %':>6}"]
-    lines += [f"{r.server:<10} {r.requests_per_s:>11,.0f} {r.p50_ms:>8.2f} {r.p99_ms:>8.2f} {r.errors:>7} "
-              f"{r.cpu_percent:>6.0f}" for r in results]
+    lines += [
+        f"{r.server:<10} {r.requests_per_s:>11,.0f} {r.p50_ms:>8.2f} {r.p99_ms:>8.2f} {r.errors:>7} "
+        f"{r.cpu_percent:>6.0f}"
+        for r in results
+    ]
     engine = results[-1]
     verdict = "meets" if fraction >= TARGET else "BELOW"
     lines += [
@@ -317,11 +333,28 @@ def main(argv: list[str] | None = None) -> int:
         script.write_text(LUA)
         ceiling_port, engine_port = free_port(), free_port()
         servers = [
-            Server("ceiling", [sys.executable, "-m", "bench.ceiling", "--port", str(ceiling_port)],
-                   ceiling_port, workdir),
-            Server("engine", [sys.executable, "-m", "smsroute", "serve", "--host", "127.0.0.1",
-                              "--port", str(engine_port), "--data-dir", str(workdir / "data"),
-                              "--routes", str(ROOT / "routing_rules")], engine_port, workdir),
+            Server(
+                "ceiling", [sys.executable, "-m", "bench.ceiling", "--port", str(ceiling_port)], ceiling_port, workdir
+            ),
+            Server(
+                "engine",
+                [
+                    sys.executable,
+                    "-m",
+                    "smsroute",
+                    "serve",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(engine_port),
+                    "--data-dir",
+                    str(workdir / "data"),
+                    "--routes",
+                    str(ROOT / "routing_rules"),
+                ],
+                engine_port,
+                workdir,
+            ),
         ]
         try:
             for server in servers:
@@ -341,16 +374,25 @@ def main(argv: list[str] | None = None) -> int:
 
     fraction = results[-1].requests_per_s / results[0].requests_per_s
     if args.json:
-        print(json.dumps({
-            "results": [asdict(r) | {"errors": r.errors} for r in results],
-            "engine_fraction_of_ceiling": round(fraction, 4),
-            "target": TARGET,
-            "log_commit": stats,
-            "logged_events": logged,
-            "durable": logged >= results[-1].ok_answers,
-            "settings": {"duration": args.duration, "warmup": args.warmup, "connections": args.connections,
-                         "threads": args.threads},
-        }, indent=2))
+        print(
+            json.dumps(
+                {
+                    "results": [asdict(r) | {"errors": r.errors} for r in results],
+                    "engine_fraction_of_ceiling": round(fraction, 4),
+                    "target": TARGET,
+                    "log_commit": stats,
+                    "logged_events": logged,
+                    "durable": logged >= results[-1].ok_answers,
+                    "settings": {
+                        "duration": args.duration,
+                        "warmup": args.warmup,
+                        "connections": args.connections,
+                        "threads": args.threads,
+                    },
+                },
+                indent=2,
+            )
+        )
     else:
         print(render(results, fraction, stats, logged))
     return 0 if logged >= results[-1].ok_answers else 1

@@ -21,8 +21,12 @@ class Broker(Server):
 
     def __init__(self, workdir: Path) -> None:
         port = free_port()
-        super().__init__("kafka", [str(ROOT / "scripts" / "kafka-local"), "start", str(workdir / "kafka"),
-                                   str(port), str(free_port())], port, workdir)
+        super().__init__(
+            "kafka",
+            [str(ROOT / "scripts" / "kafka-local"), "start", str(workdir / "kafka"), str(port), str(free_port())],
+            port,
+            workdir,
+        )
         self.bootstrap = f"127.0.0.1:{port}"
 
 
@@ -38,15 +42,30 @@ class KafkaEngine:
             f'partitions = {PARTITIONS}\n[worker]\nstore = "memory"\n'
         )
         port = free_port()
-        self.ingress = Server(f"{name}-ingress", [*_smsroute("ingress", config), "--host", "127.0.0.1", "--port",
-                                                  str(port)], port, workdir)
+        self.ingress = Server(
+            f"{name}-ingress",
+            [*_smsroute("ingress", config), "--host", "127.0.0.1", "--port", str(port)],
+            port,
+            workdir,
+        )
         self.url = self.ingress.url
         self.workers = []
         for number in range(workers):
             metrics = free_port()
-            self.workers.append(Server(f"{name}-worker{number}", [*_smsroute("worker", config), "--data-dir",
-                                       str(workdir / f"{name}-worker{number}"), "--metrics-port", str(metrics)],
-                                       metrics, workdir))
+            self.workers.append(
+                Server(
+                    f"{name}-worker{number}",
+                    [
+                        *_smsroute("worker", config),
+                        "--data-dir",
+                        str(workdir / f"{name}-worker{number}"),
+                        "--metrics-port",
+                        str(metrics),
+                    ],
+                    metrics,
+                    workdir,
+                )
+            )
 
     @property
     def processes(self) -> list[Server]:

@@ -29,8 +29,7 @@ from smsroute.engines.embedded.processing import InProcess
 from smsroute.models.raw import RawEvent
 from smsroute.rules.watch import RulesWatcher
 
-BODY = ("originator=%2B393331234567&destination=%2B393201234567&date_time=2026-11-21+10%3A00%3A00"
-        "&text={run}-{n}+hello")
+BODY = "originator=%2B393331234567&destination=%2B393201234567&date_time=2026-11-21+10%3A00%3A00&text={run}-{n}+hello"
 
 
 @dataclass
@@ -70,29 +69,51 @@ async def ceiling(receiver: str, messages: int, per_destination: int) -> Figures
         async def worker() -> None:
             for n in bodies:
                 headers = {"content-type": "application/json", "webhook-id": f"c{n}"}
-                async with http.post(f"{receiver}/inbox", data=body.replace("{n}", str(n)), headers=headers) as response:
+                async with http.post(
+                    f"{receiver}/inbox", data=body.replace("{n}", str(n)), headers=headers
+                ) as response:
                     await response.read()
 
         cpu, started = cpu_seconds(), time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(per_destination)))
         seconds = time.perf_counter() - started
-        return Figures("bare webhook POSTs", messages, seconds, messages / seconds, (cpu_seconds() - cpu) / messages * 1e6)
+        return Figures(
+            "bare webhook POSTs", messages, seconds, messages / seconds, (cpu_seconds() - cpu) / messages * 1e6
+        )
 
 
 async def processing(receiver: str, messages: int, data_dir: Path) -> Figures:
     routes = data_dir / "routes"
     routes.mkdir(parents=True)
-    (routes / "all.yaml").write_text(f"routes:\n  - name: all\n    actions:\n      - webhook: {{url: \"{receiver}/inbox\"}}\n")
+    (routes / "all.yaml").write_text(
+        f'routes:\n  - name: all\n    actions:\n      - webhook: {{url: "{receiver}/inbox"}}\n'
+    )
     settings = load_settings(data_dir=data_dir, routes=routes, default_region="IT")
     event_log = SQLiteLog(data_dir / "log.db")
     event_log.start()
     for start in range(0, messages, 1000):
-        await event_log.append([
-            ("agile", RawEvent("agiletelecom", "agiletelecom", "inbound", time.time_ns() // 1000, "127.0.0.1", "POST",
-                               "/inbound/agiletelecom", "", "application/x-www-form-urlencoded", {},
-                               BODY.format(run="proc", n=n).encode(), "agile").encode())
-            for n in range(start, min(start + 1000, messages))
-        ])
+        await event_log.append(
+            [
+                (
+                    "agile",
+                    RawEvent(
+                        "agiletelecom",
+                        "agiletelecom",
+                        "inbound",
+                        time.time_ns() // 1000,
+                        "127.0.0.1",
+                        "POST",
+                        "/inbound/agiletelecom",
+                        "",
+                        "application/x-www-form-urlencoded",
+                        {},
+                        BODY.format(run="proc", n=n).encode(),
+                        "agile",
+                    ).encode(),
+                )
+                for n in range(start, min(start + 1000, messages))
+            ]
+        )
     event_log.stop()
     half = InProcess(settings, RulesWatcher(routes))
     await half.start()
@@ -125,7 +146,10 @@ async def main(args: argparse.Namespace) -> list[Figures]:
                     await asyncio.sleep(0.1)
         per_destination = load_settings().per_destination
         with tempfile.TemporaryDirectory() as tmp:
-            return [await ceiling(receiver, args.messages, per_destination), await processing(receiver, args.messages, Path(tmp))]
+            return [
+                await ceiling(receiver, args.messages, per_destination),
+                await processing(receiver, args.messages, Path(tmp)),
+            ]
     finally:
         server.terminate()
         server.wait()
@@ -142,5 +166,7 @@ if __name__ == "__main__":
     else:
         for f in figures:
             wal = "" if f.wal_mb is None else f"   state.db-wal {f.wal_mb:,.0f} MB"
-            print(f"{f.name:<22} {f.per_s:>8,.0f} msgs/s   {f.cpu_us_per_message:>6,.0f} µs CPU/msg   "
-                  f"({f.messages:,} in {f.seconds:.2f} s){wal}")
+            print(
+                f"{f.name:<22} {f.per_s:>8,.0f} msgs/s   {f.cpu_us_per_message:>6,.0f} µs CPU/msg   "
+                f"({f.messages:,} in {f.seconds:.2f} s){wal}"
+            )

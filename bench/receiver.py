@@ -28,8 +28,12 @@ class Run:
     """Seconds from the engine's ``received_at`` (millisecond precision) to arrival here."""
 
     def to_json(self) -> dict[str, object]:
-        return {"delivered": len(self.ids), "requests": len(self.arrivals), "arrivals": self.arrivals,
-                "latencies": self.latencies}
+        return {
+            "delivered": len(self.ids),
+            "requests": len(self.arrivals),
+            "arrivals": self.arrivals,
+            "latencies": self.latencies,
+        }
 
 
 class Receiver:

@@ -64,8 +64,10 @@ def fill(state: State, size: int, now: float, rng: random.Random) -> None:
         state.conn.executemany(
             "INSERT INTO replies (delivery_id, message_id, recipient, provider, provider_message_id, status,"
             " created_at, updated_at) VALUES (?, ?, ?, 'openvoip', NULL, 'sent', ?, ?)",
-            ((f"old-d{n}", f"old-m{n}", number(rng.randrange(numbers)), now - rng.uniform(0, 7200), now)
-             for n in range(size)),
+            (
+                (f"old-d{n}", f"old-m{n}", number(rng.randrange(numbers)), now - rng.uniform(0, 7200), now)
+                for n in range(size)
+            ),
         )
         for n in range(0, numbers, 100):
             state.opt_outs[number(n)] = OptOut(f"stop-{n}", now - 60)
@@ -77,8 +79,17 @@ def deliveries(size: int, count: int, round_: int, rng: random.Random) -> list[D
     for n in range(count):
         recipient = number(rng.randrange(numbers)) if n % 2 else number(10_000_000 - 1 - rng.randrange(10**6))
         body = json.dumps({"from": recipient, "text": "INFO", "keyword": "INFO"})
-        out.append(Delivery(f"r{round_}-d{n}", f"r{round_}-m{n}", "info", "sms_reply",
-                            {"text": "Grazie!", "retry": {"delays": [60]}}, body, 0.0))
+        out.append(
+            Delivery(
+                f"r{round_}-d{n}",
+                f"r{round_}-m{n}",
+                "info",
+                "sms_reply",
+                {"text": "Grazie!", "retry": {"delays": [60]}},
+                body,
+                0.0,
+            )
+        )
     return out
 
 
@@ -122,11 +133,15 @@ def render(results: list[Result]) -> str:
     base = results[0]
     lines = [f"{'ledger':>9} {'µs/sent':>8} {'vs 1k':>6} {'µs/suppressed':>14} {'vs 1k':>6} {'sent':>7}  suppressed"]
     for r in results:
-        lines.append(f"{r.ledger:>9,} {r.us_per_sent:>8.1f} {r.us_per_sent / base.us_per_sent:>5.2f}x "
-                     f"{r.us_per_suppressed:>14.1f} {r.us_per_suppressed / base.us_per_suppressed:>5.2f}x {r.sent:>7,}  "
-                     + ", ".join(f"{reason} {count:,}" for reason, count in sorted(r.suppressed.items())))
-    lines.append(f"\n{base.replies:,} replies per size: guards, reserve and record-sent on the real state db "
-                 "(each write its own SQLite commit, as in the engine); fastest of the timed runs")
+        lines.append(
+            f"{r.ledger:>9,} {r.us_per_sent:>8.1f} {r.us_per_sent / base.us_per_sent:>5.2f}x "
+            f"{r.us_per_suppressed:>14.1f} {r.us_per_suppressed / base.us_per_suppressed:>5.2f}x {r.sent:>7,}  "
+            + ", ".join(f"{reason} {count:,}" for reason, count in sorted(r.suppressed.items()))
+        )
+    lines.append(
+        f"\n{base.replies:,} replies per size: guards, reserve and record-sent on the real state db "
+        "(each write its own SQLite commit, as in the engine); fastest of the timed runs"
+    )
     return "\n".join(lines)
 
 
@@ -139,8 +154,16 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="smsroute-bench-replies-") as tmp:
         results = [measure(size, args.replies, args.repeat, Path(tmp)) for size in SIZES]
     if args.json:
-        print(json.dumps([asdict(r) | {"us_per_sent": round(r.us_per_sent, 2),
-                                       "us_per_suppressed": round(r.us_per_suppressed, 2)} for r in results], indent=2))
+        print(
+            json.dumps(
+                [
+                    asdict(r)
+                    | {"us_per_sent": round(r.us_per_sent, 2), "us_per_suppressed": round(r.us_per_suppressed, 2)}
+                    for r in results
+                ],
+                indent=2,
+            )
+        )
     else:
         print(render(results))
     return 0

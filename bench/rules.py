@@ -68,8 +68,11 @@ def rules_yaml(size: int) -> str:
     lines += [f"  KW{n}: [ALIAS{n}A, ALIAS{n}B]" for n in range(0, size, 10)]
     lines.append("routes:")
     for n in range(size):
-        lines += [f"  - name: kw-{n}", f"    match: {{keyword: KW{n}}}",
-                  f'    actions: [{{webhook: {{url: "http://127.0.0.1:9000/kw/{n}"}}}}]']
+        lines += [
+            f"  - name: kw-{n}",
+            f"    match: {{keyword: KW{n}}}",
+            f'    actions: [{{webhook: {{url: "http://127.0.0.1:9000/kw/{n}"}}}}]',
+        ]
     return "\n".join(lines) + "\n" + OTHER_ROUTES
 
 
@@ -82,9 +85,17 @@ def messages(size: int, count: int, seed: int) -> list[InboundMessage]:
         first = (f"kw{route}", f"Alias{route - route % 10}a", f"nomatch{n}")[rng.choice((0, 0, 1, 2, 2, 2))]
         text = f"{first} " + rng.choice(("please", "I want a refund", "info about the offer", "grazie"))
         sender = rng.choice(("+393331234567", "+447700900123", "+4915112345678"))
-        out.append(InboundMessage(id=str(n), provider="vonage", source="vonage", sender=sender,
-                                  recipient="+393201234567", text=text,
-                                  received_at=start + timedelta(seconds=rng.randrange(7 * 86400))))
+        out.append(
+            InboundMessage(
+                id=str(n),
+                provider="vonage",
+                source="vonage",
+                sender=sender,
+                recipient="+393201234567",
+                text=text,
+                received_at=start + timedelta(seconds=rng.randrange(7 * 86400)),
+            )
+        )
     return out
 
 
@@ -124,10 +135,14 @@ def render(results: list[Result]) -> str:
     base = results[0]
     lines = [f"{'keyword routes':>14} {'routes':>7} {'load s':>7} {'matches/s':>11} {'µs/match':>9} {'vs 10':>6}"]
     for result in results:
-        lines.append(f"{result.keyword_routes:>14,} {result.routes:>7,} {result.load_s:>7.2f} {result.per_s:>11,.0f} "
-                     f"{result.us_per_match:>9.2f} {result.us_per_match / base.us_per_match:>5.2f}x")
-    lines.append(f"\n{base.matches:,} messages per set (half start with a keyword or alias, half with none); "
-                 "fastest of the timed runs")
+        lines.append(
+            f"{result.keyword_routes:>14,} {result.routes:>7,} {result.load_s:>7.2f} {result.per_s:>11,.0f} "
+            f"{result.us_per_match:>9.2f} {result.us_per_match / base.us_per_match:>5.2f}x"
+        )
+    lines.append(
+        f"\n{base.matches:,} messages per set (half start with a keyword or alias, half with none); "
+        "fastest of the timed runs"
+    )
     return "\n".join(lines)
 
 
@@ -140,8 +155,12 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="smsroute-bench-rules-") as tmp:
         results = measure([prepare(size, args.messages, Path(tmp)) for size in SIZES], args.repeat)
     if args.json:
-        print(json.dumps([asdict(r) | {"per_s": round(r.per_s), "us_per_match": round(r.us_per_match, 3)}
-                          for r in results], indent=2))
+        print(
+            json.dumps(
+                [asdict(r) | {"per_s": round(r.per_s), "us_per_match": round(r.us_per_match, 3)} for r in results],
+                indent=2,
+            )
+        )
     else:
         print(render(results))
     return 0

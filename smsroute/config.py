@@ -36,7 +36,7 @@ TOPIC_PREFIX = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,199}$"
 KAFKA_MAX_BODY = 1024 * 1024 - 64 * 1024
 """Largest request body with Kafka: the record (body and the event's other fields) stays under 1 MiB."""
 
-_file_values: ContextVar[dict[str, Any]] = ContextVar("smsroute_config_file_values", default={})
+_file_values: ContextVar[dict[str, Any] | None] = ContextVar("smsroute_config_file_values", default=None)
 
 
 class ConfigError(Exception):
@@ -93,10 +93,13 @@ class SmsReplyConfig(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True)
 
     provider: str | None = Field(
-        None, description="Outbound provider for replies (openvoip, smsgateway24); None: sms_reply deliveries are dead letters."
+        None,
+        description="Outbound provider for replies (openvoip, smsgateway24); None: sms_reply deliveries are dead letters.",
     )
     rate_limit: int = Field(3, ge=1, le=1000, description="Replies to one number per rate_window...")
-    rate_window: float = Field(3600.0, gt=0, le=31 * 86400, description="...in seconds (rolling, kept across restarts).")
+    rate_window: float = Field(
+        3600.0, gt=0, le=31 * 86400, description="...in seconds (rolling, kept across restarts)."
+    )
     never_reply_to: tuple[str, ...] = Field(
         (), description="Numbers or prefixes never auto-replied (other auto-responders, our own numbers)."
     )
@@ -137,14 +140,18 @@ class SMTPConfig(BaseModel):
     from_address: EmailAddress = Field(description="The From address of every email.")
     timeout: float = Field(30.0, gt=0, le=600, description="Seconds each SMTP command may take.")
     pool_size: int = Field(4, ge=1, le=64, description="Connections kept open and reused, at most.")
-    ca_file: FilePath | None = Field(None, description="CA certificates (PEM) to verify the server with, not the system's.")
+    ca_file: FilePath | None = Field(
+        None, description="CA certificates (PEM) to verify the server with, not the system's."
+    )
 
     @model_validator(mode="after")
     def _credentials(self) -> SMTPConfig:
         if (self.username is None) != (self.password is None):
             raise ValueError("give both username and password, or neither")
         if self.username is not None and self.tls == "none":
-            raise ValueError("username/password need tls = starttls or tls: the password would cross the network in clear")
+            raise ValueError(
+                "username/password need tls = starttls or tls: the password would cross the network in clear"
+            )
         return self
 
     @property
@@ -227,6 +234,7 @@ class KafkaConfig(BaseModel):
         """Raw provider events, written by the ingress, keyed so a message's parts share a partition."""
         return self.topic("raw.v1")
 
+
 class WorkerConfig(BaseModel):
     """The Kafka engine's workers (``smsroute worker``): their state, timers and metrics endpoint.
     Where the brokers and topics are is the ``kafka`` section's business."""
@@ -274,7 +282,9 @@ class Settings(BaseSettings):
         None, description="ISO country whose national number formats are understood (e.g. IT); None: only +E.164."
     )
     dedupe_window: float = Field(48 * 3600.0, gt=0, description="Seconds a provider retry is recognised as one.")
-    stitch_timeout: float = Field(300.0, gt=0, description="Seconds to wait for missing parts before delivering incomplete.")
+    stitch_timeout: float = Field(
+        300.0, gt=0, description="Seconds to wait for missing parts before delivering incomplete."
+    )
     per_destination: int = Field(32, ge=1, le=1024, description="Delivery attempts in flight per receiver.")
     smtp: SMTPConfig | None = Field(None, description="Mail server for email actions; None: they are dead letters.")
     inbound_email: InboundEmailConfig = InboundEmailConfig()
@@ -343,7 +353,7 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return init_settings, env_settings, InitSettingsSource(settings_cls, init_kwargs=_file_values.get())
+        return init_settings, env_settings, InitSettingsSource(settings_cls, init_kwargs=_file_values.get() or {})
 
 
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:

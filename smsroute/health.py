@@ -36,7 +36,9 @@ def add_routes(app: web.Application, ready: Readiness, not_ready: str, more_metr
     app.router.add_get("/metrics", exposition)
 
 
-async def serve(host: str, port: int, ready: Readiness = lambda: "ready", not_ready: str = "not ready") -> web.AppRunner:
+async def serve(
+    host: str, port: int, ready: Readiness = lambda: "ready", not_ready: str = "not ready"
+) -> web.AppRunner:
     """The endpoints alone, on ``host:port`` (0: a free port, ``runner.addresses`` says which), for
     processes that serve nothing else; ``runner.cleanup()`` stops them."""
     app = web.Application()

@@ -19,13 +19,24 @@ REDACTED = "[redacted]"
 _SECRET_FIELD = re.compile(r"secret|token|passw|authorization|signature|api[_-]?key|credential", re.IGNORECASE)
 _SECRET_TEXT = [
     (re.compile(r"(?<=://)[^/@\s\"']+(?=@)"), REDACTED),
-    (re.compile(r"(?<=[?&;])((?:[\w.-]*(?:token|secret|passw|sig|signature|api[_-]?key|auth)[\w.-]*)=)[^&#\s\"']*", re.IGNORECASE),
-     rf"\1{REDACTED}"),
+    (
+        re.compile(
+            r"(?<=[?&;])((?:[\w.-]*(?:token|secret|passw|sig|signature|api[_-]?key|auth)[\w.-]*)=)[^&#\s\"']*",
+            re.IGNORECASE,
+        ),
+        rf"\1{REDACTED}",
+    ),
     (re.compile(r"\bwhsec_[A-Za-z0-9+/=_-]+"), f"whsec_{REDACTED}"),
     (re.compile(r"\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]+", re.IGNORECASE), rf"\1 {REDACTED}"),
     # A header as a server error quotes the request, raw or as a bytes repr: "X-Smsroute-Token: value".
-    (re.compile(r"(\b[\w-]*(?:token|secret|passw|signature|authorization|api[_-]?key|auth)[\w-]*\s*:[ \t]*)"
-                r"(?!\[redacted\]|(?:Bearer|Basic)\s)[^\s\\'\",;][^\r\n\\'\",;]*", re.IGNORECASE), rf"\1{REDACTED}"),
+    (
+        re.compile(
+            r"(\b[\w-]*(?:token|secret|passw|signature|authorization|api[_-]?key|auth)[\w-]*\s*:[ \t]*)"
+            r"(?!\[redacted\]|(?:Bearer|Basic)\s)[^\s\\'\",;][^\r\n\\'\",;]*",
+            re.IGNORECASE,
+        ),
+        rf"\1{REDACTED}",
+    ),
 ]
 
 

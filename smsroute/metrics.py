@@ -182,6 +182,7 @@ CONSUMER_LAG = Gauge(
     ["topic", "partition"],
 )
 
+
 class _Families:
     """A registry-like view of already collected families, for :func:`generate_latest`."""
 

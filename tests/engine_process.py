@@ -25,8 +25,12 @@ def free_port() -> int:
 
 def form(text: str) -> dict[str, str]:
     """An Agile Telecom message with the given text."""
-    return {"originator": "+393331234567", "destination": "+393201234567", "date_time": "2026-11-21 10:00:00",
-            "text": text}
+    return {
+        "originator": "+393331234567",
+        "destination": "+393201234567",
+        "date_time": "2026-11-21 10:00:00",
+        "text": text,
+    }
 
 
 class SmsrouteProcess:
@@ -81,8 +85,19 @@ class EngineProcess(SmsrouteProcess):
     """``smsroute serve``: the embedded engine on a free port; ``env`` adds SMSROUTE_* settings."""
 
     def __init__(
-        self, data_dir: Path, stderr: Path, routes: Path = ROUTES, env: Mapping[str, str] | None = None,
+        self,
+        data_dir: Path,
+        stderr: Path,
+        routes: Path = ROUTES,
+        env: Mapping[str, str] | None = None,
         config: Path | None = None,
     ) -> None:
-        args = ["serve", "--data-dir", str(data_dir), "--routes", str(routes), *(["--config", str(config)] if config else [])]
+        args = [
+            "serve",
+            "--data-dir",
+            str(data_dir),
+            "--routes",
+            str(routes),
+            *(["--config", str(config)] if config else []),
+        ]
         super().__init__(args, stderr, env)

@@ -83,8 +83,16 @@ class EmbeddedRunning(Running):
 
     async def reports(self) -> list[DeliveryReport]:
         return [
-            DeliveryReport(row["provider"], row["provider_message_id"], row["status"], row["code"], row["description"],
-                           row["recipient"], row["received_at"], row["provider_time"])
+            DeliveryReport(
+                row["provider"],
+                row["provider_message_id"],
+                row["status"],
+                row["code"],
+                row["description"],
+                row["recipient"],
+                row["received_at"],
+                row["provider_time"],
+            )
             for row in self.engine.processing.state.reports.all()
         ]
 
@@ -101,7 +109,12 @@ class KafkaRunning(Running):
 
     async def dead_letters(self) -> list[dict[str, Any]]:
         return [
-            {"stage": letter.stage, "reason": letter.reason, "payload": letter.payload, "delivery_id": letter.delivery_id}
+            {
+                "stage": letter.stage,
+                "reason": letter.reason,
+                "payload": letter.payload,
+                "delivery_id": letter.delivery_id,
+            }
             for letter in await deadletters.latest(self.kafka.settings)
             if letter.replayed_at is None
         ]
@@ -131,8 +144,9 @@ async def start_embedded(directory: Path, routes: Path, **overrides: Any) -> Emb
     stop = asyncio.Event()
     running = asyncio.create_task(engine.run(stop))
     url = f"http://127.0.0.1:{engine.port}"
-    return EmbeddedRunning(url, url + "/metrics", aiohttp.ClientSession(), processing.rules.rules.version, engine,
-                           stop, running)
+    return EmbeddedRunning(
+        url, url + "/metrics", aiohttp.ClientSession(), processing.rules.rules.version, engine, stop, running
+    )
 
 
 async def start_kafka(directory: Path, bootstrap: str, routes: Path, **overrides: Any) -> KafkaRunning:

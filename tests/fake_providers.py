@@ -21,15 +21,21 @@ OPENVOIP_SECRET = "s3cr3t-Contratto"
 ID_CALL_GR = "9999"
 OPENVOIP_SENDER = "ACME"
 OPENVOIP_PARAMETERS = ["archivia", "verify", "id_call_gr", "sms_text", "sms_destination", "sms_sender"]
-OPENVOIP_WORDS = {"000": "Messaggio Inoltrato Correttamente", "020": "Errore nel numero di destinazione",
-                  "099": "Errore generico", "-1": "Security error"}
+OPENVOIP_WORDS = {
+    "000": "Messaggio Inoltrato Correttamente",
+    "020": "Errore nel numero di destinazione",
+    "099": "Errore generico",
+    "-1": "Security error",
+}
 GATEWAY24_TOKEN = "abbde3e31e9d026c02f41119fc551111e"
 GATEWAY24_DEVICE = "4242"
 
 
 def openvoip_verify(sender: str, text: str, destination: str, secret: str, id_call_gr: str) -> str:
     """The document's PHP: md5(sha1($sms_sender . $sms_text . $sms_destination . $secret . $id_call_gr))."""
-    return hashlib.md5(hashlib.sha1((sender + text + destination + secret + id_call_gr).encode()).hexdigest().encode()).hexdigest()
+    return hashlib.md5(
+        hashlib.sha1((sender + text + destination + secret + id_call_gr).encode()).hexdigest().encode()
+    ).hexdigest()
 
 
 @dataclass
@@ -49,8 +55,13 @@ class FakeOpenVoip:
         self.requests.append({"raw": raw, "names": [name for name, _ in pairs], "params": params})
         if self.delay:
             await asyncio.sleep(self.delay)
-        expected = openvoip_verify(params.get("sms_sender", ""), params.get("sms_text", ""),
-                                   params.get("sms_destination", ""), OPENVOIP_SECRET, params.get("id_call_gr", ""))
+        expected = openvoip_verify(
+            params.get("sms_sender", ""),
+            params.get("sms_text", ""),
+            params.get("sms_destination", ""),
+            OPENVOIP_SECRET,
+            params.get("id_call_gr", ""),
+        )
         if params.get("verify") != expected:
             return web.json_response({"exit_status": "-1", "exit_string": "Security error"})
         answer = self.answers.pop(0) if self.answers else "000"
@@ -60,8 +71,13 @@ class FakeOpenVoip:
 
     def settings(self, **overrides: Any) -> dict[str, Any]:
         """``[sms_reply.openvoip]`` pointing at this server."""
-        return {"url": f"{self.url}/sms_send_soa.php", "id_call_gr": ID_CALL_GR, "secret": OPENVOIP_SECRET,
-                "sender": OPENVOIP_SENDER, **overrides}
+        return {
+            "url": f"{self.url}/sms_send_soa.php",
+            "id_call_gr": ID_CALL_GR,
+            "secret": OPENVOIP_SECRET,
+            "sender": OPENVOIP_SENDER,
+            **overrides,
+        }
 
 
 @dataclass
@@ -75,8 +91,9 @@ class FakeGateway24:
 
     async def handle(self, request: web.Request) -> web.Response:
         form = dict(await request.post())
-        self.requests.append({"query": request.raw_path.partition("?")[2], "form": form,
-                              "content_type": request.content_type})
+        self.requests.append(
+            {"query": request.raw_path.partition("?")[2], "form": form, "content_type": request.content_type}
+        )
         if form.get("token") != GATEWAY24_TOKEN:
             return web.json_response({"error": 1, "message": "Token incorrect"})
         if self.refusals:
@@ -86,8 +103,12 @@ class FakeGateway24:
 
     def settings(self, **overrides: Any) -> dict[str, Any]:
         """``[sms_reply.smsgateway24]`` pointing at this server."""
-        return {"url": f"{self.url}/getdata/addsms", "token": GATEWAY24_TOKEN, "device_id": GATEWAY24_DEVICE,
-                **overrides}
+        return {
+            "url": f"{self.url}/getdata/addsms",
+            "token": GATEWAY24_TOKEN,
+            "device_id": GATEWAY24_DEVICE,
+            **overrides,
+        }
 
 
 @pytest.fixture

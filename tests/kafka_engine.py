@@ -32,12 +32,23 @@ def write_config(path: Path, bootstrap: str, prefix: str, data_dir: Path, routes
     """A TOML configuration for both halves: ``overrides`` at the top level, dicts as tables
     (``kafka`` and ``worker`` merge with the defaults here)."""
     sections = {
-        "kafka": {"bootstrap_servers": bootstrap, "topic_prefix": prefix, "partitions": PARTITIONS,
-                  **overrides.pop("kafka", {})},
-        "worker": {"store": "memory", "tick_interval": 0.1, "commit_interval": 0.1, "session_timeout": 6.0,
-                   **overrides.pop("worker", {})},
+        "kafka": {
+            "bootstrap_servers": bootstrap,
+            "topic_prefix": prefix,
+            "partitions": PARTITIONS,
+            **overrides.pop("kafka", {}),
+        },
+        "worker": {
+            "store": "memory",
+            "tick_interval": 0.1,
+            "commit_interval": 0.1,
+            "session_timeout": 6.0,
+            **overrides.pop("worker", {}),
+        },
     }
-    sections |= {key: overrides.pop(key) for key in [key for key, value in overrides.items() if isinstance(value, dict)]}
+    sections |= {
+        key: overrides.pop(key) for key in [key for key, value in overrides.items() if isinstance(value, dict)]
+    }
     top = {"data_dir": str(data_dir), "routes": str(routes), "default_region": "IT", **overrides}
     lines = [f"{key} = {_toml(value)}" for key, value in top.items()]
     for section, values in sections.items():
@@ -84,21 +95,25 @@ class KafkaEngine:
         directory.mkdir(parents=True, exist_ok=True)
         self.bootstrap = bootstrap
         self.prefix = unique_prefix()
-        self.config = write_config(directory / "smsroute.toml", bootstrap, self.prefix, directory / "data", routes,
-                                   **overrides)
+        self.config = write_config(
+            directory / "smsroute.toml", bootstrap, self.prefix, directory / "data", routes, **overrides
+        )
         self.settings: Settings = load_settings(self.config)
         self.ingresses: list[SmsrouteProcess] = []
         self.workers: list[WorkerProcess] = []
 
     def start_ingress(self) -> SmsrouteProcess:
-        process = SmsrouteProcess(["ingress", "--config", str(self.config)],
-                                  self.directory / f"ingress{len(self.ingresses)}.stderr")
+        process = SmsrouteProcess(
+            ["ingress", "--config", str(self.config)], self.directory / f"ingress{len(self.ingresses)}.stderr"
+        )
         self.ingresses.append(process)
         return process
 
     def start_worker(self) -> WorkerProcess:
         number = len(self.workers)
-        worker = WorkerProcess(self.config, self.directory / f"worker{number}.stderr", self.directory / f"worker{number}")
+        worker = WorkerProcess(
+            self.config, self.directory / f"worker{number}.stderr", self.directory / f"worker{number}"
+        )
         self.workers.append(worker)
         return worker
 

@@ -16,8 +16,21 @@ RULE_FILES = sorted((PROMETHEUS / "rules").glob("*.yml"))
 
 _ROW = re.compile(r"^\| `(smsroute_\w+)` \| (counter|gauge|histogram) \|([^|]*)\| (all|embedded|kafka) \|")
 _SUFFIXES = ("_bucket", "_count", "_sum", "_created")
-_KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "offset", "bool", "and", "or", "unless",
-             "inf", "nan"}
+_KEYWORDS = {
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+    "offset",
+    "bool",
+    "and",
+    "or",
+    "unless",
+    "inf",
+    "nan",
+}
 PROMETHEUS_OWN = {"up", "scrape_duration_seconds", "ALERTS"}
 """Series Prometheus makes itself, allowed in queries beside the contract."""
 

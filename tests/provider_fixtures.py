@@ -40,9 +40,15 @@ def load(path: Path) -> Fixture:
     url = urlsplit(request["url"])
     body = base64.b64decode(request["body_base64"]) if "body_base64" in request else request.get("body", "").encode()
     return Fixture(
-        path=path, provider=data["provider"], kind=data["kind"], settings=data.get("settings", {}),
-        method=request["method"], target=url.path + (f"?{url.query}" if url.query else ""),
-        headers=dict(request.get("headers", {})), body=body, expect=data["expect"],
+        path=path,
+        provider=data["provider"],
+        kind=data["kind"],
+        settings=data.get("settings", {}),
+        method=request["method"],
+        target=url.path + (f"?{url.query}" if url.query else ""),
+        headers=dict(request.get("headers", {})),
+        body=body,
+        expect=data["expect"],
     )
 
 

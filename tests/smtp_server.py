@@ -44,7 +44,9 @@ class Mailbox:
     refuse: dict[str, str] = field(default_factory=dict)
     data_commands: int = 0
 
-    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]) -> str:
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
         if address in self.refuse:
             return self.refuse[address]
         envelope.rcpt_tos.append(address)
@@ -58,7 +60,9 @@ class Mailbox:
         login = session.auth_data.login.decode() if session.authenticated else None
         connection = next(n for n, smtp in enumerate(self.connections, 1) if smtp is server)
         tls = server.transport.get_extra_info("ssl_object") is not None
-        self.received.append(Received(envelope.mail_from or "", list(envelope.rcpt_tos), message, connection, tls, login))
+        self.received.append(
+            Received(envelope.mail_from or "", list(envelope.rcpt_tos), message, connection, tls, login)
+        )
         return "250 2.0.0 queued"
 
     def drop_connections(self) -> None:
@@ -118,9 +122,7 @@ async def start_smtp(certificates: Certificates) -> AsyncIterator[StartSMTP]:
             return smtp
 
         loop = asyncio.get_running_loop()
-        server = await loop.create_server(
-            connection, "127.0.0.1", 0, ssl=certificates.server if tls == "tls" else None
-        )
+        server = await loop.create_server(connection, "127.0.0.1", 0, ssl=certificates.server if tls == "tls" else None)
         servers.append((server, mailbox))
         mailbox.port = server.sockets[0].getsockname()[1]
         return mailbox

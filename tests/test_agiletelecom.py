@@ -18,7 +18,12 @@ async def test_sample_is_logged_then_answered_plus_ok(ingress: Ingress) -> None:
     status, body, response = await ingress.post("/inbound/agiletelecom", data=SAMPLE)
     assert (status, body) == (200, "+OK")
     [event] = ingress.events()
-    assert (event.ingress, event.provider, event.kind, event.method) == ("agiletelecom", "agiletelecom", "inbound", "POST")
+    assert (event.ingress, event.provider, event.kind, event.method) == (
+        "agiletelecom",
+        "agiletelecom",
+        "inbound",
+        "POST",
+    )
     assert event.content_type == "application/x-www-form-urlencoded"
     assert {k: v[0] for k, v in parse_qs(event.body.decode()).items()} == SAMPLE
     assert event.key == "agiletelecom:+393331234567:+393201234567"

@@ -76,9 +76,15 @@ class Prometheus:
         self.config.write_text(yaml.safe_dump(config))
         with (self.directory / "prometheus.log").open("ab") as out:
             self.process = subprocess.Popen(
-                [self.binary, f"--config.file={self.config}", f"--storage.tsdb.path={self.directory / 'tsdb'}",
-                 f"--web.listen-address={self.url.removeprefix('http://')}", "--log.level=warn"],
-                stdout=out, stderr=subprocess.STDOUT,
+                [
+                    self.binary,
+                    f"--config.file={self.config}",
+                    f"--storage.tsdb.path={self.directory / 'tsdb'}",
+                    f"--web.listen-address={self.url.removeprefix('http://')}",
+                    "--log.level=warn",
+                ],
+                stdout=out,
+                stderr=subprocess.STDOUT,
             )
 
     def stop(self) -> None:
@@ -106,8 +112,11 @@ async def firing(http: aiohttp.ClientSession, url: str) -> list[dict[str, Any]]:
             body = await response.json()
     except aiohttp.ClientError:
         return []  # not listening yet
-    return [alert for alert in body["data"]["alerts"] if alert["labels"]["alertname"] == ALERT
-            and alert["state"] == "firing"]
+    return [
+        alert
+        for alert in body["data"]["alerts"]
+        if alert["labels"]["alertname"] == ALERT and alert["state"] == "firing"
+    ]
 
 
 async def test_failing_webhook_fires_the_error_rate_alert(
@@ -123,15 +132,21 @@ async def test_failing_webhook_fires_the_error_rate_alert(
         async with aiohttp.ClientSession() as http:
             await engine.wait_healthy(http)
             started = time.monotonic()
-            prometheus.start({
-                "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-                "rule_files": [str(shortened(path, rules)) for path in RULE_FILES],
-                "scrape_configs": [{"job_name": "smsroute", "static_configs": [{"targets": [f"127.0.0.1:{engine.port}"]}]}],
-            })
+            prometheus.start(
+                {
+                    "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+                    "rule_files": [str(shortened(path, rules)) for path in RULE_FILES],
+                    "scrape_configs": [
+                        {"job_name": "smsroute", "static_configs": [{"targets": [f"127.0.0.1:{engine.port}"]}]}
+                    ],
+                }
+            )
             alerts: list[dict[str, Any]] = []
             while not alerts:
                 assert time.monotonic() - started < TIMEOUT, f"{ALERT} not firing after {TIMEOUT:.0f} s"
-                async with http.post(engine.url + "/inbound/agiletelecom", data=form(f"hello {time.time()}")) as response:
+                async with http.post(
+                    engine.url + "/inbound/agiletelecom", data=form(f"hello {time.time()}")
+                ) as response:
                     assert response.status == 200
                 await asyncio.sleep(1)
                 alerts = await firing(http, prometheus.url)

@@ -149,7 +149,11 @@ def run_cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {name: value for name, value in os.environ.items() if not name.startswith("SMSROUTE_")}
     return subprocess.run(
         [sys.executable, "-m", "smsroute", *args],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=30,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
 
 
@@ -157,7 +161,9 @@ def test_cli_exits_2_on_a_bad_config_file(tmp_path: Path) -> None:
     write(tmp_path, "port = 70000\n", name="bad.toml")
     result = run_cli(tmp_path, "serve", "--config", "bad.toml")
     assert result.returncode == 2
-    assert result.stderr == "smsroute: configuration error:\nbad.toml: port: Input should be less than or equal to 65535\n"
+    assert (
+        result.stderr == "smsroute: configuration error:\nbad.toml: port: Input should be less than or equal to 65535\n"
+    )
     assert not (tmp_path / "data").exists()  # refused before touching anything
 
 
@@ -176,10 +182,17 @@ def test_log_busy_timeout_must_be_shorter_than_log_timeout() -> None:
 
 
 def test_smtp_settings_from_file_and_secret_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    config = write(tmp_path, '[smtp]\nhost = "mail.example.com"\nusername = "smsroute"\nfrom_address = "sms@example.com"\n')
+    config = write(
+        tmp_path, '[smtp]\nhost = "mail.example.com"\nusername = "smsroute"\nfrom_address = "sms@example.com"\n'
+    )
     monkeypatch.setenv("SMSROUTE_SMTP__PASSWORD", "pa55word")
     smtp = load_settings(config).smtp
-    assert smtp is not None and (smtp.host, smtp.server_port, smtp.tls, smtp.pool_size) == ("mail.example.com", 587, "starttls", 4)
+    assert smtp is not None and (smtp.host, smtp.server_port, smtp.tls, smtp.pool_size) == (
+        "mail.example.com",
+        587,
+        "starttls",
+        4,
+    )
     assert smtp.password is not None and smtp.password.get_secret_value() == "pa55word"
     assert "pa55word" not in repr(smtp)
     with pytest.raises(ConfigError, match="smtp.host: Field required"):  # a password alone is no mail server
@@ -201,11 +214,15 @@ def test_bad_smtp_and_inbound_email_settings_are_named(tmp_path: Path) -> None:
 
 def test_cli_exits_2_on_inbound_email_from_a_provider_without_email(tmp_path: Path) -> None:
     (tmp_path / "routes").mkdir()
-    (tmp_path / "routes" / "r.yaml").write_text("routes: [{name: r, actions: [{webhook: {url: 'http://127.0.0.1:9/x'}}]}]\n")
+    (tmp_path / "routes" / "r.yaml").write_text(
+        "routes: [{name: r, actions: [{webhook: {url: 'http://127.0.0.1:9/x'}}]}]\n"
+    )
     write(tmp_path, 'routes = "routes"\n[inbound_email]\nenabled = true\nprovider = "vonage"\n')
     result = run_cli(tmp_path, "serve", "--config", "smsroute.toml", "--port", "0")
     assert result.returncode == 2
-    assert "inbound_email.provider: 'vonage' delivers no SMS by email (providers that do: agiletelecom)" in result.stderr
+    assert (
+        "inbound_email.provider: 'vonage' delivers no SMS by email (providers that do: agiletelecom)" in result.stderr
+    )
     assert not (tmp_path / "data").exists()
 
 
@@ -229,12 +246,20 @@ def test_kafka_section_from_file_and_environment(tmp_path: Path, monkeypatch: py
         ({}, "kafka.bootstrap_servers: Field required"),
         ({"bootstrap_servers": "localhost"}, "kafka.bootstrap_servers: Value error, 'localhost' is not host:port"),
         ({"bootstrap_servers": " , "}, "kafka.bootstrap_servers: Value error, no broker given"),
-        ({"bootstrap_servers": "k:9092", "topic_prefix": "sms eu"}, "kafka.topic_prefix: Value error, 'sms eu' must match"),
-        ({"bootstrap_servers": "k:9092", "partitions": 0}, "kafka.partitions: Input should be greater than or equal to 1"),
+        (
+            {"bootstrap_servers": "k:9092", "topic_prefix": "sms eu"},
+            "kafka.topic_prefix: Value error, 'sms eu' must match",
+        ),
+        (
+            {"bootstrap_servers": "k:9092", "partitions": 0},
+            "kafka.partitions: Input should be greater than or equal to 1",
+        ),
         ({"bootstrap_servers": "k:9092", "compression": "brotli"}, "kafka.compression: Input should be 'none', 'gzip'"),
         ({"bootstrap_servers": "k:9092", "acks": 1}, "kafka.acks: Extra inputs are not permitted"),
-        ({"bootstrap_servers": "k:9092", "request_timeout": 5.0},
-         "(top level): Value error, kafka.request_timeout must be shorter than log_timeout"),
+        (
+            {"bootstrap_servers": "k:9092", "request_timeout": 5.0},
+            "(top level): Value error, kafka.request_timeout must be shorter than log_timeout",
+        ),
     ],
 )
 def test_bad_kafka_settings_are_named(kafka: dict[str, object], expected: str) -> None:

@@ -27,6 +27,7 @@ TOTAL = 3000
 IN_FLIGHT = 64
 STOP_TIMEOUT = 10.0
 
+
 @dataclass
 class Burst:
     """What the client saw: texts answered ``+OK``, and how the crash showed up."""
@@ -35,6 +36,7 @@ class Burst:
     failed: int = 0
     in_flight_at_kill: int = 0
     unsent: int = 0
+
 
 async def post_until_killed(http: aiohttp.ClientSession, engine: Engine, texts: list[str], kill_after: int) -> Burst:
     """Post ``texts`` with ``IN_FLIGHT`` requests outstanding; SIGKILL the engine at ``kill_after`` acks."""
@@ -68,12 +70,15 @@ async def post_until_killed(http: aiohttp.ClientSession, engine: Engine, texts: 
     await asyncio.gather(*(send(text) for text in texts))
     return burst
 
+
 def read_log(path: Path) -> list[tuple[int, RawEvent]]:
     """Every row of the log, decoded (a half-written record raises ``DecodeError`` here)."""
     return [(offset, RawEvent.decode(record)) for offset, _, record in SQLiteLog(path).read(limit=1_000_000)]
 
+
 def texts_of(rows: list[tuple[int, RawEvent]]) -> list[str]:
     return [parse_qs(event.body.decode())["text"][0] for _, event in rows]
+
 
 async def test_kill_9_mid_burst_loses_no_acknowledged_message(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
@@ -88,8 +93,10 @@ async def test_kill_9_mid_burst_loses_no_acknowledged_message(tmp_path: Path) ->
             await engine.wait_healthy(http)
             burst = await post_until_killed(http, engine, texts, kill_after)
             assert engine.process.wait(timeout=STOP_TIMEOUT) == -signal.SIGKILL
-            context = (f"killed after {kill_after} acks: {len(burst.acked)} acked, {burst.failed} failed, "
-                       f"{burst.in_flight_at_kill} in flight at kill, {burst.unsent} unsent")
+            context = (
+                f"killed after {kill_after} acks: {len(burst.acked)} acked, {burst.failed} failed, "
+                f"{burst.in_flight_at_kill} in flight at kill, {burst.unsent} unsent"
+            )
             # Requests were outstanding at the kill. Usually some of them fail; on a quick run all of
             # them may have been answered just before it, their answers read after it.
             assert burst.in_flight_at_kill > 0, f"the kill was not mid-stream ({context})"
@@ -103,7 +110,8 @@ async def test_kill_9_mid_burst_loses_no_acknowledged_message(tmp_path: Path) ->
             offsets = [offset for offset, _ in before]
             assert offsets == sorted(set(offsets)), "offsets not strictly increasing"
             assert {(e.ingress, e.kind, e.key) for _, e in before} == {
-                ("agiletelecom", "inbound", "agiletelecom:+393331234567:+393201234567")}
+                ("agiletelecom", "inbound", "agiletelecom:+393331234567:+393201234567")
+            }
 
             engines.append(engine := Engine(data_dir, tmp_path / "engine.stderr"))
             await engine.wait_healthy(http)
@@ -116,7 +124,7 @@ async def test_kill_9_mid_burst_loses_no_acknowledged_message(tmp_path: Path) ->
 
             after = read_log(log_path)
             assert after[: len(before)] == before, "the restart changed what was already in the log"
-            assert texts_of(after[len(before):]) == more
+            assert texts_of(after[len(before) :]) == more
             assert after[len(before)][0] > offsets[-1]
         finally:
             for running in engines:

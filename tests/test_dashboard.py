@@ -61,10 +61,17 @@ def test_every_query_uses_only_metrics_in_the_contract() -> None:
 def test_every_query_is_valid_promql(tmp_path: Path) -> None:
     """promtool parses each query as the expression of a recording rule (Grafana's
     ``$__rate_interval`` stands for a real range)."""
-    rules = {"groups": [{"name": "dashboard", "rules": [
-        {"record": f"dashboard:query:{number}", "expr": query.replace("$__rate_interval", "5m")}
-        for number, query in enumerate(queries())
-    ]}]}
+    rules = {
+        "groups": [
+            {
+                "name": "dashboard",
+                "rules": [
+                    {"record": f"dashboard:query:{number}", "expr": query.replace("$__rate_interval", "5m")}
+                    for number, query in enumerate(queries())
+                ],
+            }
+        ]
+    }
     path = tmp_path / "dashboard_queries.yml"
     path.write_text(yaml.safe_dump(rules))
     run(tool("promtool"), "check", "rules", path)

@@ -21,15 +21,38 @@ NORMALIZER = smsgateway24.Normalizing()
 
 # Every status_id of the document and what it means for an SMS we sent.
 DOCUMENTED = {
-    1: "pending", 2: "pending", 3: "pending", 5: "pending", 6: "sent", 7: "delivered", 8: "failed", 9: "failed",
-    10: "failed", 11: "failed", 12: "failed", 100: "failed", 101: "failed",
+    1: "pending",
+    2: "pending",
+    3: "pending",
+    5: "pending",
+    6: "sent",
+    7: "delivered",
+    8: "failed",
+    9: "failed",
+    10: "failed",
+    11: "failed",
+    12: "failed",
+    100: "failed",
+    101: "failed",
 }
 
 
 def status_event(**fields: Any) -> RawEvent:
     body = json.dumps({**STATUS, **fields}).encode()
-    return RawEvent("smsgateway24", "smsgateway24", "status", 1_700_000_000_000_000, "127.0.0.1", "POST",
-                    "/status/smsgateway24", "", "application/json", {}, body, "k")
+    return RawEvent(
+        "smsgateway24",
+        "smsgateway24",
+        "status",
+        1_700_000_000_000_000,
+        "127.0.0.1",
+        "POST",
+        "/status/smsgateway24",
+        "",
+        "application/json",
+        {},
+        body,
+        "k",
+    )
 
 
 @pytest.mark.parametrize(("code", "status"), sorted(DOCUMENTED.items()))
@@ -45,7 +68,11 @@ def test_every_documented_status_code_is_mapped(code: int, status: str) -> None:
 
 def test_an_undocumented_code_is_kept_as_unknown_not_guessed() -> None:
     report = NORMALIZER.report(status_event(status_id=42, status_message=""), "IT")
-    assert (report.status, report.code, report.description) == ("unknown", "42", "a status code the document does not list")
+    assert (report.status, report.code, report.description) == (
+        "unknown",
+        "42",
+        "a status code the document does not list",
+    )
 
 
 def test_an_inbound_event_is_no_report() -> None:
@@ -56,8 +83,15 @@ def test_an_inbound_event_is_no_report() -> None:
 
 
 def report(status: str, code: str, sms_id: str = "22074938") -> DeliveryReport:
-    return DeliveryReport("smsgateway24", sms_id, status, code, "", "+393331234567",  # type: ignore[arg-type]
-                          datetime(2026, 11, 21, tzinfo=UTC))
+    return DeliveryReport(
+        "smsgateway24",
+        sms_id,
+        status,
+        code,
+        "",
+        "+393331234567",  # type: ignore[arg-type]
+        datetime(2026, 11, 21, tzinfo=UTC),
+    )
 
 
 def test_reports_link_to_the_reply_and_its_first_final_status_sticks(tmp_path: Path) -> None:

@@ -75,14 +75,19 @@ def test_prometheus_scrapes_each_service_where_it_serves_metrics_and_health(monk
     image's healthcheck ($SMSROUTE_PORT) asks."""
     [image_env] = [args for instruction, args in instructions(DOCKERFILE) if instruction == "ENV"]
     image = dict(pair.split("=", 1) for pair in image_env.split())
-    jobs = {job["job_name"]: job for job in yaml.safe_load((PROMETHEUS / "prometheus.yml").read_text())["scrape_configs"]}
+    jobs = {
+        job["job_name"]: job for job in yaml.safe_load((PROMETHEUS / "prometheus.yml").read_text())["scrape_configs"]
+    }
     for name in ("ingress", "worker"):
         with monkeypatch.context() as env:
             for key, value in {**image, **services()[name]["environment"]}.items():
                 env.setenv(key, str(value))
             settings = load_settings()
-        host, port = (settings.host, settings.port) if name == "ingress" else (
-            settings.worker.metrics_host, settings.worker.metrics_port)
+        host, port = (
+            (settings.host, settings.port)
+            if name == "ingress"
+            else (settings.worker.metrics_host, settings.worker.metrics_port)
+        )
         [scraped] = jobs[f"smsroute-{name}"]["dns_sd_configs"]
         assert (scraped["names"], host, port) == ([name], "0.0.0.0", scraped["port"]), name
         assert port == int(image["SMSROUTE_PORT"]), name
@@ -107,12 +112,18 @@ def test_every_bind_mount_exists_and_tools_see_their_configuration() -> None:
 def test_hosts_named_in_the_monitoring_configuration_are_services() -> None:
     names = services().keys()
     prometheus = yaml.safe_load((PROMETHEUS / "prometheus.yml").read_text())
-    scraped = {name for job in prometheus["scrape_configs"] for sd in job.get("dns_sd_configs", []) for name in sd["names"]}
+    scraped = {
+        name for job in prometheus["scrape_configs"] for sd in job.get("dns_sd_configs", []) for name in sd["names"]
+    }
     assert scraped == {"ingress", "worker"}
     [manager] = prometheus["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"]
     alertmanager = yaml.safe_load((DOCKER / "alertmanager" / "alertmanager.yml").read_text())
     [webhook] = [hook["url"] for receiver in alertmanager["receivers"] for hook in receiver.get("webhook_configs", [])]
-    hosts = {manager.split(":")[0], alertmanager["global"]["smtp_smarthost"].split(":")[0], re.split(r"[/:]", webhook)[3]}
+    hosts = {
+        manager.split(":")[0],
+        alertmanager["global"]["smtp_smarthost"].split(":")[0],
+        re.split(r"[/:]", webhook)[3],
+    }
     assert hosts == {"alertmanager", "mailpit", "alert-webhook"}
     assert hosts | scraped | {"prometheus", "grafana"} <= names
     datasources = yaml.safe_load((DOCKER / "grafana" / "provisioning" / "datasources" / "prometheus.yml").read_text())
@@ -122,7 +133,9 @@ def test_hosts_named_in_the_monitoring_configuration_are_services() -> None:
 def test_images_are_pinned() -> None:
     for name, service in services().items():
         image = service["image"]
-        assert re.fullmatch(r"[\w./-]+:v?\d[\w.-]*|smsroute:local", image), f"{name}: {image} is not pinned to a version"
+        assert re.fullmatch(r"[\w./-]+:v?\d[\w.-]*|smsroute:local", image), (
+            f"{name}: {image} is not pinned to a version"
+        )
 
 
 def test_dockerfile_passes_hadolint() -> None:

@@ -50,7 +50,9 @@ def smtp_settings(mailbox: Mailbox, **overrides: Any) -> dict[str, Any]:
 
 
 def attempts(run: Running, route: str) -> list[dict[str, Any]]:
-    [(delivery_id,)] = run.engine.processing.state.conn.execute("SELECT id FROM deliveries WHERE route = ?", (route,)).fetchall()
+    [(delivery_id,)] = run.engine.processing.state.conn.execute(
+        "SELECT id FROM deliveries WHERE route = ?", (route,)
+    ).fetchall()
     return run.engine.processing.state.deliveries.attempts(delivery_id)
 
 
@@ -71,7 +73,9 @@ async def test_email_arrives_with_rendered_templates_headers_and_html(
     email = got.message
     assert (email["From"], email["To"]) == (FROM, "sales@example.com, desk@example.com")
     assert email["Subject"] == "INFO from +393331234567: Info <prezzi> & sconti perché 😀"  # one line
-    [(delivery_id, message_id)] = run.engine.processing.state.conn.execute("SELECT id, message_id FROM deliveries").fetchall()
+    [(delivery_id, message_id)] = run.engine.processing.state.conn.execute(
+        "SELECT id, message_id FROM deliveries"
+    ).fetchall()
     assert email["Message-ID"] == f"<{delivery_id}@example.com>"
     assert (email["Auto-Submitted"], email["X-Smsroute-Route"]) == ("auto-generated", "info")
     assert email["X-Smsroute-Message-Id"] == message_id
@@ -134,7 +138,8 @@ async def test_a_template_failing_on_the_message_is_a_dead_letter_at_once(
     await eventually(lambda: len(run.engine.processing.state.dead_letters.all()) == 1)
     [letter] = run.engine.processing.state.dead_letters.all()
     assert letter["reason"] == (
-        "cannot compose the email: template failed: UndefinedError: 'dict object' has no attribute 'device'")
+        "cannot compose the email: template failed: UndefinedError: 'dict object' has no attribute 'device'"
+    )
     assert len(attempts(run, "broken")) == 1 and mailbox.connections == []
 
 
@@ -212,7 +217,9 @@ async def test_tls_and_login(start_smtp: StartSMTP, pools: Any, certificates: Ce
     assert (got.tls, got.login, got.message["Subject"]) == (True, USER, "SMS hello")
 
 
-async def test_a_wrong_password_is_retried_not_final(start_smtp: StartSMTP, pools: Any, certificates: Certificates) -> None:
+async def test_a_wrong_password_is_retried_not_final(
+    start_smtp: StartSMTP, pools: Any, certificates: Certificates
+) -> None:
     mailbox = await start_smtp(tls="starttls", auth=True)
     pool = pools(mailbox, tls="starttls", username=USER, password="wrong", ca_file=certificates.ca_file)
     [attempt] = await send(pool, delivery())
@@ -221,7 +228,9 @@ async def test_a_wrong_password_is_retried_not_final(start_smtp: StartSMTP, pool
     assert mailbox.received == []
 
 
-async def test_a_server_wanting_a_login_is_retried_not_final(start_smtp: StartSMTP, pools: Any, certificates: Certificates) -> None:
+async def test_a_server_wanting_a_login_is_retried_not_final(
+    start_smtp: StartSMTP, pools: Any, certificates: Certificates
+) -> None:
     mailbox = await start_smtp(tls="starttls", auth=True)
     [attempt] = await send(pools(mailbox, tls="starttls", ca_file=certificates.ca_file), delivery())
     assert (attempt.outcome, attempt.status, attempt.permanent) == ("failed", 530, False)
@@ -262,7 +271,9 @@ async def test_a_connection_the_server_dropped_is_replaced(start_smtp: StartSMTP
     assert [got.connection for got in mailbox.received] == [1, 2]
 
 
-async def test_some_recipients_refused_is_delivered_with_the_refusals_recorded(start_smtp: StartSMTP, pools: Any) -> None:
+async def test_some_recipients_refused_is_delivered_with_the_refusals_recorded(
+    start_smtp: StartSMTP, pools: Any
+) -> None:
     mailbox = await start_smtp()
     mailbox.refuse = {"gone@example.com": "550 5.1.1 no such user"}
     pool = pools(mailbox)

@@ -9,7 +9,8 @@ from test_pipeline import AGILE, StartEngine, engine, eventually, receiver, star
 
 
 async def test_an_email_action_is_sent_once_by_either_engine(
-    start_engine: StartEngine, start_smtp: StartSMTP  # noqa: F811
+    start_engine: StartEngine,
+    start_smtp: StartSMTP,  # noqa: F811
 ) -> None:
     mailbox = await start_smtp()
     run = await start_engine(RULES, smtp=smtp_settings(mailbox))
@@ -19,5 +20,7 @@ async def test_an_email_action_is_sent_once_by_either_engine(
     assert got.mail_from == FROM and got.rcpt_tos == ["sales@example.com", "desk@example.com"]
     assert got.message["Subject"] == "INFO from +393331234567: INFO orari"
     assert got.message["X-Smsroute-Route"] == "info"
-    assert await until(lambda: run.attempt_outcomes("info"), lambda outcomes: outcomes == ["delivered"]) == ["delivered"]
+    assert await until(lambda: run.attempt_outcomes("info"), lambda outcomes: outcomes == ["delivered"]) == [
+        "delivered"
+    ]
     assert len(mailbox.received) == 1

@@ -41,8 +41,15 @@ CONCURRENCY = 16
 POISON_ROUNDS = 4
 METHODS = ("PUT", "DELETE", "PATCH", "OPTIONS", "HEAD", "GET", "POST")
 CHARSETS = ("utf-7", "idna", "undefined", "bogus", "latin-1", "utf-16", "base64", "", "utf-8", "cp1252")
-CONTENT_TYPES = ("application/json", "application/x-www-form-urlencoded", "text/plain", "multipart/form-data",
-                 "application/octet-stream", "", "application/vnd.api+json")
+CONTENT_TYPES = (
+    "application/json",
+    "application/x-www-form-urlencoded",
+    "text/plain",
+    "multipart/form-data",
+    "application/octet-stream",
+    "",
+    "application/vnd.api+json",
+)
 
 
 @dataclass(frozen=True)
@@ -100,6 +107,7 @@ def _content_type(request: Request, value: str) -> Request:
 def _json_with(value: bytes) -> Callable[[Request, random.Random], Request]:
     def mutate(request: Request, rng: random.Random) -> Request:
         return replace(_content_type(request, "application/json"), body=b'{"text": %s, "to": "1", "from": "2"}' % value)
+
     return mutate
 
 
@@ -114,29 +122,58 @@ MUTATIONS: dict[str, Callable[[Request, random.Random], Request]] = {
     "invalid utf-8": lambda r, rng: replace(r, body=_insert(r.body, b"\xff\xc3(", rng)),
     "percent junk": lambda r, rng: replace(r, body=r.body + b"&x=%ff%fe%zz&%C0%80=1"),
     "deep json": lambda r, rng: replace(_content_type(r, "application/json"), body=b"[" * 5000 + b"]" * 5000),
-    "deep object": lambda r, rng: replace(_content_type(r, "application/json"), body=b'{"a":' * 3000 + b"1" + b"}" * 3000),
+    "deep object": lambda r, rng: replace(
+        _content_type(r, "application/json"), body=b'{"a":' * 3000 + b"1" + b"}" * 3000
+    ),
     "huge field": lambda r, rng: replace(r, body=r.body + b"&big=" + b"x" * rng.choice((1000, 60_000, 70_000))),
-    "repeated keys": lambda r, rng: replace(r, body=b"&".join([r.body, *(p.split(b"=")[0] + b"=junk" for p in r.body.split(b"&"))])),
+    "repeated keys": lambda r, rng: replace(
+        r, body=b"&".join([r.body, *(p.split(b"=")[0] + b"=junk" for p in r.body.split(b"&"))])
+    ),
     "content type": lambda r, rng: _content_type(r, rng.choice(CONTENT_TYPES)),
-    "charset": lambda r, rng: _content_type(r, (r.headers.get("Content-Type") or "text/plain") + "; charset=" + rng.choice(CHARSETS)),
+    "charset": lambda r, rng: _content_type(
+        r, (r.headers.get("Content-Type") or "text/plain") + "; charset=" + rng.choice(CHARSETS)
+    ),
     "gzip": lambda r, rng: replace(r, headers=r.headers | {"Content-Encoding": "gzip"}, body=gzip.compress(r.body)),
-    "broken gzip": lambda r, rng: replace(r, headers=r.headers | {"Content-Encoding": "gzip"}, body=gzip.compress(r.body)[:-6] + b"\0" * 6),
-    "deflate junk": lambda r, rng: replace(r, headers=r.headers | {"Content-Encoding": "deflate"}, body=rng.randbytes(64)),
+    "broken gzip": lambda r, rng: replace(
+        r, headers=r.headers | {"Content-Encoding": "gzip"}, body=gzip.compress(r.body)[:-6] + b"\0" * 6
+    ),
+    "deflate junk": lambda r, rng: replace(
+        r, headers=r.headers | {"Content-Encoding": "deflate"}, body=rng.randbytes(64)
+    ),
     "surrogate": _json_with(b'"\\ud83d"'),
     "surrogate key": lambda r, rng: replace(_content_type(r, "application/json"), body=b'{"\\udfff": 1, "to": "1"}'),
     "nan": _json_with(b"NaN"),
     "infinity": _json_with(b"-Infinity"),
     "huge integer": _json_with(b"9" * 5000),
     "400 digits": _json_with(b"1" * 400),
-    "json shapes": lambda r, rng: replace(_content_type(r, "application/json"), body=rng.choice(
-        (b'"a string"', b"42", b"null", b"[]", b"[1, 2]", b'[{"a": 1}, 3]', b'{"to": {"a": [1]}, "text": ["x"]}', b"{}"))),
+    "json shapes": lambda r, rng: replace(
+        _content_type(r, "application/json"),
+        body=rng.choice(
+            (
+                b'"a string"',
+                b"42",
+                b"null",
+                b"[]",
+                b"[1, 2]",
+                b'[{"a": 1}, 3]',
+                b'{"to": {"a": [1]}, "text": ["x"]}',
+                b"{}",
+            )
+        ),
+    ),
     "empty": lambda r, rng: replace(r, body=b""),
     "method": lambda r, rng: replace(r, method=rng.choice(METHODS)),
-    "unknown source": lambda r, rng: replace(r, target=rng.choice(("/inbound/", "/status/")) + rng.choice(
-        ("nope", "%ff%fe", "a%2Fb", "x" * 300, "..%2F..", "%00", "%C3%BCn%C3%AF", ""))),
+    "unknown source": lambda r, rng: replace(
+        r,
+        target=rng.choice(("/inbound/", "/status/"))
+        + rng.choice(("nope", "%ff%fe", "a%2Fb", "x" * 300, "..%2F..", "%00", "%C3%BCn%C3%AF", "")),
+    ),
     "wrong kind": lambda r, rng: replace(r, target=r.target.replace("/inbound/", "/status/", 1)),
-    "signature junk": lambda r, rng: replace(r, headers=r.headers | {
-        "X-Twilio-Signature": "é" * 3, "X-Forwarded-For": "junk, 10.0.0.1", "X-Smsroute-Token": ""}),
+    "signature junk": lambda r, rng: replace(
+        r,
+        headers=r.headers
+        | {"X-Twilio-Signature": "é" * 3, "X-Forwarded-For": "junk, 10.0.0.1", "X-Smsroute-Token": ""},
+    ),
     "query junk": lambda r, rng: replace(r, target=r.target.partition("?")[0] + "?token=%ff%fe&msisdn=%zz&&=&x"),
 }
 
@@ -166,15 +203,25 @@ class Receiver:
 
 async def send(http: aiohttp.ClientSession, base: str, request: Request) -> int:
     url = URL(base + request.target, encoded=True)
-    async with http.request(request.method, url, data=request.body or None, headers=request.headers,
-                            skip_auto_headers=("Content-Type",), allow_redirects=False) as response:
+    async with http.request(
+        request.method,
+        url,
+        data=request.body or None,
+        headers=request.headers,
+        skip_auto_headers=("Content-Type",),
+        allow_redirects=False,
+    ) as response:
         await response.read()
         return response.status
 
 
 def scraped(text: str, name: str) -> float:
-    return sum(sample.value for family in text_string_to_metric_families(text) for sample in family.samples
-               if sample.name == name)
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name
+    )
 
 
 async def test_fuzzing_the_ingress_finds_no_5xx_no_exit_and_loses_no_valid_message(tmp_path: Path) -> None:
@@ -190,15 +237,20 @@ async def test_fuzzing_the_ingress_finds_no_5xx_no_exit_and_loses_no_valid_messa
     async with served(app) as url:
         routes = tmp_path / "routes"
         routes.mkdir()
-        (routes / "r.yaml").write_text(f'routes:\n  - name: inbox\n    actions:\n      - webhook: {{url: "{url}/inbox"}}\n')
+        (routes / "r.yaml").write_text(
+            f'routes:\n  - name: inbox\n    actions:\n      - webhook: {{url: "{url}/inbox"}}\n'
+        )
         engine = EngineProcess(tmp_path / "data", tmp_path / "stderr", routes=routes)
         try:
             async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=CONCURRENCY)) as http:
                 await engine.wait_healthy(http)
                 statuses, poisoned, sent = await _run(http, engine.url, requests, tmp_path / "data" / "log.db")
                 markers = {request.marker for request in requests[:sent] if request.marker is not None}
-                await _until(lambda: markers <= set(receiver.texts), 60,
-                             lambda: f"undelivered: {sorted(markers - set(receiver.texts))[:5]}")
+                await _until(
+                    lambda: markers <= set(receiver.texts),
+                    60,
+                    lambda: f"undelivered: {sorted(markers - set(receiver.texts))[:5]}",
+                )
                 metrics = ""
 
                 async def processed() -> bool:  # every logged event: the accepted ones and the poison
@@ -213,15 +265,19 @@ async def test_fuzzing_the_ingress_finds_no_5xx_no_exit_and_loses_no_valid_messa
             assert engine.stop() == 0
         finally:
             engine.kill()
-    print(f"\nfuzz: {sent} requests ({len(markers)} valid messages), answers {dict(sorted(statuses.items()))},"
-          f" {poisoned} poison events written to the log")
+    print(
+        f"\nfuzz: {sent} requests ({len(markers)} valid messages), answers {dict(sorted(statuses.items()))},"
+        f" {poisoned} poison events written to the log"
+    )
     assert not [status for status in statuses if status >= 500], statuses
     assert sent >= REQUESTS // 2, f"only {sent} requests within {TIME_BUDGET:g} s"
     assert scraped(metrics, "smsroute_ingress_requests_total") == sent  # every answer counted
     assert all(receiver.texts[marker] == 1 for marker in markers)  # and each valid message delivered once
 
 
-async def _run(http: aiohttp.ClientSession, base: str, requests: list[Request], log_path: Path) -> tuple[Counter[int], int, int]:
+async def _run(
+    http: aiohttp.ClientSession, base: str, requests: list[Request], log_path: Path
+) -> tuple[Counter[int], int, int]:
     """Send the requests, CONCURRENCY at a time, writing poison events straight into the log now and
     then; the answers' statuses, the poison events written, the requests sent."""
     statuses: Counter[int] = Counter()

@@ -34,6 +34,7 @@ from smsroute.providers.agiletelecom import Normalizing as AgileTelecom
 from smsroute.providers.base import Receiver
 from smsroute.providers.vonage import signature
 from smsroute.rules import load_rules
+from smsroute.sinks.outbound import provider_settings
 from smsroute.streams.pipeline import Pipeline
 
 ROUTES = Path(__file__).resolve().parent.parent / "routing_rules"
@@ -43,8 +44,12 @@ GATEWAY = "/inbound/smsgateway24"
 VONAGE = "/inbound/vonage"
 JSON = {"Content-Type": "application/json"}
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
-SAMPLE = {"originator": "+393331234567", "destination": "+393201234567", "date_time": "2026-11-21 10:00:00",
-          "text": "Ciao"}
+SAMPLE = {
+    "originator": "+393331234567",
+    "destination": "+393201234567",
+    "date_time": "2026-11-21 10:00:00",
+    "text": "Ciao",
+}
 
 
 async def requests_counted(ingress: Ingress, source: str) -> dict[str, float]:
@@ -64,12 +69,22 @@ async def requests_counted(ingress: Ingress, source: str) -> dict[str, float]:
 @pytest.mark.parametrize(
     ("path", "body", "reason"),
     [
-        (GATEWAY, b'{"address": "+393331234567", "body": "\\ud800", "sms_id": "p1"}',
-         "body holds a lone surrogate (an invalid \\u escape) in body"),
-        (VONAGE, b'{"type": "text", "to": "447700900000", "msisdn": "447700900001", "messageId": "\\udfff",'
-                 b' "text": "hi"}', "lone surrogate (an invalid \\u escape) in messageId"),
-        (GATEWAY, b'[{"address": "+393331234567", "body": "ok", "sms_id": "1"},'
-                  b' {"address": "+3933\\ud83d", "body": "x", "sms_id": "2"}]', "in [1].address"),
+        (
+            GATEWAY,
+            b'{"address": "+393331234567", "body": "\\ud800", "sms_id": "p1"}',
+            "body holds a lone surrogate (an invalid \\u escape) in body",
+        ),
+        (
+            VONAGE,
+            b'{"type": "text", "to": "447700900000", "msisdn": "447700900001", "messageId": "\\udfff", "text": "hi"}',
+            "lone surrogate (an invalid \\u escape) in messageId",
+        ),
+        (
+            GATEWAY,
+            b'[{"address": "+393331234567", "body": "ok", "sms_id": "1"},'
+            b' {"address": "+3933\\ud83d", "body": "x", "sms_id": "2"}]',
+            "in [1].address",
+        ),
         (GATEWAY, b"[" * 20_000 + b"]" * 20_000, "nested too deeply"),
         (GATEWAY, b'{"address": 1, "body": "x", "sms_id": ' + b"9" * 5000 + b"}", "body is not valid JSON"),
         (GATEWAY, b'{"address": "1", "body": NaN, "sms_id": "1"}', "NaN is not a JSON value"),
@@ -104,8 +119,10 @@ async def test_form_text_that_does_not_decode_is_400_and_kaleyra_keeps_it_flagge
 async def test_a_broken_gzip_body_is_400(ingress: Ingress, caplog: pytest.LogCaptureFixture) -> None:
     broken = gzip.compress(urlencode(SAMPLE).encode())[:-12] + b"\x00" * 12  # a bad CRC and length
     status, text, took = await raw_request(
-        ingress.url, b"POST /inbound/agiletelecom HTTP/1.1\r\nHost: x\r\nContent-Encoding: gzip\r\n"
-                     b"Content-Type: application/x-www-form-urlencoded\r\n", broken,
+        ingress.url,
+        b"POST /inbound/agiletelecom HTTP/1.1\r\nHost: x\r\nContent-Encoding: gzip\r\n"
+        b"Content-Type: application/x-www-form-urlencoded\r\n",
+        broken,
     )
     assert status == 400 and text.startswith("body cannot be read") and took < 5
     good = gzip.compress(urlencode(SAMPLE).encode())
@@ -115,8 +132,14 @@ async def test_a_broken_gzip_body_is_400(ingress: Ingress, caplog: pytest.LogCap
 
 async def test_a_400_digit_vonage_timestamp_is_401_not_500(start_ingress: StartIngress) -> None:
     ingress = await start_ingress(ingress={"vonage": {"signature_secret": "s3cret"}})
-    message: dict[str, Any] = {"type": "text", "to": "447700900000", "msisdn": "447700900001", "messageId": "m1",
-                               "text": "hi", "timestamp": int("9" * 400)}
+    message: dict[str, Any] = {
+        "type": "text",
+        "to": "447700900000",
+        "msisdn": "447700900001",
+        "messageId": "m1",
+        "text": "hi",
+        "timestamp": int("9" * 400),
+    }
     message["sig"] = signature(message, "s3cret", "md5hash")
     status, text, _ = await ingress.post(VONAGE, data=json.dumps(message), headers=JSON)
     assert (status, text.strip()) == (401, "missing or non-numeric signature timestamp")
@@ -125,8 +148,11 @@ async def test_a_400_digit_vonage_timestamp_is_401_not_500(start_ingress: StartI
 async def test_a_header_the_log_cannot_store_is_400(start_ingress: StartIngress) -> None:
     ingress = await start_ingress(ingress={"agile": {"provider": "agiletelecom", "trusted_proxies": ["127.0.0.1/32"]}})
     status, text, _ = await raw_request(
-        ingress.url, b"POST /inbound/agile HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 10.0.0.\xff\r\n"
-                     b"Content-Type: application/x-www-form-urlencoded\r\n", urlencode(SAMPLE).encode())
+        ingress.url,
+        b"POST /inbound/agile HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 10.0.0.\xff\r\n"
+        b"Content-Type: application/x-www-form-urlencoded\r\n",
+        urlencode(SAMPLE).encode(),
+    )
     assert (status, text.strip()) == (400, "X-Forwarded-For holds an address that is not ASCII")
     assert ingress.events() == []
 
@@ -150,8 +176,9 @@ async def test_an_unexpected_error_is_500_counted_and_logged(
 # --- slow clients ---------------------------------------------------------------------------------
 
 
-async def raw_request(url: str, head: bytes, body: bytes = b"", length: int | None = None,
-                      wait: float = 10.0) -> tuple[int, str, float]:
+async def raw_request(
+    url: str, head: bytes, body: bytes = b"", length: int | None = None, wait: float = 10.0
+) -> tuple[int, str, float]:
     """Send a request as bytes (``head``: the request line and headers; Content-Length is added,
     ``length`` or the body's), then read the answer until the server closes: status, body, and the
     seconds it took (a server that keeps the connection shows as ``wait``)."""
@@ -175,8 +202,10 @@ async def raw_request(url: str, head: bytes, body: bytes = b"", length: int | No
 async def test_a_stalled_body_is_408_and_the_connection_closed(start_ingress: StartIngress) -> None:
     ingress = await start_ingress(body_timeout=0.5)
     status, text, took = await raw_request(
-        ingress.url, b"POST /inbound/agiletelecom HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded"
-                     b"\r\n", b"originator=1", length=100,
+        ingress.url,
+        b"POST /inbound/agiletelecom HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n",
+        b"originator=1",
+        length=100,
     )
     assert (status, text.strip()) == (408, "body not received within 0.5 s")
     assert took < 5  # closed at once, not held for the rest of the body
@@ -187,7 +216,9 @@ async def test_a_stalled_body_is_408_and_the_connection_closed(start_ingress: St
 
 
 async def test_a_repeated_field_means_its_first_value_everywhere(ingress: Ingress) -> None:
-    body = "originator=%2B393331234567&originator=&destination=%2B393201234567&date_time=2026-11-21+10%3A00%3A00&text=hi"
+    body = (
+        "originator=%2B393331234567&originator=&destination=%2B393201234567&date_time=2026-11-21+10%3A00%3A00&text=hi"
+    )
     assert (await ingress.post(AGILE, data=body, headers=FORM))[:2] == (200, "+OK")
     [event] = ingress.events()
     assert event.key == "agiletelecom:+393331234567:+393201234567"
@@ -211,7 +242,9 @@ async def test_a_repeated_field_means_its_first_value_everywhere(ingress: Ingres
 )
 def test_an_empty_secret_is_a_configuration_error(overrides: dict[str, Any]) -> None:
     with pytest.raises(ConfigError, match="must not be empty: an empty secret would authenticate anyone"):
-        build_receivers(load_settings(**overrides))
+        settings = load_settings(**overrides)  # as the engines check them at start-up
+        build_receivers(settings)
+        provider_settings(settings.sms_reply)
 
 
 def test_a_token_in_a_header_line_is_masked_whatever_quotes_it() -> None:
@@ -245,16 +278,35 @@ async def test_aiohttp_bad_request_line_never_shows_the_token(tmp_path: Path) ->
 
 def poison_events() -> list[RawEvent]:
     """Events an older version logged: each used to stop the processing process at every start."""
+
     def event(provider: str, content_type: str, body: bytes) -> RawEvent:
-        return RawEvent(provider, provider, "inbound", int(time.time() * 1e6), "127.0.0.1", "POST",
-                        f"/inbound/{provider}", "", content_type, {}, body, f"{provider}:poison")
+        return RawEvent(
+            provider,
+            provider,
+            "inbound",
+            int(time.time() * 1e6),
+            "127.0.0.1",
+            "POST",
+            f"/inbound/{provider}",
+            "",
+            content_type,
+            {},
+            body,
+            f"{provider}:poison",
+        )
 
     return [
         event("smsgateway24", "application/json", b'{"address": "+393331234567", "body": "\\ud800", "sms_id": "p1"}'),
-        event("vonage", "application/json", b'{"type": "text", "to": "447700900000", "msisdn": "447700900001",'
-                                            b' "messageId": "\\udfff", "text": "hi"}'),
-        event("kaleyra", "application/x-www-form-urlencoded; charset=utf-7",
-              b"device_address=%2B393331234567&inbound_address=12345&message=%2B2AA-"),
+        event(
+            "vonage",
+            "application/json",
+            b'{"type": "text", "to": "447700900000", "msisdn": "447700900001", "messageId": "\\udfff", "text": "hi"}',
+        ),
+        event(
+            "kaleyra",
+            "application/x-www-form-urlencoded; charset=utf-7",
+            b"device_address=%2B393331234567&inbound_address=12345&message=%2B2AA-",
+        ),
         event("smsgateway24", "application/json", b'{"address": "+393331234567", "body": "\\udbff", "sms_id": 7}'),
     ]
 
@@ -271,13 +323,26 @@ async def test_poison_events_in_the_log_become_dead_letters_and_the_stream_goes_
     async with served(app) as url:
         routes = tmp_path / "routes"
         routes.mkdir()
-        (routes / "r.yaml").write_text(f'routes:\n  - name: inbox\n    actions:\n      - webhook: {{url: "{url}/inbox"}}\n')
+        (routes / "r.yaml").write_text(
+            f'routes:\n  - name: inbox\n    actions:\n      - webhook: {{url: "{url}/inbox"}}\n'
+        )
         data = tmp_path / "data"
         log = SQLiteLog(data / "log.db")
         log.start()
-        good = RawEvent("agiletelecom", "agiletelecom", "inbound", int(time.time() * 1e6), "127.0.0.1", "POST", AGILE,
-                        "", "application/x-www-form-urlencoded", {}, urlencode({**SAMPLE, "text": "after"}).encode(),
-                        "agiletelecom:good")
+        good = RawEvent(
+            "agiletelecom",
+            "agiletelecom",
+            "inbound",
+            int(time.time() * 1e6),
+            "127.0.0.1",
+            "POST",
+            AGILE,
+            "",
+            "application/x-www-form-urlencoded",
+            {},
+            urlencode({**SAMPLE, "text": "after"}).encode(),
+            "agiletelecom:good",
+        )
         await log.append([(event.key, event.encode()) for event in [*poison_events(), good]])
         log.stop()
         for restart in range(2):  # a restart meets them again in its dead letters, not in a crash
@@ -285,7 +350,9 @@ async def test_poison_events_in_the_log_become_dead_letters_and_the_stream_goes_
             try:
                 async with aiohttp.ClientSession() as http:
                     await engine.wait_healthy(http)
-                    assert (await http.post(engine.url + AGILE, data={**SAMPLE, "text": f"live {restart}"})).status == 200
+                    assert (
+                        await http.post(engine.url + AGILE, data={**SAMPLE, "text": f"live {restart}"})
+                    ).status == 200
                     deadline = time.monotonic() + 20
                     while f"live {restart}" not in {m["text"] for m in received} and time.monotonic() < deadline:
                         await asyncio.sleep(0.05)
@@ -327,9 +394,23 @@ async def test_an_event_failing_past_normalization_is_undone_and_dead_lettered(t
     backend = StateBackend(state)
     pipeline = Pipeline({"agiletelecom": Careless()}, backend, lambda: rules)
     texts = ["before", "bad key", "bad text", "after"]
-    records = [RawEvent("agiletelecom", "agiletelecom", "inbound", int(time.time() * 1e6), "127.0.0.1", "POST", AGILE,
-                        "", "application/x-www-form-urlencoded", {}, urlencode({**SAMPLE, "text": text}).encode(),
-                        "k").encode() for text in texts]
+    records = [
+        RawEvent(
+            "agiletelecom",
+            "agiletelecom",
+            "inbound",
+            int(time.time() * 1e6),
+            "127.0.0.1",
+            "POST",
+            AGILE,
+            "",
+            "application/x-www-form-urlencoded",
+            {},
+            urlencode({**SAMPLE, "text": text}).encode(),
+            "k",
+        ).encode()
+        for text in texts
+    ]
     await log.append([("k", record) for record in records])
     consumer = LogConsumer(log, state, pipeline, backend, lambda: None)
     stop = asyncio.Event()
@@ -342,14 +423,16 @@ async def test_an_event_failing_past_normalization_is_undone_and_dead_lettered(t
         routed = {json.loads(row[0])["text"] for row in state.conn.execute("SELECT message FROM deliveries")}
         assert routed == {"before", "after"}
         letters = state.dead_letters.all()
-        assert [(letter["stage"], letter["payload"]) for letter in letters] == [("process", records[1]), ("process", records[2])]
+        assert [(letter["stage"], letter["payload"]) for letter in letters] == [
+            ("process", records[1]),
+            ("process", records[2]),
+        ]
         assert "UnicodeEncodeError" in letters[0]["reason"] and "surrogates not allowed" in letters[1]["reason"]
         keys = [row[0] for row in state.conn.execute("SELECT key FROM dedupe")]
         assert len(keys) == 2  # "before" and "after": the failing events' keys were undone with them
     finally:
         state.close()
         log.stop()
-
 
 
 def test_a_kafka_table_savepoint_undoes_the_failed_events_writes(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -23,7 +23,9 @@ AGILE_SENDER = "smsin@agiletelecom.com"
 BODY = "From: +393331234567\nTo: +393201234567\nDate/Time: 2026-11-21 10:00:00\nBody: Ciao a tutti\n"
 
 
-def agile_email(body: str = BODY, sender: str = f"Agile Telecom <{AGILE_SENDER}>", html: str | None = None) -> EmailMessage:
+def agile_email(
+    body: str = BODY, sender: str = f"Agile Telecom <{AGILE_SENDER}>", html: str | None = None
+) -> EmailMessage:
     message = EmailMessage()
     message["From"] = sender
     message["To"] = "sms@example.com"
@@ -42,7 +44,11 @@ async def start(start_engine: StartEngine, **inbound: Any) -> Running:
 async def send(run: Running, message: EmailMessage) -> tuple[int, str]:
     assert run.engine.mail is not None
     errors, reply = await aiosmtplib.send(  # the envelope as the provider's mail server would give it
-        message, sender=AGILE_SENDER, recipients=["sms@example.com"], hostname="127.0.0.1", port=run.engine.mail.port,
+        message,
+        sender=AGILE_SENDER,
+        recipients=["sms@example.com"],
+        hostname="127.0.0.1",
+        port=run.engine.mail.port,
         timeout=30,
     )
     assert errors == {}
@@ -63,7 +69,11 @@ async def test_an_sms_email_arrives_as_canonical_json(start_engine: StartEngine,
     message = json.loads(receiver.at("/inbox")[0]["body"])
     assert (message["from"], message["to"]) == ("+393331234567", "+393201234567")
     assert message["text"] == "Ciao a tutti,\nperché non\nFrom: me"
-    assert (message["provider"], message["source"], message["keyword"]) == ("agiletelecom", "agiletelecom-email", "CIAO")
+    assert (message["provider"], message["source"], message["keyword"]) == (
+        "agiletelecom",
+        "agiletelecom-email",
+        "CIAO",
+    )
     assert message["provider_time"] == "2026-11-21T10:00:00.000Z"
     assert len(run.engine.log.read()) == 1
     assert requests("agiletelecom-email", "accepted") == accepted + 1
@@ -84,12 +94,30 @@ async def test_the_same_sms_by_webhook_and_by_email_is_delivered_once(
 @pytest.mark.parametrize(
     ("message", "code", "reason", "outcome"),
     [
-        (agile_email(sender="someone@example.com"), 550, "5.7.1 sender someone@example.com is not allowed here", "forbidden"),
-        (agile_email(sender="undisclosed-recipients:;"), 550, "5.7.1 the email needs exactly one From address", "forbidden"),
-        (agile_email(BODY.replace("Date/Time: 2026-11-21 10:00:00\nBody: Ciao a tutti\n", "Ciao\n")), 554,
-         "5.6.0 the email lacks the fields Date/Time, Body", "bad_request"),
-        (agile_email("", html="<p>From: +393331234567</p>"), 554,
-         "5.6.0 the email has no text/plain part to read the SMS from", "unsupported_media_type"),
+        (
+            agile_email(sender="someone@example.com"),
+            550,
+            "5.7.1 sender someone@example.com is not allowed here",
+            "forbidden",
+        ),
+        (
+            agile_email(sender="undisclosed-recipients:;"),
+            550,
+            "5.7.1 the email needs exactly one From address",
+            "forbidden",
+        ),
+        (
+            agile_email(BODY.replace("Date/Time: 2026-11-21 10:00:00\nBody: Ciao a tutti\n", "Ciao\n")),
+            554,
+            "5.6.0 the email lacks the fields Date/Time, Body",
+            "bad_request",
+        ),
+        (
+            agile_email("", html="<p>From: +393331234567</p>"),
+            554,
+            "5.6.0 the email has no text/plain part to read the SMS from",
+            "unsupported_media_type",
+        ),
         (agile_email(BODY + "x" * 2000), 552, "Error: message size exceeds fixed maximum message size", "too_large"),
     ],
     ids=["sender", "no-sender", "fields", "html-only", "too-large"],
@@ -114,14 +142,20 @@ async def test_a_log_that_cannot_write_answers_451_and_the_retry_is_kept(
     with write_locked(run.engine.log.path):
         with pytest.raises(aiosmtplib.SMTPResponseException) as later:
             await send(run, agile_email())
-    assert (later.value.code, later.value.message) == (451, "4.3.0 temporarily unable to store the message; try again later")
+    assert (later.value.code, later.value.message) == (
+        451,
+        "4.3.0 temporarily unable to store the message; try again later",
+    )
     assert run.engine.log.read() == []
     await send(run, agile_email())
     await eventually(lambda: len(receiver.at("/inbox")) == 1)
 
 
 async def test_a_provider_without_email_is_a_configuration_error(start_engine: StartEngine) -> None:
-    with pytest.raises(ConfigError, match=r"inbound_email.provider: 'vonage' delivers no SMS by email \(providers that do: agiletelecom\)"):
+    with pytest.raises(
+        ConfigError,
+        match=r"inbound_email.provider: 'vonage' delivers no SMS by email \(providers that do: agiletelecom\)",
+    ):
         await start(start_engine, provider="vonage")
     with pytest.raises(ConfigError, match="'agiletelecom' is already the name of an HTTP ingress"):
         await start(start_engine, source="agiletelecom")
@@ -147,8 +181,12 @@ async def test_smsroute_serve_starts_the_receiver_when_enabled(tmp_path: Path) -
 
 # --- reading the layout ---------------------------------------------------------------------------
 
-FIELDS = {"originator": "+393331234567", "destination": "+393201234567", "date_time": "21/11/2026 10:00:00",
-          "text": "Ciao"}
+FIELDS = {
+    "originator": "+393331234567",
+    "destination": "+393201234567",
+    "date_time": "21/11/2026 10:00:00",
+    "text": "Ciao",
+}
 
 
 @pytest.mark.parametrize(
@@ -164,12 +202,16 @@ FIELDS = {"originator": "+393331234567", "destination": "+393201234567", "date_t
     ids=["plain", "crlf-case-next-line", "table", "bold", "quoted-body-first"],
 )
 def test_the_agile_layout_is_read_tolerantly(body: str) -> None:
-    receiver = agiletelecom.Receiving("agiletelecom-email", agiletelecom.Receiving.config_class(provider="agiletelecom"))
+    receiver = agiletelecom.Receiving(
+        "agiletelecom-email", agiletelecom.Receiving.config_class(provider="agiletelecom")
+    )
     assert receiver.email_fields(mail.parse(agile_email(body).as_bytes())) == FIELDS
 
 
 def test_quoted_printable_and_latin1_bodies_are_decoded() -> None:
     message = agile_email()
     message.set_content(BODY.replace("Ciao a tutti", "Però è già così"), charset="iso-8859-1", cte="quoted-printable")
-    receiver = agiletelecom.Receiving("agiletelecom-email", agiletelecom.Receiving.config_class(provider="agiletelecom"))
+    receiver = agiletelecom.Receiving(
+        "agiletelecom-email", agiletelecom.Receiving.config_class(provider="agiletelecom")
+    )
     assert receiver.email_fields(mail.parse(message.as_bytes()))["text"] == "Però è già così"

@@ -78,9 +78,7 @@ async def test_body_of_exactly_the_limit_is_accepted(start_ingress: StartIngress
     ingress = await start_ingress(max_body_bytes=1024)
     head = b"originator=1&destination=2&date_time=3&text="
     body = head + b"x" * (1024 - len(head))
-    status, _, _ = await ingress.post(
-        AGILE, data=body, headers={"Content-Type": "application/x-www-form-urlencoded"}
-    )
+    status, _, _ = await ingress.post(AGILE, data=body, headers={"Content-Type": "application/x-www-form-urlencoded"})
     assert status == 200
     [event] = ingress.events()
     assert event.body == body
@@ -227,9 +225,7 @@ async def test_queued_write_answers_503_after_log_timeout(start_ingress: StartIn
     # wait 0.5 s in all: longer than log_timeout, so it is answered 503 without waiting further.
     ingress = await start_ingress(log_timeout=0.3, log_busy_timeout=0.25)
     with write_locked(ingress.log.path):
-        answers = await asyncio.gather(
-            *(ingress.post(AGILE, data={**SAMPLE, "text": "timed out"}) for _ in range(2))
-        )
+        answers = await asyncio.gather(*(ingress.post(AGILE, data={**SAMPLE, "text": "timed out"}) for _ in range(2)))
         await asyncio.sleep(0.6)
     assert [(status, body.strip()) for status, body, _ in answers] == [(503, RETRY_LATER)] * 2
     assert (await ingress.post(AGILE, data={**SAMPLE, "text": "ok"}))[:2] == (200, "+OK")
@@ -295,9 +291,7 @@ async def test_unknown_sources_share_one_label(ingress: Ingress) -> None:
 
 async def test_concurrent_requests_share_commits(ingress: Ingress) -> None:
     before = await scrape(ingress)
-    replies = await asyncio.gather(
-        *(ingress.post(AGILE, data={**SAMPLE, "text": f"m{n}"}) for n in range(200))
-    )
+    replies = await asyncio.gather(*(ingress.post(AGILE, data={**SAMPLE, "text": f"m{n}"}) for n in range(200)))
     assert [reply[:2] for reply in replies] == [(200, "+OK")] * 200
     assert sorted(texts(ingress)) == sorted(f"m{n}" for n in range(200))
     after = await scrape(ingress)
@@ -316,5 +310,8 @@ async def test_refusal_is_logged_with_status_and_reason(ingress: Ingress, caplog
     [record] = [r for r in caplog.records if getattr(r, "event", None) == "ingress_refused"]
     assert record.levelno == logging.WARNING
     assert (record.source, record.status, record.reason, record.remote) == (
-        "agiletelecom", 400, "missing required fields: destination, date_time, text", "127.0.0.1"
+        "agiletelecom",
+        400,
+        "missing required fields: destination, date_time, text",
+        "127.0.0.1",
     )

@@ -48,8 +48,13 @@ KEYS = {
     "smsgateway24": f"smsgateway24:{INCOMING['address']}:{INCOMING['device_id']}",
     "twilio": f"twilio:{TWILIO['From']}:{TWILIO['To']}",
 }
-SENDERS = {"agiletelecom": "+393331234567", "kaleyra": "1447ß7665544", "vonage": "+447700900123",
-           "smsgateway24": "+393331234567", "twilio": "+14155550123"}
+SENDERS = {
+    "agiletelecom": "+393331234567",
+    "kaleyra": "1447ß7665544",
+    "vonage": "+447700900123",
+    "smsgateway24": "+393331234567",
+    "twilio": "+14155550123",
+}
 
 
 @dataclass
@@ -147,8 +152,18 @@ async def test_each_provider_sample_is_published_keyed_and_decodable(
 
 async def test_parts_and_retries_of_a_message_share_key_and_partition(start_kafka_ingress: StartKafkaIngress) -> None:
     run = await start_kafka_ingress(partitions=12)
-    parts = [{**VONAGE, "messageId": f"0A00000012345{part}", "text": f"Teil {part}", "concat": "true",
-              "concat-ref": "108", "concat-total": "3", "concat-part": part} for part in ("2", "3", "1")]
+    parts = [
+        {
+            **VONAGE,
+            "messageId": f"0A00000012345{part}",
+            "text": f"Teil {part}",
+            "concat": "true",
+            "concat-ref": "108",
+            "concat-total": "3",
+            "concat-part": part,
+        }
+        for part in ("2", "3", "1")
+    ]
     for fields in [*parts, parts[0]]:  # the last one: the provider's retry of part 2
         assert (await run.post("/inbound/vonage", data=fields))[0] == 204
     other = {**VONAGE, "msisdn": "447700900456", "messageId": "0A0000009999"}
@@ -159,8 +174,12 @@ async def test_parts_and_retries_of_a_message_share_key_and_partition(start_kafk
     assert {(record.key, record.partition) for record in message} == {
         (KEYS["vonage"].encode(), partition_of(KEYS["vonage"], 12))
     }
-    assert [parse_qs(event.body.decode())["concat-part"][0] for _, event in records if event.key == KEYS["vonage"]] \
-        == ["2", "3", "1", "2"]  # one partition keeps the arrival order
+    assert [parse_qs(event.body.decode())["concat-part"][0] for _, event in records if event.key == KEYS["vonage"]] == [
+        "2",
+        "3",
+        "1",
+        "2",
+    ]  # one partition keeps the arrival order
     assert len({event.event_id for _, event in records}) == 5
 
 
@@ -223,8 +242,10 @@ async def test_nothing_listening_is_503_and_not_ready(
         await until(lambda: "kafka_unavailable" in events_logged(caplog), bool, 30)
     assert (status, body) == (503, "temporarily unable to store the message; retry later\n")
     assert await run.get("/readyz") == (503, "log unavailable\n")
-    assert await metric(run, "smsroute_ingress_requests_total", source="agiletelecom", outcome="log_unavailable") \
+    assert (
+        await metric(run, "smsroute_ingress_requests_total", source="agiletelecom", outcome="log_unavailable")
         == refused + 1
+    )
     unavailable = [r for r in caplog.records if getattr(r, "event", "") == "kafka_unavailable"]
     assert "KafkaConnectionError" in unavailable[0].error  # type: ignore[attr-defined]
 
@@ -301,7 +322,8 @@ async def test_the_command_publishes_to_kafka_and_stops_on_sigterm(
 ) -> None:
     prefix = unique_prefix()
     process = SmsrouteProcess(
-        [command], tmp_path / "stderr",
+        [command],
+        tmp_path / "stderr",
         env={"SMSROUTE_KAFKA__BOOTSTRAP_SERVERS": kafka_bootstrap, "SMSROUTE_KAFKA__TOPIC_PREFIX": prefix},
     )
     try:

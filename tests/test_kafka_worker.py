@@ -74,7 +74,8 @@ def texts_at(receiver: Receiver, path: str) -> Counter[str]:  # noqa: F811
 
 
 async def test_two_workers_share_the_partitions_and_deliver_every_message_once(
-    kafka_engine: KafkaEngine, receiver: Receiver  # noqa: F811
+    kafka_engine: KafkaEngine,
+    receiver: Receiver,  # noqa: F811
 ) -> None:
     ingress = kafka_engine.start_ingress()
     workers = [kafka_engine.start_worker(), kafka_engine.start_worker()]
@@ -87,21 +88,25 @@ async def test_two_workers_share_the_partitions_and_deliver_every_message_once(
         await asyncio.sleep(1)
         assert texts_at(receiver, "/inbox") == Counter(texts)  # each once
         scraped = [await scrape_url(http, worker.metrics_url) for worker in workers]
-        normalized = [value(m, "smsroute_pipeline_events_total", provider="agiletelecom", outcome="normalized")
-                      for m in scraped]
+        normalized = [
+            value(m, "smsroute_pipeline_events_total", provider="agiletelecom", outcome="normalized") for m in scraped
+        ]
         assert sum(normalized) == len(texts) and all(normalized), normalized  # both processed raw events
         # Deliveries are keyed by destination: one receiver, one partition, one worker sends them all.
         delivered = [value(m, "smsroute_deliveries_total", sink="webhook", outcome="delivered") for m in scraped]
         assert sorted(delivered) == [0, len(texts)]
         lags = [labels for m in scraped for (name, labels) in m if name == "smsroute_consumer_lag"]
-        assert {dict(labels)["topic"] for labels in lags} == {kafka_engine.settings.kafka.raw_topic,  # type: ignore[union-attr]
-                                                              f"{kafka_engine.prefix}.deliveries.v1"}
+        assert {dict(labels)["topic"] for labels in lags} == {
+            kafka_engine.settings.kafka.raw_topic,  # type: ignore[union-attr]
+            f"{kafka_engine.prefix}.deliveries.v1",
+        }
     decisions = Counter(Delivery.decode(r.value).id for r in await kafka_engine.records("deliveries"))
     assert len(decisions) == len(texts) and set(decisions.values()) == {1}
 
 
 async def test_sigkill_of_a_worker_mid_stream_loses_nothing(
-    kafka_engine: KafkaEngine, receiver: Receiver  # noqa: F811
+    kafka_engine: KafkaEngine,
+    receiver: Receiver,  # noqa: F811
 ) -> None:
     ingress = kafka_engine.start_ingress()
     victim, survivor = kafka_engine.start_worker(), kafka_engine.start_worker()
@@ -118,9 +123,11 @@ async def test_sigkill_of_a_worker_mid_stream_loses_nothing(
             await eventually(lambda: set(texts_at(receiver, "/inbox")) == set(first + second), timeout=120)
         except AssertionError:
             missing = set(first + second) - set(texts_at(receiver, "/inbox"))
-            raise AssertionError(f"{len(missing)} never delivered, e.g. {sorted(missing)[:5]} ({kafka_engine.prefix} "
-                                 f"{kafka_engine.bootstrap}):\n"
-                                 f"{survivor.stderr()[-4000:]}") from None
+            raise AssertionError(
+                f"{len(missing)} never delivered, e.g. {sorted(missing)[:5]} ({kafka_engine.prefix} "
+                f"{kafka_engine.bootstrap}):\n"
+                f"{survivor.stderr()[-4000:]}"
+            ) from None
         assert await survivor.ready(http) == 4  # it serves every partition now
     by_text: dict[str, set[str]] = {}
     for request in receiver.at("/inbox"):
@@ -131,7 +138,8 @@ async def test_sigkill_of_a_worker_mid_stream_loses_nothing(
 
 
 async def test_parts_posted_to_two_ingress_processes_are_stitched(
-    kafka_engine: KafkaEngine, receiver: Receiver  # noqa: F811
+    kafka_engine: KafkaEngine,
+    receiver: Receiver,  # noqa: F811
 ) -> None:
     ingresses = [kafka_engine.start_ingress(), kafka_engine.start_ingress()]
     kafka_engine.start_worker()
@@ -149,15 +157,20 @@ async def test_parts_posted_to_two_ingress_processes_are_stitched(
 
 
 async def test_rules_reload_in_a_running_worker(
-    kafka_engine: KafkaEngine, receiver: Receiver  # noqa: F811
+    kafka_engine: KafkaEngine,
+    receiver: Receiver,  # noqa: F811
 ) -> None:
     ingress = kafka_engine.start_ingress()
     kafka_engine.start_worker()
     async with aiohttp.ClientSession() as http:
         await kafka_engine.wait_ready(http)
         rules = Path(kafka_engine.settings.routes) / "rules.yaml"
-        rules.write_text(inbox_rules(receiver.url).replace("keyword: DEAD", "keyword: [DEAD, NEW]").replace(
-            "name: dead", "name: fresh").replace("/dead", "/fresh"))
+        rules.write_text(
+            inbox_rules(receiver.url)
+            .replace("keyword: DEAD", "keyword: [DEAD, NEW]")
+            .replace("name: dead", "name: fresh")
+            .replace("/dead", "/fresh")
+        )
         for attempt in range(100):  # until the worker has reloaded: a NEW message goes to /fresh
             async with http.post(ingress.url + "/inbound/agiletelecom", data={**AGILE, "text": f"NEW {attempt}"}) as r:
                 assert r.status == 200
@@ -168,7 +181,8 @@ async def test_rules_reload_in_a_running_worker(
 
 
 async def test_dead_letters_are_listed_and_replayed_from_the_command_line(
-    kafka_engine: KafkaEngine, receiver: Receiver  # noqa: F811
+    kafka_engine: KafkaEngine,
+    receiver: Receiver,  # noqa: F811
 ) -> None:
     receiver.fail["/dead"] = -1
     ingress = kafka_engine.start_ingress()
@@ -204,7 +218,9 @@ def cli(*args: str) -> str:
 
 
 async def test_broker_restart_during_a_run_loses_nothing_acknowledged(
-    local_kafka: LocalBroker, tmp_path: Path, receiver: Receiver  # noqa: F811
+    local_kafka: LocalBroker,
+    tmp_path: Path,
+    receiver: Receiver,  # noqa: F811
 ) -> None:
     """Providers keep posting while the broker stops and comes back: the ingress answers 503
     meanwhile, and every message it acknowledged is delivered, each decided once."""
@@ -221,8 +237,10 @@ async def test_broker_restart_during_a_run_loses_nothing_acknowledged(
                 return
             text = f"restart {number}"
             try:
-                async with http.post(ingress.url + "/inbound/agiletelecom",
-                                     data={**AGILE, "originator": f"+39333{number:07d}", "text": text}) as response:
+                async with http.post(
+                    ingress.url + "/inbound/agiletelecom",
+                    data={**AGILE, "originator": f"+39333{number:07d}", "text": text},
+                ) as response:
                     await response.read()
                     answers[text] = response.status
             except aiohttp.ClientError:
@@ -254,8 +272,10 @@ async def test_broker_restart_during_a_run_loses_nothing_acknowledged(
                 await eventually(lambda: acknowledged <= set(texts_at(receiver, "/inbox")), timeout=180)
             except AssertionError:
                 missing = acknowledged - set(texts_at(receiver, "/inbox"))
-                raise AssertionError(f"{len(missing)} acknowledged, never delivered, e.g. {sorted(missing)[:5]}:\n"
-                                     f"{engine.workers[0].stderr()[-4000:]}") from None
+                raise AssertionError(
+                    f"{len(missing)} acknowledged, never delivered, e.g. {sorted(missing)[:5]}:\n"
+                    f"{engine.workers[0].stderr()[-4000:]}"
+                ) from None
         assert set(answers.values()) <= {200, 503, 0}
         by_text: dict[str, set[str]] = {}
         for request in receiver.at("/inbox"):
@@ -268,7 +288,8 @@ async def test_broker_restart_during_a_run_loses_nothing_acknowledged(
 
 
 async def test_poison_records_on_the_raw_topic_are_dead_letters_and_the_worker_goes_on(
-    kafka_engine: KafkaEngine, receiver: Receiver  # noqa: F811
+    kafka_engine: KafkaEngine,
+    receiver: Receiver,  # noqa: F811
 ) -> None:
     """Records an older ingress published, each of which stopped the embedded engine: the worker
     dead-letters them with the reason and delivers what follows."""
@@ -296,7 +317,13 @@ async def test_poison_records_on_the_raw_topic_are_dead_letters_and_the_worker_g
         letters = [letter for letter in await deadletters.latest(kafka_engine.settings)]
     reasons = sorted(letter.reason.split(" (")[0] for letter in letters)
     assert all(letter.stage == "normalize" for letter in letters)
-    assert reasons == sorted([
-        "unprocessable: body holds a lone surrogate", "unprocessable: body holds a lone surrogate",
-        "unprocessable: charset 'utf-7' is not accepted", "unprocessable: body holds a lone surrogate",
-    ] * 2 + ["undecodable: raw_event: unknown schema revision byte b'\\t'"])
+    assert reasons == sorted(
+        [
+            "unprocessable: body holds a lone surrogate",
+            "unprocessable: body holds a lone surrogate",
+            "unprocessable: charset 'utf-7' is not accepted",
+            "unprocessable: body holds a lone surrogate",
+        ]
+        * 2
+        + ["undecodable: raw_event: unknown schema revision byte b'\\t'"]
+    )

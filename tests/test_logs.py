@@ -27,8 +27,9 @@ SECRETS = (TOKEN, BASIC, WEBHOOK_SECRET.removeprefix("whsec_"))
 
 
 def formatted(msg: str, **extra: Any) -> dict[str, Any]:
-    record = logging.makeLogRecord({"name": "smsroute.test", "levelno": logging.WARNING, "levelname": "WARNING",
-                                    "msg": msg, **extra})
+    record = logging.makeLogRecord(
+        {"name": "smsroute.test", "levelno": logging.WARNING, "levelname": "WARNING", "msg": msg, **extra}
+    )
     return json.loads(JSONFormatter().format(record))
 
 
@@ -49,7 +50,9 @@ def test_formatter_masks_secrets_in_fields_and_text() -> None:
         f" Authorization: Basic {REDACTED}"
     )
     assert (entry["secret"], entry["headers"], entry["problems"]) == (
-        REDACTED, {"X-Tenant": "acme", "X-Api-Key": REDACTED}, [f"bad key whsec_{REDACTED}"]
+        REDACTED,
+        {"X-Tenant": "acme", "X-Api-Key": REDACTED},
+        [f"bad key whsec_{REDACTED}"],
     )
     assert (entry["event"], entry["message_id"], entry["level"]) == ("delivery_failed", "3f2a", "warning")
 
@@ -90,21 +93,32 @@ async def test_message_lines_carry_the_message_id_and_no_secret(tmp_path: Path, 
     routes.mkdir()
     (routes / "rules.yaml").write_text(rules_yaml(echoing_receiver))
     engine = EngineProcess(tmp_path / "data", tmp_path / "engine.log", routes, env={"SMSROUTE_STITCH_TIMEOUT": "1"})
-    lonely = {**VONAGE, "messageId": "C1", "text": "PARTS one ", "concat": "true", "concat-ref": "9",
-              "concat-total": "2", "concat-part": "1"}
+    lonely = {
+        **VONAGE,
+        "messageId": "C1",
+        "text": "PARTS one ",
+        "concat": "true",
+        "concat-ref": "9",
+        "concat-total": "2",
+        "concat-part": "1",
+    }
     wanted = {"delivery_failed", "dead_letter", "stitch_timeout"}
     try:
         async with aiohttp.ClientSession() as http:
             await engine.wait_healthy(http)
-            for path, body in (("/inbound/agiletelecom", {"data": form("CRM hello")}),
-                               ("/inbound/agiletelecom", {"data": form("NOBODY hello")}),
-                               ("/inbound/vonage", {"json": lonely})):
+            for path, body in (
+                ("/inbound/agiletelecom", {"data": form("CRM hello")}),
+                ("/inbound/agiletelecom", {"data": form("NOBODY hello")}),
+                ("/inbound/vonage", {"json": lonely}),
+            ):
                 async with http.post(engine.url + path, **body) as response:
                     assert response.status in (200, 204)
             deadline = time.monotonic() + 30
             # both messages exhaust their retries: two warnings from the sink
-            while not (wanted <= {line.get("event") for line in lines(engine)}
-                       and sum(line.get("outcome") == "dead_letter" for line in lines(engine)) == 2):
+            while not (
+                wanted <= {line.get("event") for line in lines(engine)}
+                and sum(line.get("outcome") == "dead_letter" for line in lines(engine)) == 2
+            ):
                 assert time.monotonic() < deadline, engine.stderr()
                 await asyncio.sleep(0.1)
     finally:

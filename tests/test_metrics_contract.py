@@ -50,8 +50,15 @@ routes:
 
 
 def vonage_part(message_id: str, ref: str, part: int, text: str) -> dict[str, str]:
-    return {**VONAGE, "messageId": message_id, "text": text, "concat": "true", "concat-ref": ref,
-            "concat-total": "2", "concat-part": str(part)}
+    return {
+        **VONAGE,
+        "messageId": message_id,
+        "text": text,
+        "concat": "true",
+        "concat-ref": ref,
+        "concat-total": "2",
+        "concat-part": str(part),
+    }
 
 
 async def scrape(http: aiohttp.ClientSession, url: str) -> dict[str, Family]:
@@ -98,7 +105,9 @@ async def drive(http: aiohttp.ClientSession, url: str) -> None:
 
 
 async def test_embedded_engine_exports_exactly_the_documented_metrics(
-    tmp_path: Path, receiver: Receiver, openvoip: FakeOpenVoip  # noqa: F811
+    tmp_path: Path,
+    receiver: Receiver,
+    openvoip: FakeOpenVoip,  # noqa: F811
 ) -> None:
     receiver.fail["/fail"] = -1
     routes = write_routes(tmp_path, receiver)
@@ -116,7 +125,9 @@ async def test_embedded_engine_exports_exactly_the_documented_metrics(
 
 
 async def test_kafka_engine_exports_exactly_the_documented_metrics(
-    kafka_bootstrap: str, tmp_path: Path, receiver: Receiver  # noqa: F811
+    kafka_bootstrap: str,
+    tmp_path: Path,
+    receiver: Receiver,  # noqa: F811
 ) -> None:
     """The ingress and a worker together: what both export, as Prometheus would scrape them."""
     receiver.fail["/fail"] = -1

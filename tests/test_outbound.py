@@ -48,7 +48,8 @@ def test_each_module_is_a_provider() -> None:
 
 
 async def test_openvoip_request_carries_every_parameter_and_the_verify_hash(
-    http: aiohttp.ClientSession, openvoip: FakeOpenVoip  # noqa: F811
+    http: aiohttp.ClientSession,
+    openvoip: FakeOpenVoip,  # noqa: F811
 ) -> None:
     result = await provider(http, "openvoip", **openvoip.settings()).send(Reply("d1", "+393331234567", TEXT))
     assert (result.status, result.code, result.provider_message_id) == ("sent", "000", None)
@@ -69,7 +70,8 @@ async def test_openvoip_request_carries_every_parameter_and_the_verify_hash(
 
 
 async def test_openvoip_archive_setting_and_national_spelling_of_the_destination(
-    http: aiohttp.ClientSession, openvoip: FakeOpenVoip  # noqa: F811
+    http: aiohttp.ClientSession,
+    openvoip: FakeOpenVoip,  # noqa: F811
 ) -> None:
     sender = provider(http, "openvoip", **openvoip.settings(archive=True))
     assert (await sender.send(Reply("d1", "+39 333 123 4567", "ok"))).status == "sent"
@@ -80,16 +82,20 @@ async def test_openvoip_archive_setting_and_national_spelling_of_the_destination
 @pytest.mark.parametrize(
     ("answer", "status", "code"),
     [
-        ("020", "failed", "020"),      # bad destination: final
-        ("099", "retry", "099"),       # generic error: try again
-        ("042", "retry", "042"),       # a code the document does not list: retried, within the schedule
+        ("020", "failed", "020"),  # bad destination: final
+        ("099", "retry", "099"),  # generic error: try again
+        ("042", "retry", "042"),  # a code the document does not list: retried, within the schedule
         ((503, "maintenance"), "retry", "http_503"),
         ((200, "<html>oops</html>"), "retry", "not_json"),
         ((200, '{"esito": "ok"}'), "retry", "bad_answer"),
     ],
 )
 async def test_openvoip_answers_are_handled_as_documented(
-    http: aiohttp.ClientSession, openvoip: FakeOpenVoip, answer: Any, status: str, code: str  # noqa: F811
+    http: aiohttp.ClientSession,
+    openvoip: FakeOpenVoip,
+    answer: Any,
+    status: str,
+    code: str,
 ) -> None:
     openvoip.answers.append(answer)
     result = await provider(http, "openvoip", **openvoip.settings()).send(Reply("d1", "+393331234567", "hi"))
@@ -100,7 +106,8 @@ async def test_openvoip_answers_are_handled_as_documented(
 
 
 async def test_openvoip_security_error_is_retried_for_fixed_settings_and_the_secret_is_never_sent(
-    http: aiohttp.ClientSession, openvoip: FakeOpenVoip  # noqa: F811
+    http: aiohttp.ClientSession,
+    openvoip: FakeOpenVoip,  # noqa: F811
 ) -> None:
     wrong = provider(http, "openvoip", **openvoip.settings(secret="not-the-secret"))
     result = await wrong.send(Reply("d1", "+393331234567", "hi"))
@@ -111,7 +118,9 @@ async def test_openvoip_security_error_is_retried_for_fixed_settings_and_the_sec
 
 @pytest.mark.parametrize("destination", ["+447700900123", "+3933", "ACME", "", "+39 06 abc"])
 async def test_openvoip_refuses_non_italian_destinations_without_a_request(
-    http: aiohttp.ClientSession, openvoip: FakeOpenVoip, destination: str  # noqa: F811
+    http: aiohttp.ClientSession,
+    openvoip: FakeOpenVoip,
+    destination: str,
 ) -> None:
     result = await provider(http, "openvoip", **openvoip.settings()).send(Reply("d1", destination, "hi"))
     assert (result.status, result.code) == ("failed", "not_italian")
@@ -119,7 +128,8 @@ async def test_openvoip_refuses_non_italian_destinations_without_a_request(
 
 
 async def test_openvoip_timeout_and_unreachable_server_are_retried(
-    http: aiohttp.ClientSession, openvoip: FakeOpenVoip  # noqa: F811
+    http: aiohttp.ClientSession,
+    openvoip: FakeOpenVoip,  # noqa: F811
 ) -> None:
     openvoip.delay = 1.5  # the server still answers, long after the client gave up
     slow = await provider(http, "openvoip", **openvoip.settings(timeout=0.2)).send(Reply("d1", "+393331234567", "hi"))
@@ -130,43 +140,70 @@ async def test_openvoip_timeout_and_unreachable_server_are_retried(
 
 def test_openvoip_verify_matches_the_documented_recipe() -> None:
     assert verify("mittente", "testodiprova", "+39393123456", "x", "9999") == openvoip_verify(
-        "mittente", "testodiprova", "+39393123456", "x", "9999")
+        "mittente", "testodiprova", "+39393123456", "x", "9999"
+    )
 
 
 async def test_smsgateway24_queues_the_reply_and_returns_its_sms_id(
-    http: aiohttp.ClientSession, gateway24: FakeGateway24  # noqa: F811
+    http: aiohttp.ClientSession,
+    gateway24: FakeGateway24,  # noqa: F811
 ) -> None:
     sender = provider(http, "smsgateway24", **gateway24.settings(sim=1))
     result = await sender.send(Reply("d1", "+4915752982212", TEXT))
     assert (result.status, result.provider_message_id) == ("sent", "22074938")
     [request] = gateway24.requests
     assert request["content_type"] == "application/x-www-form-urlencoded"
-    assert request["form"] == {"token": GATEWAY24_TOKEN, "sendto": "+4915752982212", "body": TEXT,
-                               "device_id": GATEWAY24_DEVICE, "sim": "1"}
+    assert request["form"] == {
+        "token": GATEWAY24_TOKEN,
+        "sendto": "+4915752982212",
+        "body": TEXT,
+        "device_id": GATEWAY24_DEVICE,
+        "sim": "1",
+    }
     assert request["query"] == ""  # the token never in a URL
 
 
 async def test_smsgateway24_refusal_is_retried_for_fixed_settings(
-    http: aiohttp.ClientSession, gateway24: FakeGateway24  # noqa: F811
+    http: aiohttp.ClientSession,
+    gateway24: FakeGateway24,  # noqa: F811
 ) -> None:
     gateway24.refusals.append("Device not found")
     result = await provider(http, "smsgateway24", **gateway24.settings()).send(Reply("d1", "+4915752982212", "hi"))
-    assert (result.status, result.code, result.reason) == ("retry", "error_1", "smsgateway24 refused the SMS: Device not found")
+    assert (result.status, result.code, result.reason) == (
+        "retry",
+        "error_1",
+        "smsgateway24 refused the SMS: Device not found",
+    )
     wrong = provider(http, "smsgateway24", **gateway24.settings(token="wrong"))
-    assert (await wrong.send(Reply("d2", "+4915752982212", "hi"))).reason == "smsgateway24 refused the SMS: Token incorrect"
+    assert (
+        await wrong.send(Reply("d2", "+4915752982212", "hi"))
+    ).reason == "smsgateway24 refused the SMS: Token incorrect"
 
 
 @pytest.mark.parametrize(
     ("reply", "expected"),
     [
-        ({"provider": "openvoip"}, "sms_reply: provider is 'openvoip' but its settings [sms_reply.openvoip] are missing"),
-        ({"openvoip": {"id_call_gr": "9999", "sender": "ACME"}}, "configuration: sms_reply.openvoip.secret: Field required"),
-        ({"openvoip": {"id_call_gr": "9999", "sender": "ACME", "secret": "hunter2", "url": "ftp://x/y"}},
-         "configuration: sms_reply.openvoip.url: URL scheme should be 'http' or 'https'"),
-        ({"never_reply_to": ["+39 800", "our office"]},
-         "configuration: sms_reply.never_reply_to: Value error, 'our office' is not a phone number or prefix"),
+        (
+            {"provider": "openvoip"},
+            "sms_reply: provider is 'openvoip' but its settings [sms_reply.openvoip] are missing",
+        ),
+        (
+            {"openvoip": {"id_call_gr": "9999", "sender": "ACME"}},
+            "configuration: sms_reply.openvoip.secret: Field required",
+        ),
+        (
+            {"openvoip": {"id_call_gr": "9999", "sender": "ACME", "secret": "hunter2", "url": "ftp://x/y"}},
+            "configuration: sms_reply.openvoip.url: URL scheme should be 'http' or 'https'",
+        ),
+        (
+            {"never_reply_to": ["+39 800", "our office"]},
+            "configuration: sms_reply.never_reply_to: Value error, 'our office' is not a phone number or prefix",
+        ),
         ({"provider": "twilio"}, "sms_reply.provider: unknown provider 'twilio' (built in: openvoip, smsgateway24)"),
-        ({"openvoip": {"secret": "hunter2"}, "open_voip": {}}, "configuration: sms_reply.openvoip.id_call_gr: Field required"),
+        (
+            {"openvoip": {"secret": "hunter2"}, "open_voip": {}},
+            "configuration: sms_reply.openvoip.id_call_gr: Field required",
+        ),
         ({"open_voip": {}}, "sms_reply.open_voip: no outbound provider 'open_voip' (built in: openvoip, smsgateway24)"),
         ({"rate_limit": 0}, "configuration: sms_reply.rate_limit: Input should be greater than or equal to 1"),
     ],
@@ -183,7 +220,9 @@ def test_reply_secret_from_the_environment_joins_the_file_and_stays_hidden(
     tmp_path: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     config = tmp_path / "smsroute.toml"
-    config.write_text('[sms_reply]\nprovider = "openvoip"\n[sms_reply.openvoip]\nid_call_gr = "9999"\nsender = "ACME"\n')
+    config.write_text(
+        '[sms_reply]\nprovider = "openvoip"\n[sms_reply.openvoip]\nid_call_gr = "9999"\nsender = "ACME"\n'
+    )
     monkeypatch.setenv("SMSROUTE_SMS_REPLY__OPENVOIP__SECRET", "hunter2")
     settings = provider_settings(load_settings(config).sms_reply)
     assert isinstance(settings, OpenVoipConfig) and settings.secret.get_secret_value() == "hunter2"

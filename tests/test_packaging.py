@@ -10,9 +10,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_every_package_is_listed_for_the_wheel() -> None:
     listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
-    on_disk = {
-        ".".join(init.parent.relative_to(ROOT).parts) for init in (ROOT / "smsroute").rglob("__init__.py")
-    } | {"smsroute.schemas"}
+    on_disk = {".".join(init.parent.relative_to(ROOT).parts) for init in (ROOT / "smsroute").rglob("__init__.py")} | {
+        "smsroute.schemas"
+    }
     assert listed == on_disk
 
 

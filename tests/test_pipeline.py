@@ -79,7 +79,9 @@ routes:
 StartEngine = Callable[..., Awaitable[Running]]
 
 
-@pytest.fixture(params=[pytest.param(engine, marks=[pytest.mark.kafka] if engine == "kafka" else []) for engine in ENGINES])
+@pytest.fixture(
+    params=[pytest.param(engine, marks=[pytest.mark.kafka] if engine == "kafka" else []) for engine in ENGINES]
+)
 def engine(request: pytest.FixtureRequest) -> tuple[str, str]:
     """The engine under test, and the session broker's address when it is the Kafka engine."""
     return request.param, request.getfixturevalue("kafka_bootstrap") if request.param == "kafka" else ""
@@ -168,9 +170,16 @@ async def test_provider_retry_is_delivered_once(start_engine: StartEngine, recei
 
 def vonage_part(part: int, text: str) -> dict[str, Any]:
     return {
-        "type": "text", "to": "447700900000", "msisdn": "447700900123", "messageId": f"0A00000{part}",
-        "message-timestamp": "2026-11-21 10:00:00", "text": text,
-        "concat": "true", "concat-ref": "42", "concat-total": "3", "concat-part": str(part),
+        "type": "text",
+        "to": "447700900000",
+        "msisdn": "447700900123",
+        "messageId": f"0A00000{part}",
+        "message-timestamp": "2026-11-21 10:00:00",
+        "text": text,
+        "concat": "true",
+        "concat-ref": "42",
+        "concat-total": "3",
+        "concat-part": str(part),
     }
 
 
@@ -189,7 +198,9 @@ async def test_three_parts_in_order_3_1_2_arrive_once_whole(start_engine: StartE
     assert message["from"] == "+447700900123"
 
 
-async def test_missing_part_yields_incomplete_message_after_timeout(start_engine: StartEngine, receiver: Receiver) -> None:
+async def test_missing_part_yields_incomplete_message_after_timeout(
+    start_engine: StartEngine, receiver: Receiver
+) -> None:
     run = await start_engine(stitch_timeout=0.5)
     for part in (1, 3):
         assert await run.post("/inbound/vonage", json=vonage_part(part, f"<{part}>")) == 204

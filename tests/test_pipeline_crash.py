@@ -37,12 +37,14 @@ DELIVERY_TIMEOUT = 60.0
 PER_DESTINATION = Settings.model_fields["per_destination"].default
 """The most attempts to one receiver the engine has in flight: the most a crash can leave unrecorded."""
 
+
 @dataclass
 class Request:
     webhook_id: str
     text: str
     at: float
     """``time.monotonic()`` when the body had been read."""
+
 
 @dataclass
 class Receiver:
@@ -57,6 +59,7 @@ class Receiver:
     def texts(self) -> set[str]:
         return {r.text for r in self.requests}
 
+
 @pytest.fixture
 async def receiver() -> AsyncIterator[Receiver]:
     rec = Receiver()
@@ -64,6 +67,7 @@ async def receiver() -> AsyncIterator[Receiver]:
     app.router.add_post("/{tail:.*}", rec.handle)
     async with served(app) as rec.url:
         yield rec
+
 
 def write_rules(routes: Path, receiver: Receiver) -> Path:
     routes.mkdir()
@@ -75,6 +79,7 @@ routes:
 """)
     return routes
 
+
 @dataclass
 class Burst:
     acked: set[str] = field(default_factory=set)
@@ -82,6 +87,7 @@ class Burst:
     unsent: int = 0
     killed_at: float = 0.0
     delivered_at_kill: int = 0
+
 
 async def post(
     http: aiohttp.ClientSession, engine: Engine, receiver: Receiver, texts: list[str], kill_after: int | None = None
@@ -112,10 +118,12 @@ async def post(
     await asyncio.gather(*(send(text) for text in texts))
     return burst
 
+
 def undelivered(state_db: Path) -> int:
     """Deliveries the engine's state does not record as delivered."""
     with sqlite3.connect(state_db) as conn:
         return conn.execute("SELECT count(*) FROM deliveries WHERE state != 'delivered'").fetchone()[0]
+
 
 async def test_kill_9_while_delivering_loses_nothing_and_repeats_only_in_flight(
     tmp_path: Path, receiver: Receiver
@@ -133,7 +141,9 @@ async def test_kill_9_while_delivering_loses_nothing_and_repeats_only_in_flight(
             burst = await post(http, engine, receiver, texts, kill_after)
             assert engine.process.wait(timeout=STOP_TIMEOUT) == -signal.SIGKILL
             assert 0 < burst.delivered_at_kill < len(burst.acked), "the kill was not mid-delivery"
-            assert burst.failed + burst.unsent > 0, "the kill was not mid-stream"  # a group commit may answer every request in flight at once
+            assert burst.failed + burst.unsent > 0, (
+                "the kill was not mid-stream"
+            )  # a group commit may answer every request in flight at once
             first_run = len(receiver.requests)
 
             restarted_at = time.monotonic()

@@ -26,8 +26,18 @@ def pipeline(normalizer: AgileTelecom) -> Pipeline:
 def event(text: str) -> bytes:
     body = f"originator=%2B393331234567&destination=%2B393201234567&date_time=2026-11-21+10%3A00%3A00&text={text}"
     return RawEvent(
-        "agiletelecom", "agiletelecom", "inbound", 0, "127.0.0.1", "POST", "/inbound/agiletelecom", "",
-        "application/x-www-form-urlencoded", {}, body.encode(), "k",
+        "agiletelecom",
+        "agiletelecom",
+        "inbound",
+        0,
+        "127.0.0.1",
+        "POST",
+        "/inbound/agiletelecom",
+        "",
+        "application/x-www-form-urlencoded",
+        {},
+        body.encode(),
+        "k",
     ).encode()
 
 

@@ -46,7 +46,9 @@ async def until(check, timeout: float = TIMEOUT) -> None:  # type: ignore[no-unt
         await asyncio.sleep(0.1)
 
 
-async def samples(http: aiohttp.ClientSession, engine: EngineProcess) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+async def samples(
+    http: aiohttp.ClientSession, engine: EngineProcess
+) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     async with http.get(engine.url + "/metrics") as response:
         text = await response.text()
     names = [family.name for family in text_string_to_metric_families(text)]
@@ -92,7 +94,9 @@ async def test_processing_process_stops_when_the_ingress_is_killed(tmp_path: Pat
     await until(lambda: asyncio.sleep(0, result=gone(child)))
 
 
-async def test_engine_exits_with_an_error_when_its_processing_process_dies(tmp_path: Path, http: aiohttp.ClientSession) -> None:
+async def test_engine_exits_with_an_error_when_its_processing_process_dies(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
     engine = await started(tmp_path, http)
     try:
         [child] = children(engine.process.pid)

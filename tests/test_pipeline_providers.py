@@ -28,45 +28,84 @@ SEEDS = {
     "kaleyra": (
         {"data": SEED_SAMPLE.encode(), "headers": {"Content-Type": "application/x-www-form-urlencoded"}},
         {
-            "from": "1447ß7665544", "to": "26161", "text": "Hello from SMPPSim", "keyword": "HELLO",
-            "flags": ["from_not_e164", "to_not_e164"], "provider_message_ids": ["148929155953"],
-            "provider_time": None, "route": "inbox",
-            "extra": {"carrier": "cingular", "router": "cingular", "channel": "sms", "country_code": "1",
-                      "a2w_mo_ref_id": "148929155953"},
+            "from": "1447ß7665544",
+            "to": "26161",
+            "text": "Hello from SMPPSim",
+            "keyword": "HELLO",
+            "flags": ["from_not_e164", "to_not_e164"],
+            "provider_message_ids": ["148929155953"],
+            "provider_time": None,
+            "route": "inbox",
+            "extra": {
+                "carrier": "cingular",
+                "router": "cingular",
+                "channel": "sms",
+                "country_code": "1",
+                "a2w_mo_ref_id": "148929155953",
+            },
         },
     ),
     "vonage": (
         {"json": VONAGE},
         {
-            "from": "+447700900123", "to": "+447700900000", "text": VONAGE["text"], "keyword": "HALLO",
-            "flags": [], "provider_message_ids": ["0A0000001234567B"], "provider_time": "2026-11-21T10:00:00.000Z",
-            "route": "inbox", "extra": {},
+            "from": "+447700900123",
+            "to": "+447700900000",
+            "text": VONAGE["text"],
+            "keyword": "HALLO",
+            "flags": [],
+            "provider_message_ids": ["0A0000001234567B"],
+            "provider_time": "2026-11-21T10:00:00.000Z",
+            "route": "inbox",
+            "extra": {},
         },
     ),
     "smsgateway24": (
         {"json": INCOMING},
         {
-            "from": "+393331234567", "to": "4242", "text": "Ciao, vorrei informazioni", "keyword": "CIAO",
-            "flags": ["to_not_e164"], "provider_message_ids": ["987654"],
-            "provider_time": "2026-11-21T09:59:58.000Z", "route": "inbox",
+            "from": "+393331234567",
+            "to": "4242",
+            "text": "Ciao, vorrei informazioni",
+            "keyword": "CIAO",
+            "flags": ["to_not_e164"],
+            "provider_message_ids": ["987654"],
+            "provider_time": "2026-11-21T09:59:58.000Z",
+            "route": "inbox",
             "extra": {"device_id": 4242, "device_name": "Pixel 6", "sim": 0, "internal_id": 1187},
         },
     ),
     "twilio": (
         {"data": TWILIO},
         {
-            "from": "+14155550123", "to": "+14155550100", "text": "STOP", "keyword": "STOP", "flags": [],
-            "provider_message_ids": [TWILIO["MessageSid"]], "provider_time": None, "route": "opt-out",
-            "extra": {"AccountSid": TWILIO["AccountSid"], "MessagingServiceSid": TWILIO["MessagingServiceSid"],
-                      "NumMedia": "0", "NumSegments": "1", "FromCountry": "US", "ToCountry": "US"},
+            "from": "+14155550123",
+            "to": "+14155550100",
+            "text": "STOP",
+            "keyword": "STOP",
+            "flags": [],
+            "provider_message_ids": [TWILIO["MessageSid"]],
+            "provider_time": None,
+            "route": "opt-out",
+            "extra": {
+                "AccountSid": TWILIO["AccountSid"],
+                "MessagingServiceSid": TWILIO["MessagingServiceSid"],
+                "NumMedia": "0",
+                "NumSegments": "1",
+                "FromCountry": "US",
+                "ToCountry": "US",
+            },
         },
     ),
     "agiletelecom": (
         {"data": {**AGILE, "text": "Buongiorno, è aperto?"}},
         {
-            "from": "+393331234567", "to": "+393201234567", "text": "Buongiorno, è aperto?",
-            "keyword": "BUONGIORNO", "flags": [], "provider_message_ids": [],
-            "provider_time": "2026-11-21T10:00:00.000Z", "route": "inbox", "extra": {},
+            "from": "+393331234567",
+            "to": "+393201234567",
+            "text": "Buongiorno, è aperto?",
+            "keyword": "BUONGIORNO",
+            "flags": [],
+            "provider_message_ids": [],
+            "provider_time": "2026-11-21T10:00:00.000Z",
+            "route": "inbox",
+            "extra": {},
         },
     ),
 }
@@ -112,7 +151,9 @@ async def only(receiver: Receiver, path: str) -> dict[str, Any]:
 
 @pytest.mark.parametrize("provider", list(SEEDS))
 async def test_seed_sample_arrives_as_canonical_json(
-    start_engine: StartEngine, receiver: Receiver, provider: str  # noqa: F811
+    start_engine: StartEngine,
+    receiver: Receiver,
+    provider: str,
 ) -> None:
     request, expected = SEEDS[provider]
     run = await start_engine()
@@ -144,7 +185,8 @@ async def test_per_stage_metrics_move(start_engine: StartEngine, receiver: Recei
 
 
 async def test_vonage_binary_in_two_parts_is_stitched_by_its_udh(
-    start_engine: StartEngine, receiver: Receiver  # noqa: F811
+    start_engine: StartEngine,
+    receiver: Receiver,  # noqa: F811
 ) -> None:
     run = await start_engine()
     before = await scrape(run)
@@ -162,7 +204,8 @@ async def test_vonage_binary_in_two_parts_is_stitched_by_its_udh(
 
 
 async def test_unknown_vonage_type_is_a_dead_letter_at_normalize(
-    start_engine: StartEngine, receiver: Receiver  # noqa: F811
+    start_engine: StartEngine,
+    receiver: Receiver,  # noqa: F811
 ) -> None:
     run = await start_engine()
     before = await scrape(run)
@@ -192,7 +235,8 @@ routes:
 
 
 async def test_message_no_route_matches_is_a_dead_letter_at_route(
-    start_engine: StartEngine, receiver: Receiver  # noqa: F811
+    start_engine: StartEngine,
+    receiver: Receiver,  # noqa: F811
 ) -> None:
     run = await start_engine(rules=NO_CATCH_ALL.format(url=receiver.url))
     before = await scrape(run)
@@ -216,7 +260,8 @@ async def test_message_no_route_matches_is_a_dead_letter_at_route(
 
 
 async def test_smsgateway24_status_is_stored_as_a_report_not_delivered(
-    start_engine: StartEngine, receiver: Receiver  # noqa: F811
+    start_engine: StartEngine,
+    receiver: Receiver,  # noqa: F811
 ) -> None:
     run = await start_engine()
     before = await scrape(run)
@@ -233,7 +278,8 @@ async def test_smsgateway24_status_is_stored_as_a_report_not_delivered(
 
 
 async def test_absurd_provider_time_is_delivered_without_one(
-    start_engine: StartEngine, receiver: Receiver  # noqa: F811
+    start_engine: StartEngine,
+    receiver: Receiver,  # noqa: F811
 ) -> None:
     run = await start_engine()
     assert await run.post("/inbound/smsgateway24", json={**INCOMING, "date_sent": 10**20}) == 200

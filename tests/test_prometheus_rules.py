@@ -15,15 +15,25 @@ RUNBOOK = ROOT / "docker" / "RUNBOOK.md"
 ALERTMANAGER = ROOT / "docker" / "alertmanager" / "alertmanager.yml"
 UNIT_TESTS = sorted((PROMETHEUS / "tests").glob("*.yml"))
 REQUIRED = {
-    "SmsrouteSinkSlow", "SmsrouteIngressSlow", "SmsrouteDeliveryErrorRateHigh", "SmsrouteIngressErrorRateHigh",
-    "SmsrouteProviderSilent", "SmsrouteStitchTimeouts", "SmsrouteDeadLettersGrowing", "SmsrouteRetryBacklogOld",
-    "SmsrouteConsumerLagGrowing", "SmsrouteRulesReloadFailed", "SmsrouteTargetDown",
+    "SmsrouteSinkSlow",
+    "SmsrouteIngressSlow",
+    "SmsrouteDeliveryErrorRateHigh",
+    "SmsrouteIngressErrorRateHigh",
+    "SmsrouteProviderSilent",
+    "SmsrouteStitchTimeouts",
+    "SmsrouteDeadLettersGrowing",
+    "SmsrouteRetryBacklogOld",
+    "SmsrouteConsumerLagGrowing",
+    "SmsrouteRulesReloadFailed",
+    "SmsrouteTargetDown",
 }
 """The alerts the issue asks for."""
 
 
 def rules() -> list[dict[str, Any]]:
-    return [rule for path in RULE_FILES for group in yaml.safe_load(path.read_text())["groups"] for rule in group["rules"]]
+    return [
+        rule for path in RULE_FILES for group in yaml.safe_load(path.read_text())["groups"] for rule in group["rules"]
+    ]
 
 
 def alerts() -> dict[str, dict[str, Any]]:

@@ -13,8 +13,9 @@ EXAMPLES = ROOT / "routing_rules"
 
 
 def smsroute(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "smsroute", *map(str, args)], capture_output=True, text=True,
-                          timeout=60, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "smsroute", *map(str, args)], capture_output=True, text=True, timeout=60, cwd=ROOT
+    )
 
 
 def test_check_summarises_valid_rules() -> None:
@@ -25,9 +26,11 @@ def test_check_summarises_valid_rules() -> None:
 
 def test_check_lists_every_problem_and_exits_1(tmp_path: Path) -> None:
     (tmp_path / "a.yaml").write_text("routes:\n  - name: a\n    match: {keywrd: STOP}\n    actions: []\n")
-    (tmp_path / "b.yaml").write_text("routes:\n  - name: b\n"
-                                     "    match: {time: {from: '9:00', to: '17:00', tz: Mars/Base}}\n"
-                                     "    actions: [{email: {to: ops@example.com}}]\n")
+    (tmp_path / "b.yaml").write_text(
+        "routes:\n  - name: b\n"
+        "    match: {time: {from: '9:00', to: '17:00', tz: Mars/Base}}\n"
+        "    actions: [{email: {to: ops@example.com}}]\n"
+    )
     result = smsroute("rules", "check", tmp_path)
     assert (result.returncode, result.stdout) == (1, "")
     assert result.stderr.splitlines() == [
@@ -39,8 +42,21 @@ def test_check_lists_every_problem_and_exits_1(tmp_path: Path) -> None:
 
 
 def test_test_explains_a_match_with_its_deliveries() -> None:
-    result = smsroute("rules", "test", EXAMPLES, "--text", "Arrêt s'il vous plaît", "--from", "+33612345678",
-                      "--to", "4321", "--provider", "vonage", "--at", "2026-11-21T10:00:00+01:00")
+    result = smsroute(
+        "rules",
+        "test",
+        EXAMPLES,
+        "--text",
+        "Arrêt s'il vous plaît",
+        "--from",
+        "+33612345678",
+        "--to",
+        "4321",
+        "--provider",
+        "vonage",
+        "--at",
+        "2026-11-21T10:00:00+01:00",
+    )
     assert (result.returncode, result.stderr) == (0, "")
     lines = result.stdout.splitlines()
     assert lines[1] == "keyword: STOP (first word 'ARRET')"
@@ -60,8 +76,10 @@ def test_test_explains_a_match_with_its_deliveries() -> None:
 
 def test_test_json_and_exit_3_when_unrouted(tmp_path: Path) -> None:
     rules = tmp_path / "rules.yaml"
-    rules.write_text("routes:\n  - name: info\n    match: {keyword: INFO, from: '+39'}\n"
-                     "    actions: [{webhook: {url: 'http://127.0.0.1/info'}}]\n")
+    rules.write_text(
+        "routes:\n  - name: info\n    match: {keyword: INFO, from: '+39'}\n"
+        "    actions: [{webhook: {url: 'http://127.0.0.1/info'}}]\n"
+    )
     result = smsroute("rules", "test", rules, "--text", "info please", "--from", "+447700900123", "--json")
     assert (result.returncode, result.stderr) == (3, "")
     report = json.loads(result.stdout)

@@ -19,8 +19,13 @@ SATURDAY_10_ROME = datetime(2026, 11, 21, 9, 0, tzinfo=UTC)
 
 def message(text: str = "hello", **fields: object) -> InboundMessage:
     values: dict[str, object] = {
-        "id": "m1", "provider": "vonage", "source": "vonage", "sender": "+393331234567",
-        "recipient": "+393201234567", "text": text, "received_at": SATURDAY_10_ROME,
+        "id": "m1",
+        "provider": "vonage",
+        "source": "vonage",
+        "sender": "+393331234567",
+        "recipient": "+393201234567",
+        "text": text,
+        "received_at": SATURDAY_10_ROME,
     }
     return InboundMessage(**{**values, **fields})  # type: ignore[arg-type]
 
@@ -37,12 +42,15 @@ def matched(ruleset: RuleSet, text: str = "hello", **fields: object) -> list[str
 
 def only(tmp_path: Path, match: str) -> RuleSet:
     """One route with the given match block, and nothing else."""
-    return rules(tmp_path, f"""
+    return rules(
+        tmp_path,
+        f"""
         routes:
           - name: r
             match: {match}
             actions: [{{webhook: {{url: "http://127.0.0.1/r"}}}}]
-    """)
+    """,
+    )
 
 
 @pytest.mark.parametrize(
@@ -59,17 +67,25 @@ def test_keyword_is_the_whole_first_word(tmp_path: Path, text: str) -> None:
 
 def test_first_word_folds_and_splits_on_anything_but_letters_and_digits() -> None:
     assert [first_word(text) for text in ("Caffè latte", "#info2026 now", "straße", "", "...")] == [
-        "CAFFE", "INFO2026", "STRASSE", "", ""]
+        "CAFFE",
+        "INFO2026",
+        "STRASSE",
+        "",
+        "",
+    ]
 
 
 def test_aliases_resolve_to_the_canonical_keyword(tmp_path: Path) -> None:
-    ruleset = rules(tmp_path, """
+    ruleset = rules(
+        tmp_path,
+        """
         aliases: {STOP: [STOPP, Arrèsta, ferma]}
         routes:
           - name: opt-out
             match: {keyword: STOP}
             actions: [{webhook: {url: "http://127.0.0.1/optout"}}]
-    """)
+    """,
+    )
     routing = ruleset.match(message("Arresta per favore"))
     assert ([route.name for route in routing.routes], routing.keyword) == (["opt-out"], "STOP")
     assert ruleset.match(message("FERMA!")).keyword == "STOP"
@@ -138,17 +154,23 @@ def test_first_match_wins_continue_fans_out_and_catch_all_takes_the_rest(tmp_pat
     assert matched(ruleset, "hello") == ["italians", "default"]
     deliveries = ruleset.match(message("stop")).actions
     assert [(d.route.name, d.number, d.action.kind) for d in deliveries] == [
-        ("audit", 1, "webhook"), ("audit", 2, "email"), ("stop-it", 1, "sms_reply")]
+        ("audit", 1, "webhook"),
+        ("audit", 2, "email"),
+        ("stop-it", 1, "sms_reply"),
+    ]
 
 
 def test_keyword_routes_keep_their_place_among_scanned_routes(tmp_path: Path) -> None:
-    ruleset = rules(tmp_path, """
+    ruleset = rules(
+        tmp_path,
+        """
         routes:
           - {name: early, match: {from: "+39"}, continue: true, actions: [{webhook: {url: "http://127.0.0.1/a"}}]}
           - {name: kw, match: {keyword: STOP}, continue: true, actions: [{webhook: {url: "http://127.0.0.1/b"}}]}
           - {name: late, match: {from: "+39"}, actions: [{webhook: {url: "http://127.0.0.1/c"}}]}
           - {name: kw-after-late, match: {keyword: STOP}, actions: [{webhook: {url: "http://127.0.0.1/d"}}]}
-    """)
+    """,
+    )
     assert matched(ruleset, "stop") == ["early", "kw", "late"]
     assert matched(ruleset, "stop", sender="+41") == ["kw", "kw-after-late"]
 
@@ -164,14 +186,14 @@ OFFICE = '{time: {days: [mon, tue, wed, thu, fri], from: "09:00", to: "18:00", t
 @pytest.mark.parametrize(
     ("moment", "inside"),
     [
-        ("2026-11-20T08:00:00+00:00", True),   # Friday 09:00 in Rome (CET, UTC+1): the window opens
+        ("2026-11-20T08:00:00+00:00", True),  # Friday 09:00 in Rome (CET, UTC+1): the window opens
         ("2026-11-20T07:59:59+00:00", False),  # Friday 08:59:59 in Rome
-        ("2026-11-20T16:59:00+00:00", True),   # Friday 17:59
+        ("2026-11-20T16:59:00+00:00", True),  # Friday 17:59
         ("2026-11-20T17:00:00+00:00", False),  # Friday 18:00: the end is excluded
         ("2026-11-21T10:00:00+00:00", False),  # Saturday
-        ("2026-07-10T07:30:00+00:00", True),   # summer (CEST, UTC+2): 09:30 in Rome
+        ("2026-07-10T07:30:00+00:00", True),  # summer (CEST, UTC+2): 09:30 in Rome
         ("2026-01-09T07:30:00+00:00", False),  # winter, same UTC time: 08:30 in Rome
-        ("2026-11-20T09:00:00-05:00", True),   # any offset in the message is converted: 15:00 in Rome
+        ("2026-11-20T09:00:00-05:00", True),  # any offset in the message is converted: 15:00 in Rome
     ],
 )
 def test_time_window_is_local_wall_clock_in_its_zone(tmp_path: Path, moment: str, inside: bool) -> None:
@@ -181,12 +203,12 @@ def test_time_window_is_local_wall_clock_in_its_zone(tmp_path: Path, moment: str
 @pytest.mark.parametrize(
     ("moment", "inside"),
     [
-        ("2026-11-20T22:00:00+01:00", True),   # Friday 22:00, the window starts on Friday
-        ("2026-11-21T05:59:00+01:00", True),   # Saturday early morning belongs to Friday's window
+        ("2026-11-20T22:00:00+01:00", True),  # Friday 22:00, the window starts on Friday
+        ("2026-11-21T05:59:00+01:00", True),  # Saturday early morning belongs to Friday's window
         ("2026-11-21T06:00:00+01:00", False),
         ("2026-11-21T23:00:00+01:00", False),  # Saturday night: the window does not start on Saturday
-        ("2026-11-23T02:00:00+01:00", True),   # Monday 02:00 belongs to Sunday's window
-        ("2026-11-20T02:00:00+01:00", True),   # Friday 02:00 belongs to Thursday's window
+        ("2026-11-23T02:00:00+01:00", True),  # Monday 02:00 belongs to Sunday's window
+        ("2026-11-20T02:00:00+01:00", True),  # Friday 02:00 belongs to Thursday's window
         ("2026-11-20T12:00:00+01:00", False),
     ],
 )
@@ -204,8 +226,11 @@ def test_time_window_on_a_dst_change_night(tmp_path: Path) -> None:
 
 
 def test_several_windows_any_of_them(tmp_path: Path) -> None:
-    ruleset = only(tmp_path, """{time: [{days: sat, from: "09:00", to: "13:00", tz: Europe/Rome},
-                                       {days: Sunday, from: "10:00", to: "11:00", tz: Asia/Tokyo}]}""")
+    ruleset = only(
+        tmp_path,
+        """{time: [{days: sat, from: "09:00", to: "13:00", tz: Europe/Rome},
+                                       {days: Sunday, from: "10:00", to: "11:00", tz: Asia/Tokyo}]}""",
+    )
     assert matched(ruleset, received_at=SATURDAY_10_ROME) == ["r"]
     assert matched(ruleset, received_at=datetime(2026, 11, 22, 1, 30, tzinfo=UTC)) == ["r"]  # Sunday 10:30 Tokyo
     assert matched(ruleset, received_at=datetime(2026, 11, 22, 9, 0, tzinfo=UTC)) == []
@@ -217,10 +242,16 @@ def test_explain_says_why_for_every_route(tmp_path: Path) -> None:
     assert explanation.routing == ruleset.match(message("Stòp now", recipient="+390000"))
     verdicts = {verdict.route.name: verdict for verdict in explanation.verdicts}
     assert [(name, verdict.status) for name, verdict in verdicts.items()] == [
-        ("audit", "match"), ("stop-it", "no"), ("stop-elsewhere", "match"), ("italians", "shadowed"),
-        ("default", "shadowed")]
+        ("audit", "match"),
+        ("stop-it", "no"),
+        ("stop-elsewhere", "match"),
+        ("italians", "shadowed"),
+        ("default", "shadowed"),
+    ]
     assert [str(check) for check in verdicts["stop-it"].checks] == [
-        "keyword: 'STOP', wanted STOP", "to: '+390000', wanted +393201234567"]
+        "keyword: 'STOP', wanted STOP",
+        "to: '+390000', wanted +393201234567",
+    ]
     assert [check.held for check in verdicts["stop-it"].checks] == [True, False]
     assert verdicts["italians"].shadowed_by == "stop-elsewhere"
     assert verdicts["audit"].origin == f"{tmp_path / 'rules.yaml'}:3"
@@ -242,17 +273,21 @@ def test_explain_time_and_text_show_the_values(tmp_path: Path) -> None:
 
 
 def test_templates_render_the_canonical_message_with_keyword_and_route(tmp_path: Path) -> None:
-    ruleset = rules(tmp_path, """
+    ruleset = rules(
+        tmp_path,
+        """
         aliases: {INFO: INFORMAZIONI}
         routes:
           - name: info
             match: {keyword: INFO}
             actions: [{sms_reply: {text: "{{ keyword }} via {{ route }}: thanks {{ from }}, we got '{{ text }}'"}}]
-    """)
+    """,
+    )
     explanation = ruleset.explain(message("informazioni prezzi"))
     [delivery] = explanation.routing.actions
     assert delivery.action.settings.summary(explanation.delivered(delivery)) == (
-        "to +393331234567: \"INFO via info: thanks +393331234567, we got 'informazioni prezzi'\"")
+        "to +393331234567: \"INFO via info: thanks +393331234567, we got 'informazioni prezzi'\""
+    )
 
 
 def test_default_retry_spans_about_a_day_and_overrides_replace_it() -> None:
@@ -267,8 +302,16 @@ def test_default_retry_spans_about_a_day_and_overrides_replace_it() -> None:
 def test_worked_example_set_loads_and_routes_as_documented() -> None:
     ruleset = load_rules(EXAMPLES)
     assert [route.name for route in ruleset.routes] == [
-        "opt-out-audit", "opt-out", "opt-in", "help", "info", "office-hours", "night-shift", "complaints",
-        "everything-else"]
+        "opt-out-audit",
+        "opt-out",
+        "opt-in",
+        "help",
+        "info",
+        "office-hours",
+        "night-shift",
+        "complaints",
+        "everything-else",
+    ]
     assert matched(ruleset, "Arrêt") == ["opt-out-audit", "opt-out"]
     assert matched(ruleset, "Abmelden", recipient="+4915112345678") == ["opt-out-audit", "opt-out"]
     assert [route.compliance for route in ruleset.routes[1:4]] == ["stop", "start", "help"]

@@ -63,7 +63,8 @@ async def test_bad_edit_is_rejected_and_old_rules_stay(
     assert info(version) == 1
     rejected = [record for record in caplog.records if getattr(record, "event", "") == "rules_rejected"]
     assert rejected[0].problem == (
-        f"{path}:4:31: routes[0].actions[0].webhook.url: 'nowhere' is not an http:// or https:// URL")
+        f"{path}:4:31: routes[0].actions[0].webhook.url: 'nowhere' is not an http:// or https:// URL"
+    )
     assert f"version {version} stays in force" in rejected[0].getMessage()
 
 

@@ -22,8 +22,10 @@ def vectors(provider: str) -> list[Any]:
 @pytest.mark.parametrize("vector", vectors("twilio"))
 def test_twilio(vector: dict[str, Any]) -> None:
     if "body" in vector:
-        pytest.skip("JSON bodies (bodySHA256): Twilio's inbound SMS webhooks are form posts, and a JSON body"
-                    " is refused with 415 before any signature is checked")
+        pytest.skip(
+            "JSON bodies (bodySHA256): Twilio's inbound SMS webhooks are form posts, and a JSON body"
+            " is refused with 415 before any signature is checked"
+        )
     params = [(name, value) for name, value in vector["params"]]
     given = vector["headers"]["X-Twilio-Signature"]
     assert twilio.valid(vector["secret"], vector["url"], params, given) is vector["valid"], vector["source"]

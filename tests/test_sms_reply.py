@@ -29,12 +29,26 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
         yield session
 
 
-def delivery(number: int, sender_number: str = ALICE, text: str = "Ciao {{ from }}, grazie per {{ keyword }}!",
-             **action: Any) -> Delivery:
-    message = {"id": f"m{number}", "from": sender_number, "to": "+393201234567", "text": "INFO prezzi",
-               "keyword": "INFO", "route": "info"}
-    return Delivery(f"d{number}", f"m{number}", "info", "sms_reply", {"text": text, "retry": {"delays": [1]}, **action},
-                    json.dumps(message), 0.0)
+def delivery(
+    number: int, sender_number: str = ALICE, text: str = "Ciao {{ from }}, grazie per {{ keyword }}!", **action: Any
+) -> Delivery:
+    message = {
+        "id": f"m{number}",
+        "from": sender_number,
+        "to": "+393201234567",
+        "text": "INFO prezzi",
+        "keyword": "INFO",
+        "route": "info",
+    }
+    return Delivery(
+        f"d{number}",
+        f"m{number}",
+        "info",
+        "sms_reply",
+        {"text": text, "retry": {"delays": [1]}, **action},
+        json.dumps(message),
+        0.0,
+    )
 
 
 class Sink:
@@ -42,7 +56,9 @@ class Sink:
 
     def __init__(self, path: Path, http: aiohttp.ClientSession, openvoip: FakeOpenVoip, **reply: Any) -> None:  # noqa: F811
         self.path, self.http = path, http
-        self.config = load_settings(sms_reply={"provider": "openvoip", "openvoip": openvoip.settings(), **reply}).sms_reply
+        self.config = load_settings(
+            sms_reply={"provider": "openvoip", "openvoip": openvoip.settings(), **reply}
+        ).sms_reply
         self.open()
 
     def open(self) -> None:
@@ -80,7 +96,12 @@ async def test_reply_is_rendered_sent_and_recorded(sink: Callable[..., Sink], op
     assert texts(openvoip) == [(ALICE, f"Ciao {ALICE}, grazie per INFO!")]
     [reply] = run.state.replies.all()
     assert (reply["delivery_id"], reply["message_id"], reply["recipient"], reply["provider"], reply["status"]) == (
-        "d1", "m1", ALICE, "openvoip", "sent")
+        "d1",
+        "m1",
+        ALICE,
+        "openvoip",
+        "sent",
+    )
 
 
 async def test_rate_limit_per_recipient_survives_a_restart(sink: Callable[..., Sink], openvoip: FakeOpenVoip) -> None:  # noqa: F811
@@ -94,25 +115,32 @@ async def test_rate_limit_per_recipient_survives_a_restart(sink: Callable[..., S
 
 
 async def test_a_retry_of_an_admitted_reply_is_not_rate_limited(
-    sink: Callable[..., Sink], openvoip: FakeOpenVoip  # noqa: F811
+    sink: Callable[..., Sink],
+    openvoip: FakeOpenVoip,  # noqa: F811
 ) -> None:
     run = sink(rate_limit=1)
     openvoip.answers.append("099")
     first = await run.send(delivery(1))
-    assert (first.outcome, first.permanent, first.error, first.code) == ("failed", False, "openvoip 099: Errore generico",
-                                                                       "provider_error")
+    assert (first.outcome, first.permanent, first.error, first.code) == (
+        "failed",
+        False,
+        "openvoip 099: Errore generico",
+        "provider_error",
+    )
     assert (await run.send(delivery(1))).outcome == "delivered"  # the same delivery again: its place is kept
     assert (await run.send(delivery(2))).outcome == "suppressed"
 
 
 async def test_never_two_replies_to_one_message_even_after_a_restart(
-    sink: Callable[..., Sink], openvoip: FakeOpenVoip  # noqa: F811
+    sink: Callable[..., Sink],
+    openvoip: FakeOpenVoip,  # noqa: F811
 ) -> None:
     run = sink()
     assert (await run.send(delivery(1))).outcome == "delivered"
     run.restart()
-    other_route = Delivery("d1-other", "m1", "info-2", "sms_reply", {"text": "again", "retry": {"delays": []}},
-                           delivery(1).body, 0.0)
+    other_route = Delivery(
+        "d1-other", "m1", "info-2", "sms_reply", {"text": "again", "retry": {"delays": []}}, delivery(1).body, 0.0
+    )
     second = await run.send(other_route)
     assert (second.outcome, second.error) == ("suppressed", "already_replied: message m1 was answered by delivery d1")
     assert len(openvoip.requests) == 1
@@ -120,7 +148,9 @@ async def test_never_two_replies_to_one_message_even_after_a_restart(
 
 @pytest.mark.parametrize("number", ["ACME", "+39800123456", "+393209999999"])
 async def test_loop_guard_never_answers_our_senders_or_listed_numbers(
-    sink: Callable[..., Sink], openvoip: FakeOpenVoip, number: str  # noqa: F811
+    sink: Callable[..., Sink],
+    openvoip: FakeOpenVoip,
+    number: str,
 ) -> None:
     run = sink(never_reply_to=["+39 800", "+393209999999"])
     attempt = await run.send(delivery(1, number))
@@ -129,7 +159,8 @@ async def test_loop_guard_never_answers_our_senders_or_listed_numbers(
 
 
 async def test_opted_out_number_gets_only_compliance_replies_until_it_opts_in(
-    sink: Callable[..., Sink], openvoip: FakeOpenVoip  # noqa: F811
+    sink: Callable[..., Sink],
+    openvoip: FakeOpenVoip,  # noqa: F811
 ) -> None:
     run = sink()
     opt_outs = OptOuts(run.state.opt_outs)
@@ -141,11 +172,15 @@ async def test_opted_out_number_gets_only_compliance_replies_until_it_opts_in(
     assert confirmation.outcome == "delivered"
     OptOuts(run.state.opt_outs).apply("start", ALICE, "m-start", 200.0)
     assert (await run.send(delivery(3))).outcome == "delivered"
-    assert [text for _, text in texts(openvoip)] == ["You will get no more messages.", f"Ciao {ALICE}, grazie per INFO!"]
+    assert [text for _, text in texts(openvoip)] == [
+        "You will get no more messages.",
+        f"Ciao {ALICE}, grazie per INFO!",
+    ]
 
 
 async def test_final_refusals_are_permanent_and_do_not_use_the_budget(
-    sink: Callable[..., Sink], openvoip: FakeOpenVoip  # noqa: F811
+    sink: Callable[..., Sink],
+    openvoip: FakeOpenVoip,  # noqa: F811
 ) -> None:
     run = sink(rate_limit=1)
     openvoip.answers.append("020")
@@ -160,7 +195,8 @@ async def test_final_refusals_are_permanent_and_do_not_use_the_budget(
 
 
 async def test_template_that_fails_on_the_message_is_a_permanent_failure(
-    sink: Callable[..., Sink], openvoip: FakeOpenVoip  # noqa: F811
+    sink: Callable[..., Sink],
+    openvoip: FakeOpenVoip,  # noqa: F811
 ) -> None:
     run = sink()
     attempt = await run.send(delivery(1, text="{{ extra.carrier }}"))
@@ -178,7 +214,8 @@ async def test_a_reply_sent_before_a_crash_is_not_sent_again(sink: Callable[...,
 
 
 async def test_the_sent_record_is_made_durable_before_the_attempt_counts(
-    sink: Callable[..., Sink], openvoip: FakeOpenVoip  # noqa: F811
+    sink: Callable[..., Sink],
+    openvoip: FakeOpenVoip,  # noqa: F811
 ) -> None:
     """state.db commits survive a crash, not a power loss (synchronous=NORMAL): the record that a
     reply went out is fsynced before the dispatcher learns it was delivered."""

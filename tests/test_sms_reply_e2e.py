@@ -49,19 +49,25 @@ routes:
 """
 
 
-def openvoip_engine(start: StartEngine, receiver: Receiver, fake: FakeOpenVoip, smtp: dict[str, Any] | None = None,  # noqa: F811
-                    **reply: Any) -> Any:
+def openvoip_engine(
+    start: StartEngine,
+    receiver: Receiver,
+    fake: FakeOpenVoip,
+    smtp: dict[str, Any] | None = None,
+    **reply: Any,
+) -> Any:
     settings = {"provider": "openvoip", "openvoip": fake.settings(), **reply}
     return start(rules=reply_rules(receiver.url, email=smtp is not None), sms_reply=settings, smtp=smtp)
 
 
-def replies_sent(fake: FakeOpenVoip) -> list[tuple[str, str]]:  # noqa: F811
+def replies_sent(fake: FakeOpenVoip) -> list[tuple[str, str]]:
     return [(r["params"]["sms_destination"], r["params"]["sms_text"]) for r in fake.requests]
 
 
 def sms_reply_states(run: Running, route: str) -> list[str]:
     rows = run.engine.processing.state.conn.execute(
-        "SELECT state FROM deliveries WHERE sink = 'sms_reply' AND route = ? ORDER BY created_at", (route,))
+        "SELECT state FROM deliveries WHERE sink = 'sms_reply' AND route = ? ORDER BY created_at", (route,)
+    )
     return [row[0] for row in rows]
 
 
@@ -70,14 +76,19 @@ async def sms(run: Running, text: str, sender: str = ALICE) -> None:
 
 
 async def test_info_gets_a_webhook_an_email_and_a_reply_stop_silences_the_reply_start_brings_it_back(
-    start_engine: StartEngine, receiver: Receiver, openvoip: FakeOpenVoip, start_smtp: StartSMTP  # noqa: F811
+    start_engine: StartEngine,
+    receiver: Receiver,
+    openvoip: FakeOpenVoip,
+    start_smtp: StartSMTP,  # noqa: F811
 ) -> None:
     mailbox = await start_smtp()
     smtp = {"host": "127.0.0.1", "port": mailbox.port, "tls": "none", "from_address": "smsroute@example.com"}
     run = await openvoip_engine(start_engine, receiver, openvoip, smtp=smtp, rate_limit=10)
     before = await scrape(run)
     await sms(run, "INFO prezzi")
-    await eventually(lambda: len(receiver.at("/info")) == 1 and len(openvoip.requests) == 1 and len(mailbox.received) == 1)
+    await eventually(
+        lambda: len(receiver.at("/info")) == 1 and len(openvoip.requests) == 1 and len(mailbox.received) == 1
+    )
     assert json.loads(receiver.at("/info")[0]["body"])["text"] == "INFO prezzi"
     email = mailbox.received[0]
     assert (email.rcpt_tos, email.message["Subject"]) == (["sales@example.com"], f"INFO from {ALICE}")
@@ -97,7 +108,10 @@ async def test_info_gets_a_webhook_an_email_and_a_reply_stop_silences_the_reply_
     await eventually(lambda: len(openvoip.requests) == 3)  # the welcome back, before the next INFO's reply
     await sms(run, "INFO sconti")
     await eventually(lambda: sms_reply_states(run, "info") == ["delivered", "suppressed", "delivered"])
-    assert [text for _, text in replies_sent(openvoip)][2:] == ["Bentornato.", f"Ciao {ALICE}, grazie per INFO: ti richiamiamo."]
+    assert [text for _, text in replies_sent(openvoip)][2:] == [
+        "Bentornato.",
+        f"Ciao {ALICE}, grazie per INFO: ti richiamiamo.",
+    ]
     await moved(
         run,
         before,
@@ -111,7 +125,9 @@ async def test_info_gets_a_webhook_an_email_and_a_reply_stop_silences_the_reply_
 
 
 async def test_rate_limit_suppresses_the_reply_not_the_webhook(
-    start_engine: StartEngine, receiver: Receiver, openvoip: FakeOpenVoip  # noqa: F811
+    start_engine: StartEngine,
+    receiver: Receiver,
+    openvoip: FakeOpenVoip,  # noqa: F811
 ) -> None:
     run = await openvoip_engine(start_engine, receiver, openvoip, rate_limit=1)
     await sms(run, "INFO uno")
@@ -121,12 +137,15 @@ async def test_rate_limit_suppresses_the_reply_not_the_webhook(
     await eventually(lambda: len(receiver.at("/info")) == 2)  # the webhook goes on its own
     assert len(openvoip.requests) == 1
     [(error,)] = run.engine.processing.state.conn.execute(
-        "SELECT error FROM attempts WHERE outcome = 'suppressed'").fetchall()
+        "SELECT error FROM attempts WHERE outcome = 'suppressed'"
+    ).fetchall()
     assert error.startswith(f"rate_limited: 1 replies to {ALICE}")
 
 
 async def test_bad_destination_is_dead_lettered_at_once_and_generic_errors_are_retried(
-    start_engine: StartEngine, receiver: Receiver, openvoip: FakeOpenVoip  # noqa: F811
+    start_engine: StartEngine,
+    receiver: Receiver,
+    openvoip: FakeOpenVoip,  # noqa: F811
 ) -> None:
     run = await openvoip_engine(start_engine, receiver, openvoip)
     openvoip.answers += ["020"]
@@ -134,7 +153,9 @@ async def test_bad_destination_is_dead_lettered_at_once_and_generic_errors_are_r
     await eventually(lambda: len(run.engine.processing.state.dead_letters.all()) == 1)
     [letter] = run.engine.processing.state.dead_letters.all()
     assert (letter["stage"], letter["reason"]) == (
-        "deliver", f"openvoip 020: Errore nel numero di destinazione (bad destination {ALICE})")
+        "deliver",
+        f"openvoip 020: Errore nel numero di destinazione (bad destination {ALICE})",
+    )
     assert len(openvoip.requests) == 1  # permanent: no retry despite the route's schedule
 
     openvoip.answers += ["099", "099"]
@@ -142,12 +163,19 @@ async def test_bad_destination_is_dead_lettered_at_once_and_generic_errors_are_r
     await eventually(lambda: sms_reply_states(run, "info") == ["dead", "delivered"])
     assert len(openvoip.requests) == 4
     [(delivery_id,)] = run.engine.processing.state.conn.execute(
-        "SELECT id FROM deliveries WHERE state = 'delivered' AND sink = 'sms_reply'").fetchall()
-    assert [a["outcome"] for a in run.engine.processing.state.deliveries.attempts(delivery_id)] == ["failed", "failed", "delivered"]
+        "SELECT id FROM deliveries WHERE state = 'delivered' AND sink = 'sms_reply'"
+    ).fetchall()
+    assert [a["outcome"] for a in run.engine.processing.state.deliveries.attempts(delivery_id)] == [
+        "failed",
+        "failed",
+        "delivered",
+    ]
 
 
 async def test_a_reply_from_abroad_is_a_dead_letter_without_a_request(
-    start_engine: StartEngine, receiver: Receiver, openvoip: FakeOpenVoip  # noqa: F811
+    start_engine: StartEngine,
+    receiver: Receiver,
+    openvoip: FakeOpenVoip,  # noqa: F811
 ) -> None:
     run = await openvoip_engine(start_engine, receiver, openvoip)
     await sms(run, "INFO please", sender="+447700900123")
@@ -158,7 +186,9 @@ async def test_a_reply_from_abroad_is_a_dead_letter_without_a_request(
 
 
 async def test_delivery_reports_are_linked_to_the_reply_they_report_on(
-    start_engine: StartEngine, receiver: Receiver, gateway24: FakeGateway24  # noqa: F811
+    start_engine: StartEngine,
+    receiver: Receiver,
+    gateway24: FakeGateway24,  # noqa: F811
 ) -> None:
     settings = {"provider": "smsgateway24", "smsgateway24": gateway24.settings()}
     run = await start_engine(rules=reply_rules(receiver.url), sms_reply=settings)
@@ -166,13 +196,23 @@ async def test_delivery_reports_are_linked_to_the_reply_they_report_on(
     await sms(run, "INFO prezzi")
     await eventually(lambda: [r["status"] for r in run.engine.processing.state.replies.all()] == ["sent"])
     [request] = gateway24.requests
-    assert (request["form"]["sendto"], request["form"]["body"]) == (ALICE, f"Ciao {ALICE}, grazie per INFO: ti richiamiamo.")
+    assert (request["form"]["sendto"], request["form"]["body"]) == (
+        ALICE,
+        f"Ciao {ALICE}, grazie per INFO: ti richiamiamo.",
+    )
     [reply] = run.engine.processing.state.replies.all()
     assert (reply["provider"], reply["provider_message_id"]) == ("smsgateway24", "22074938")
 
     for status_id in (6, 7):  # sent by the phone, then delivered
-        report = {"sms_id": 22074938, "status_id": status_id, "status_message": "", "sendto": ALICE,
-                  "senttime": "2026-11-21 10:00:05", "sim": 0, "device_id": 4242}
+        report = {
+            "sms_id": 22074938,
+            "status_id": status_id,
+            "status_message": "",
+            "sendto": ALICE,
+            "senttime": "2026-11-21 10:00:05",
+            "sim": 0,
+            "device_id": 4242,
+        }
         assert await run.post("/status/smsgateway24", json=report) == 200
     await eventually(lambda: [r["status"] for r in run.engine.processing.state.replies.all()] == ["delivered"])
     reports = run.engine.processing.state.reports.all(reply["delivery_id"])
@@ -188,7 +228,8 @@ async def test_delivery_reports_are_linked_to_the_reply_they_report_on(
 
 
 async def test_without_a_provider_replies_are_dead_letters_saying_so(
-    start_engine: StartEngine, receiver: Receiver  # noqa: F811
+    start_engine: StartEngine,
+    receiver: Receiver,  # noqa: F811
 ) -> None:
     run = await start_engine(rules=reply_rules(receiver.url))
     await sms(run, "INFO prezzi")
@@ -198,7 +239,11 @@ async def test_without_a_provider_replies_are_dead_letters_saying_so(
 
 
 async def test_refused_credentials_are_retried_then_dead_lettered_and_the_secret_is_never_logged(
-    start_engine: StartEngine, receiver: Receiver, openvoip: FakeOpenVoip, caplog: Any, tmp_path: Any  # noqa: F811
+    start_engine: StartEngine,
+    receiver: Receiver,
+    openvoip: FakeOpenVoip,
+    caplog: Any,
+    tmp_path: Any,
 ) -> None:
     caplog.set_level("DEBUG")
     wrong = "wr0ng-Secret-value"

@@ -48,7 +48,12 @@ async def test_documented_incoming_sms_is_logged_then_answered_ok(ingress: Ingre
     status, body, _ = await ingress.post("/inbound/smsgateway24", json=INCOMING)
     assert (status, body) == (200, "OK")
     [event] = ingress.events()
-    assert (event.ingress, event.provider, event.kind, event.method) == ("smsgateway24", "smsgateway24", "inbound", "POST")
+    assert (event.ingress, event.provider, event.kind, event.method) == (
+        "smsgateway24",
+        "smsgateway24",
+        "inbound",
+        "POST",
+    )
     assert event.content_type == "application/json"
     assert json.loads(event.body) == INCOMING
     assert event.key == "smsgateway24:393331234567:4242"
@@ -80,7 +85,10 @@ async def test_delivery_status_is_logged_as_a_status_event(ingress: Ingress, sta
     assert (status, body) == (200, "OK")
     [event] = ingress.events()
     assert (event.ingress, event.provider, event.kind, event.path) == (
-        "smsgateway24", "smsgateway24", "status", "/status/smsgateway24"
+        "smsgateway24",
+        "smsgateway24",
+        "status",
+        "/status/smsgateway24",
     )
     assert json.loads(event.body) == report
     assert event.key == "smsgateway24:status:555001"
@@ -137,15 +145,21 @@ async def test_unicode_body_is_kept_byte_for_byte(ingress: Ingress) -> None:
 @pytest.mark.parametrize(
     ("path", "payload", "reason"),
     [
-        ("/inbound/smsgateway24", {"address": 393331234567, "device_id": 4242},
-         "missing required fields: body, sms_id"),
+        (
+            "/inbound/smsgateway24",
+            {"address": 393331234567, "device_id": 4242},
+            "missing required fields: body, sms_id",
+        ),
         ("/inbound/smsgateway24", {**INCOMING, "body": None}, "missing required field: body"),
         # a delivery report posted to the incoming-SMS hook is no incoming SMS
         ("/inbound/smsgateway24", STATUS, "missing required fields: address, body"),
         ("/status/smsgateway24", {"status_message": "SMS delivered"}, "missing required fields: sms_id, status_id"),
         ("/status/smsgateway24", INCOMING, "missing required field: status_id"),
-        ("/inbound/smsgateway24", [INCOMING, {**INCOMING, "sms_id": None}, INCOMING],
-         "missing required field in message 2 of 3: sms_id"),
+        (
+            "/inbound/smsgateway24",
+            [INCOMING, {**INCOMING, "sms_id": None}, INCOMING],
+            "missing required field in message 2 of 3: sms_id",
+        ),
         ("/inbound/smsgateway24", [INCOMING, "sms"], "message 2 of 2 is not a JSON object"),
         ("/inbound/smsgateway24", [], "JSON list holds no messages"),
         ("/inbound/smsgateway24", "sms", "JSON body must be an object or a list of objects"),

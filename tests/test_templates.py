@@ -13,16 +13,24 @@ from smsroute.rules.model import Email
 from smsroute.rules.templates import RenderError, check, render
 
 MESSAGE = InboundMessage(
-    id="m1", provider="agiletelecom", source="agiletelecom", sender="+393331234567", recipient="+393201234567",
-    text="<b>Info</b> & prezzi", received_at=datetime(2026, 11, 21, 10, 0, tzinfo=UTC), keyword="INFO",
-    route="info", extra={"carrier": "TIM"},
+    id="m1",
+    provider="agiletelecom",
+    source="agiletelecom",
+    sender="+393331234567",
+    recipient="+393201234567",
+    text="<b>Info</b> & prezzi",
+    received_at=datetime(2026, 11, 21, 10, 0, tzinfo=UTC),
+    keyword="INFO",
+    route="info",
+    extra={"carrier": "TIM"},
 )
 
 
 def test_fields_by_their_json_names_from_included() -> None:
     template = "{{ from }} -> {{ to }} [{{ keyword }}/{{ route }}] at {{ received_at }}: {{ text | upper }}"
     assert render(template, MESSAGE) == (
-        "+393331234567 -> +393201234567 [INFO/info] at 2026-11-21T10:00:00.000Z: <B>INFO</B> & PREZZI")
+        "+393331234567 -> +393201234567 [INFO/info] at 2026-11-21T10:00:00.000Z: <B>INFO</B> & PREZZI"
+    )
 
 
 def test_the_message_json_renders_like_the_message() -> None:
@@ -64,7 +72,7 @@ def test_mistakes_are_load_errors(template: str, reason: str) -> None:
 
 
 def test_literal_braces_and_loop_variables_are_fine() -> None:
-    assert check("{ \"json\": 1 } {% for flag in flags %}{{ flag }}{% endfor %}")
+    assert check('{ "json": 1 } {% for flag in flags %}{{ flag }}{% endfor %}')
 
 
 def test_a_typo_in_a_rule_file_names_file_and_line(tmp_path: Path) -> None:
@@ -75,7 +83,11 @@ def test_a_typo_in_a_rule_file_names_file_and_line(tmp_path: Path) -> None:
     with pytest.raises(RuleError) as caught:
         load_rules(tmp_path)
     [problem] = caught.value.problems
-    assert (problem.file, problem.line, problem.where) == (str(tmp_path / "r.yaml"), 6, "routes[0].actions[0].email.html")
+    assert (problem.file, problem.line, problem.where) == (
+        str(tmp_path / "r.yaml"),
+        6,
+        "routes[0].actions[0].email.html",
+    )
     assert "'{{ txet }}' (did you mean 'text'?)" in problem.reason
 
 
@@ -85,7 +97,8 @@ def test_email_defaults_and_summary() -> None:
     assert email.summary(MESSAGE) == "to ops@example.com: 'SMS from +393331234567'"
     broken = Email.model_validate({"to": "ops@example.com", "subject": "{{ extra.device }}"})
     assert broken.summary(MESSAGE) == (
-        "to ops@example.com: (template failed: UndefinedError: 'dict object' has no attribute 'device')")
+        "to ops@example.com: (template failed: UndefinedError: 'dict object' has no attribute 'device')"
+    )
 
 
 @pytest.mark.parametrize(
@@ -95,11 +108,13 @@ def test_email_defaults_and_summary() -> None:
         ("{{ [1] * 10**8 }}", "repeating a value 100000000 times"),
         ("{{ 10 ** 100000 }}", "the power is too large"),
         ('{{ "x" | center(10**9) }}', "a width of 1000000000 is past the limit of 1000"),
-        ('{{ text | indent(10**9) }}', "a width of 1000000000 is past the limit of 1000"),
+        ("{{ text | indent(10**9) }}", "a width of 1000000000 is past the limit of 1000"),
         ('{{ "%1000000000d" | format(1) }}', "a format width or precision past 1000"),
         ('{{ "%*d" % (10**9, 1) }}', "taken from an argument"),
-        ("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
-         "rendering took longer than 0.25 s"),
+        (
+            "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
+            "rendering took longer than 0.25 s",
+        ),
         ('{% for i in range(100000) %}{{ "x" * 1000 }}{% endfor %}', "rendering took longer than 0.25 s|rendered"),
         ("{{ lipsum(10**6) }}", "'lipsum' is undefined"),
     ],

@@ -210,12 +210,19 @@ def test_public_url_with_a_query_is_a_configuration_error() -> None:
 
 
 async def test_mms_media_become_the_messages_media(ingress: Ingress) -> None:
-    media = [("https://api.twilio.com/2010-04-01/Accounts/AC001/Messages/MM001/Media/ME001", "image/jpeg"),
-             ("https://api.twilio.com/2010-04-01/Accounts/AC001/Messages/MM001/Media/ME002", "video/mp4")]
-    data = SAMPLE | {"NumMedia": "2", "Body": "look"} | {
-        f"Media{kind}{index}": value for index, item in enumerate(media)
-        for kind, value in zip(("Url", "ContentType"), item)
-    }
+    media = [
+        ("https://api.twilio.com/2010-04-01/Accounts/AC001/Messages/MM001/Media/ME001", "image/jpeg"),
+        ("https://api.twilio.com/2010-04-01/Accounts/AC001/Messages/MM001/Media/ME002", "video/mp4"),
+    ]
+    data = (
+        SAMPLE
+        | {"NumMedia": "2", "Body": "look"}
+        | {
+            f"Media{kind}{index}": value
+            for index, item in enumerate(media)
+            for kind, value in zip(("Url", "ContentType"), item, strict=True)
+        }
+    )
     assert (await ingress.post("/inbound/twilio", data=data))[0] == 200
     [event] = ingress.events()
     part = normalizers()["twilio"].normalize(event, None)
@@ -225,9 +232,11 @@ async def test_mms_media_become_the_messages_media(ingress: Ingress) -> None:
 
 @pytest.mark.parametrize(
     ("signed_url", "public_url"),
-    [("https://sms.example.com:443/twilio", "https://sms.example.com/twilio"),
-     ("https://sms.example.com/twilio", "https://sms.example.com:443/twilio"),
-     ("http://sms.example.com:80/twilio", "http://sms.example.com/twilio")],
+    [
+        ("https://sms.example.com:443/twilio", "https://sms.example.com/twilio"),
+        ("https://sms.example.com/twilio", "https://sms.example.com:443/twilio"),
+        ("http://sms.example.com:80/twilio", "http://sms.example.com/twilio"),
+    ],
 )
 async def test_signatures_are_accepted_with_and_without_the_default_port(
     start_ingress: StartIngress, signed_url: str, public_url: str

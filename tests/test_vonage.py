@@ -117,8 +117,15 @@ async def test_unknown_type_is_kept_for_the_processors(ingress: Ingress) -> None
 
 async def test_concatenated_parts_share_one_key(ingress: Ingress) -> None:
     for part in ("2", "3", "1"):
-        fields = {**SAMPLE, "messageId": f"0A00000012345{part}", "text": f"Teil {part}", "concat": "true",
-                  "concat-ref": "108", "concat-total": "3", "concat-part": part}
+        fields = {
+            **SAMPLE,
+            "messageId": f"0A00000012345{part}",
+            "text": f"Teil {part}",
+            "concat": "true",
+            "concat-ref": "108",
+            "concat-total": "3",
+            "concat-part": part,
+        }
         assert (await ingress.post(PATH, data=fields))[0] == 204
     events = ingress.events()
     assert [form_fields(event.body)["concat-part"] for event in events] == ["2", "3", "1"]
@@ -152,23 +159,30 @@ NO_TEXT = {key: value for key, value in SAMPLE.items() if key != "text"}
     ("kwargs", "status", "reason"),
     [
         ({"json": {}}, 400, "missing required fields: type, to, msisdn, messageId"),
-        ({"data": {"type": "text", "to": "447700900000"}}, 400,
-         "missing required fields: msisdn, messageId, text"),
+        ({"data": {"type": "text", "to": "447700900000"}}, 400, "missing required fields: msisdn, messageId, text"),
         ({"json": NO_TEXT}, 400, "missing required field: text"),
         ({"json": {**NO_TEXT, "type": "unicode"}}, 400, "missing required field: text"),
         ({"json": {**NO_TEXT, "type": "binary", "udh": "050003CC0201"}}, 400, "missing required field: data"),
-        ({"data": {**SAMPLE, "concat": "true"}}, 400,
-         "missing required fields: concat-ref, concat-total, concat-part"),
-        ({"json": {**SAMPLE, "concat": True, "concat-ref": "1", "concat-total": "2"}}, 400,
-         "missing required field: concat-part"),
+        ({"data": {**SAMPLE, "concat": "true"}}, 400, "missing required fields: concat-ref, concat-total, concat-part"),
+        (
+            {"json": {**SAMPLE, "concat": True, "concat-ref": "1", "concat-total": "2"}},
+            400,
+            "missing required field: concat-part",
+        ),
         ({"json": [SAMPLE, NO_TEXT]}, 400, "missing required field in message 2 of 2: text"),
         ({"json": []}, 400, "JSON list holds no messages"),
         ({"json": "hello"}, 400, "JSON body must be an object or a list of objects"),
         ({"json": [SAMPLE, 3]}, 400, "message 2 of 2 is not a JSON object"),
-        ({"data": b"{\"type\": ", "headers": {"Content-Type": "application/json"}}, 400,
-         "body is not valid JSON: Expecting value: line 1 column 10 (char 9)"),
-        ({"data": b"type=text", "headers": {"Content-Type": "text/plain"}}, 415,
-         "content type must be application/json or application/x-www-form-urlencoded, not text/plain"),
+        (
+            {"data": b'{"type": ', "headers": {"Content-Type": "application/json"}},
+            400,
+            "body is not valid JSON: Expecting value: line 1 column 10 (char 9)",
+        ),
+        (
+            {"data": b"type=text", "headers": {"Content-Type": "text/plain"}},
+            415,
+            "content type must be application/json or application/x-www-form-urlencoded, not text/plain",
+        ),
         ({}, 415, "content type must be application/json or application/x-www-form-urlencoded, not missing"),
     ],
 )
@@ -277,8 +291,18 @@ def _resigned(secret: str = SECRET, **changes: str) -> dict[str, str]:
         (lambda: _resigned(timestamp=str(int(time.time()) + 301)), "signature timestamp outside the allowed window"),
         (lambda: _resigned(timestamp="nan"), "signature timestamp outside the allowed window"),
     ],
-    ids=["tampered", "timestamp-changed", "wrong-secret", "non-ascii-sig", "no-sig", "no-timestamp",
-         "non-numeric-timestamp", "stale", "future", "nan-timestamp"],
+    ids=[
+        "tampered",
+        "timestamp-changed",
+        "wrong-secret",
+        "non-ascii-sig",
+        "no-sig",
+        "no-timestamp",
+        "non-numeric-timestamp",
+        "stale",
+        "future",
+        "nan-timestamp",
+    ],
 )
 async def test_signature_refusals(start_ingress: StartIngress, make: Any, reason: str) -> None:
     ingress = await signing_ingress(start_ingress)

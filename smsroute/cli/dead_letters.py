@@ -27,6 +27,7 @@ def add(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     _engine_options(replay)
     replay.set_defaults(run=_dead_letters_replay)
 
+
 def _engine_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", type=Path, default=Path("data"), help="the embedded engine's data directory")
     parser.add_argument("--kafka", action="store_true", help="the Kafka engine's dead letters (topic from --config)")
@@ -99,7 +100,7 @@ def _dead_letters_replay(args: argparse.Namespace) -> int:
             replayed = state.dead_letters.replay_deliveries(ids)
     finally:
         state.close()
-    print(f"{replayed} deliver{'ies' if replayed != 1 else 'y'} due again (a running engine picks them up within a second)")
+    print(
+        f"{replayed} deliver{'ies' if replayed != 1 else 'y'} due again (a running engine picks them up within a second)"
+    )
     return 0
-
-

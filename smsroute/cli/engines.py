@@ -20,7 +20,8 @@ from .rules import load, print_problems
 
 def add(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = commands.add_parser(
-        "serve", help="run the engine: embedded (one process, SQLite), or the ingress on Kafka when [kafka] is configured"
+        "serve",
+        help="run the engine: embedded (one process, SQLite), or the ingress on Kafka when [kafka] is configured",
     )
     _listen_options(parser)
     parser.add_argument("--data-dir", type=Path, help="where the log and state live (default ./data)")
@@ -84,7 +85,9 @@ def _worker(args: argparse.Namespace) -> int:
 
     settings = load_settings(args.config, data_dir=args.data_dir, routes=args.routes)
     if args.metrics_port is not None:
-        settings = settings.model_copy(update={"worker": settings.worker.model_copy(update={"metrics_port": args.metrics_port})})
+        settings = settings.model_copy(
+            update={"worker": settings.worker.model_copy(update={"metrics_port": args.metrics_port})}
+        )
     settings.require_kafka("`smsroute worker`")
     provider_settings(settings.sms_reply)
     rules = _rules(settings)

@@ -39,7 +39,6 @@ def add(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     test.set_defaults(run=_rules_test)
 
 
-
 def load(path: Path) -> RuleSet | None:
     """The rule set, or None after printing every problem to stderr."""
     try:
@@ -71,15 +70,22 @@ def _rules_test(args: argparse.Namespace) -> int:
     if rules is None:
         return 1
     message = InboundMessage(
-        id="rules-test", provider=args.provider, source=args.source, sender=args.sender,
-        recipient=args.recipient, text=args.text, received_at=args.at or datetime.now(UTC),
+        id="rules-test",
+        provider=args.provider,
+        source=args.source,
+        sender=args.sender,
+        recipient=args.recipient,
+        text=args.text,
+        received_at=args.at or datetime.now(UTC),
     )
     explanation = rules.explain(message)
     if args.json:
         print(json.dumps(explanation.to_json(), ensure_ascii=False, indent=2))
     else:
-        print(f"message: {args.text!r} from {args.sender or '-'} to {args.recipient or '-'} "
-              f"provider {args.provider or '-'} source {args.source or '-'} at {message.received_at.isoformat()}")
+        print(
+            f"message: {args.text!r} from {args.sender or '-'} to {args.recipient or '-'} "
+            f"provider {args.provider or '-'} source {args.source or '-'} at {message.received_at.isoformat()}"
+        )
         print("\n".join(explanation.lines()))
     return 0 if explanation.routing.routes else EXIT_UNROUTED
 
@@ -89,5 +95,3 @@ def _moment(value: str) -> datetime:
     if moment.tzinfo is None:
         raise argparse.ArgumentTypeError(f"{value!r} has no UTC offset (e.g. 2026-11-21T10:00:00+01:00)")
     return moment
-
-

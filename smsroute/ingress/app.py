@@ -151,7 +151,9 @@ async def _read(request: web.Request, receiver: Receiver, kind: EventKind, recei
         raise IngressError(413, "too_large", f"body larger than the {limit}-byte limit") from None
     except TimeoutError:
         _give_up_body(request)
-        raise IngressError(408, "timeout", f"body not received within {settings.body_timeout:g} s", close=True) from None
+        raise IngressError(
+            408, "timeout", f"body not received within {settings.body_timeout:g} s", close=True
+        ) from None
     except ConnectionResetError:
         raise bad_request("the client closed the connection before sending the whole body") from None
     except (RequestPayloadError, HttpProcessingError) as exc:  # a broken gzip or chunked body

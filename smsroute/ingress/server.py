@@ -48,8 +48,13 @@ class IngressServer:
             log.log(
                 logging.WARNING if auth == "none" else logging.INFO,
                 f"ingress {name} mounted" + (" with no authentication" if auth == "none" else ""),
-                extra={"event": "ingress_mounted", "source": name, "provider": receiver.provider, "auth": auth,
-                       "paths": [f"/{kind}/{name}" for kind in sorted(receiver.kinds)]},
+                extra={
+                    "event": "ingress_mounted",
+                    "source": name,
+                    "provider": receiver.provider,
+                    "auth": auth,
+                    "paths": [f"/{kind}/{name}" for kind in sorted(receiver.kinds)],
+                },
             )
         log.info(f"listening on http://{self.settings.host}:{self.port}", extra={"event": "listening", **details})
 

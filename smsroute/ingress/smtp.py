@@ -49,7 +49,9 @@ class MailReceiver:
         self._hostname = socket.gethostname()
 
     @classmethod
-    def build(cls, config: InboundEmailConfig, names: set[str], event_log: EventLog, log_timeout: float) -> MailReceiver:
+    def build(
+        cls, config: InboundEmailConfig, names: set[str], event_log: EventLog, log_timeout: float
+    ) -> MailReceiver:
         """The receiver ``config`` describes; :class:`ConfigError` for a provider that sends no email,
         or a source name an HTTP ingress (``names``) already has."""
         providers = {name: provider.receiving for name, provider in available().items()}
@@ -61,7 +63,9 @@ class MailReceiver:
             )
         if config.source in names:
             raise ConfigError(f"inbound_email.source: {config.source!r} is already the name of an HTTP ingress")
-        return cls(config, receiving(config.source, receiving.config_class(provider=config.provider)), event_log, log_timeout)
+        return cls(
+            config, receiving(config.source, receiving.config_class(provider=config.provider)), event_log, log_timeout
+        )
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -69,8 +73,12 @@ class MailReceiver:
         self.port = self._server.sockets[0].getsockname()[1]
         log.info(
             f"inbound email on smtp://{self.config.host}:{self.port}",
-            extra={"event": "mail_listening", "source": self.config.source, "provider": self.receiver.provider,
-                   "allow_senders": sorted(self.allowed)},
+            extra={
+                "event": "mail_listening",
+                "source": self.config.source,
+                "provider": self.receiver.provider,
+                "allow_senders": sorted(self.allowed),
+            },
         )
 
     async def stop(self) -> None:
@@ -134,7 +142,9 @@ class MailReceiver:
             async with asyncio.timeout(self.log_timeout):
                 await self.event_log.append([(event.key, event.encode())])
         except (LogUnavailable, TimeoutError) as exc:
-            log.error("log unavailable", extra={"event": "log_unavailable", "source": self.receiver.name, "error": str(exc)})
+            log.error(
+                "log unavailable", extra={"event": "log_unavailable", "source": self.receiver.name, "error": str(exc)}
+            )
             return RETRY_LATER, "log_unavailable"
         metrics.INGRESS_EVENTS.labels(self.receiver.name, "inbound").inc()
         return STORED, "accepted"
@@ -142,8 +152,13 @@ class MailReceiver:
     def refused(self, answer: str, session: Session, envelope: Envelope) -> None:
         log.warning(
             "email refused",
-            extra={"event": "ingress_refused", "source": self.config.source, "smtp": answer,
-                   "remote": _peer(session), "mail_from": envelope.mail_from},
+            extra={
+                "event": "ingress_refused",
+                "source": self.config.source,
+                "smtp": answer,
+                "remote": _peer(session),
+                "mail_from": envelope.mail_from,
+            },
         )
 
 

@@ -29,7 +29,9 @@ class Delivery:
     """0 as routed; n after its n-th replay from dead letters."""
 
     @classmethod
-    def of(cls, message: InboundMessage, route: str, index: int, sink: str, action: dict[str, Any], body: str) -> Delivery:
+    def of(
+        cls, message: InboundMessage, route: str, index: int, sink: str, action: dict[str, Any], body: str
+    ) -> Delivery:
         """``body``: ``message`` as routed, in JSON (one text for all the actions of a route)."""
         digest = hashlib.sha256(f"{message.id}\x1f{route}\x1f{index}".encode()).hexdigest()
         return cls(

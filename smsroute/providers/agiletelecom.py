@@ -58,5 +58,3 @@ class Normalizing(Normalizer):
             dedupe_key=f"{self.provider}:{sha256_key(*values)}",
             provider_time=parse_time(values[2], "%Y-%m-%d %H:%M:%S", "%d/%m/%Y %H:%M:%S"),
         )
-
-

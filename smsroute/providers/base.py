@@ -259,7 +259,13 @@ class Normalizer:
         raise Unprocessable(f"{self.provider} sends no delivery reports")
 
     def part(
-        self, event: RawEvent, region: str | None, *, sender: str, recipient: str, flags: tuple[str, ...] = (),
+        self,
+        event: RawEvent,
+        region: str | None,
+        *,
+        sender: str,
+        recipient: str,
+        flags: tuple[str, ...] = (),
         **fields: Any,
     ) -> Part:
         """A part of this provider's, with numbers in E.164 where they parse (flagged where not)."""
@@ -274,5 +280,3 @@ class Normalizer:
             flags=sender_flags + recipient_flags + flags,
             **fields,
         )
-
-

@@ -51,7 +51,9 @@ def codec_of(charset: str | None) -> str:
     except (LookupError, UnicodeError, ValueError):
         name = ""
     if name not in CHARSETS:
-        raise Unprocessable(f"charset {charset!r} is not accepted (utf-8, us-ascii, iso-8859-1, iso-8859-15, windows-1252)")
+        raise Unprocessable(
+            f"charset {charset!r} is not accepted (utf-8, us-ascii, iso-8859-1, iso-8859-15, windows-1252)"
+        )
     return name
 
 

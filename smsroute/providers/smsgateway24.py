@@ -108,4 +108,3 @@ EXTRA = ("device_id", "device_name", "sim", "channel_id", "type", "internal_id")
 def _text(value: Any) -> str:
     """A key part: absent or null is empty, an int and its string give the same key."""
     return "" if value is None else str(value)
-

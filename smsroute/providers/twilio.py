@@ -64,8 +64,10 @@ def valid(auth_token: str, url: str, params: list[tuple[str, str]], given: str) 
     """Whether ``given`` is Twilio's signature of the request, over its URL with or without the port."""
     # surrogateescape: the header's bytes as sent, so junk in it is a mismatch, not an encoding error
     given_bytes = given.encode("utf-8", "surrogateescape")
-    matches = [hmac.compare_digest(given_bytes, signature(auth_token, variant, params).encode())
-               for variant in port_variants(url)]
+    matches = [
+        hmac.compare_digest(given_bytes, signature(auth_token, variant, params).encode())
+        for variant in port_variants(url)
+    ]
     return any(matches)
 
 

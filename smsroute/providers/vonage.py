@@ -54,7 +54,8 @@ def signature(params: Fields, secret: str, method: SignatureMethod) -> str:
     ``_``. Values of a JSON body that are not strings are signed as their JSON text (``true``, ``3``):
     what they were as text before the sender's JSON encoder typed them."""
     signed = "".join(
-        f"&{name}={_signed_value(value)}" for name, value in sorted(params.items(), key=lambda item: item[0])
+        f"&{name}={_signed_value(value)}"
+        for name, value in sorted(params.items(), key=lambda item: item[0])
         if name != "sig"
     ).encode()
     if method == "md5hash":
@@ -165,4 +166,3 @@ def _required(fields: Fields) -> list[str]:
     if str(fields.get("concat")).lower() == "true":
         names += CONCAT
     return names
-

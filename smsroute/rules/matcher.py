@@ -123,8 +123,11 @@ class Compiled:
         rest: list[Criterion] = []
         if match.text is not None:
             rest.append(Search(match.text))
-        for name, field, values in (("to", "recipient", match.to), ("provider", "provider", match.provider),
-                                    ("source", "source", match.source)):
+        for name, field, values in (
+            ("to", "recipient", match.to),
+            ("provider", "provider", match.provider),
+            ("source", "source", match.source),
+        ):
             if values is not None:
                 rest.append(OneOf(name, field, values))
         if match.sender is not None:
@@ -172,8 +175,11 @@ class Routing:
 
 
 Status = Literal["match", "no", "shadowed"]
-COMPLIANCE = {"stop": "opts the sender out of auto-replies", "start": "opts the sender back in",
-              "help": "answers opted-out senders too"}
+COMPLIANCE = {
+    "stop": "opts the sender out of auto-replies",
+    "start": "opts the sender back in",
+    "help": "answers opted-out senders too",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,8 +265,9 @@ class Explanation:
 class RuleSet:
     """Routes in order, aliases (word -> canonical keyword) and the ``version`` of the files they came from."""
 
-    def __init__(self, routes: tuple[Route, ...], aliases: Mapping[str, str], version: str,
-                 origins: tuple[str, ...]) -> None:
+    def __init__(
+        self, routes: tuple[Route, ...], aliases: Mapping[str, str], version: str, origins: tuple[str, ...]
+    ) -> None:
         self.routes, self.aliases, self.version = routes, dict(aliases), version
         self._compiled = tuple(map(Compiled.build, range(len(routes)), routes, origins))
         self._scan = tuple(route for route in self._compiled if route.keyword is None)

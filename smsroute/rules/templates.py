@@ -68,7 +68,11 @@ class _Bounded(ImmutableSandboxedEnvironment):
     def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
         if operator == "*":
             for sequence, times in ((left, right), (right, left)):
-                if isinstance(sequence, str | list | tuple) and isinstance(times, int) and len(sequence) * times > MAX_OUTPUT:
+                if (
+                    isinstance(sequence, str | list | tuple)
+                    and isinstance(times, int)
+                    and len(sequence) * times > MAX_OUTPUT
+                ):
                     raise SecurityError(f"repeating a value {times} times would exceed {MAX_OUTPUT} characters")
         elif operator == "**" and isinstance(left, int | float) and isinstance(right, int | float):
             if abs(left) > 1 and right > 0 and right * math.log2(abs(left)) > 4096:

@@ -55,8 +55,12 @@ class RulesWatcher:
         self._activate(rules)
         log.info(
             f"routing rules reloaded: version {rules.version}, {len(rules.routes)} routes",
-            extra={"event": "rules_reloaded", "version": rules.version, "previous": previous,
-                   "routes": len(rules.routes)},
+            extra={
+                "event": "rules_reloaded",
+                "version": rules.version,
+                "previous": previous,
+                "routes": len(rules.routes),
+            },
         )
         return True
 

@@ -20,9 +20,7 @@ class Sinks:
     """``senders`` by action kind, once :meth:`open`; ``replies``: the opt-out list and reply ledger
     SMS replies are guarded by (None: the engine sends none)."""
 
-    def __init__(
-        self, settings: Settings, replies: tuple[sms_reply.OptOutList, sms_reply.ReplyLedger] | None
-    ) -> None:
+    def __init__(self, settings: Settings, replies: tuple[sms_reply.OptOutList, sms_reply.ReplyLedger] | None) -> None:
         self.settings = settings
         self.replies = replies
         self.senders: dict[str, Sender] = {}

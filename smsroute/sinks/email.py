@@ -153,7 +153,9 @@ def compose(delivery: Delivery, from_address: str) -> Message:
     action, message = delivery.action, delivery.message
     email: Message = _text(render(action["body"], message), "plain")
     if action.get("html"):
-        email = MIMEMultipart("alternative", _subparts=[email, _text(render(action["html"], message, html=True), "html")])
+        email = MIMEMultipart(
+            "alternative", _subparts=[email, _text(render(action["html"], message, html=True), "html")]
+        )
     subject = " ".join(render(action["subject"], message).split())  # one line, whatever the SMS held
     email["From"] = from_address
     email["To"] = ", ".join(action["to"])

@@ -42,8 +42,10 @@ async def attempt_once(senders: Mapping[str, Sender], delivery: Delivery, number
         try:
             attempt = await sender(delivery)
         except Exception as exc:  # a bug in a sink: a failed attempt, retried on schedule, never a stuck delivery
-            log.exception("delivery attempt crashed", extra={"event": "delivery_crashed", "delivery_id": delivery.id,
-                                                             "message_id": delivery.message_id})
+            log.exception(
+                "delivery attempt crashed",
+                extra={"event": "delivery_crashed", "delivery_id": delivery.id, "message_id": delivery.message_id},
+            )
             attempt = Attempt("failed", None, f"{type(exc).__name__}: {exc}", 0.0, code="error")
     return judge(delivery, number, attempt)
 
@@ -63,16 +65,25 @@ def judge(delivery: Delivery, number: int, attempt: Attempt) -> Verdict:
         outcome = "suppressed"
         _log(logging.INFO, f"delivery suppressed: {attempt.error}", delivery, number, outcome)
     else:
-        delay = None if attempt.permanent else next_delay(delivery.action["retry"]["delays"], number, attempt.retry_after)
+        delay = (
+            None if attempt.permanent else next_delay(delivery.action["retry"]["delays"], number, attempt.retry_after)
+        )
         next_at = None if delay is None else now + delay
         outcome = "retry" if next_at is not None else "dead_letter"
         if next_at is None:
-            reason = "no_sink" if attempt.code == "no_sink" else "permanent" if attempt.permanent else "attempts_exhausted"
+            reason = (
+                "no_sink" if attempt.code == "no_sink" else "permanent" if attempt.permanent else "attempts_exhausted"
+            )
             metrics.DEAD_LETTERS.labels("deliver", reason).inc()
         else:
             metrics.DELIVERY_RETRIES.labels(sink, attempt.code).inc()
-        _log(logging.WARNING if next_at is None else logging.INFO, f"delivery attempt failed: {attempt.error}",
-             delivery, number, outcome)
+        _log(
+            logging.WARNING if next_at is None else logging.INFO,
+            f"delivery attempt failed: {attempt.error}",
+            delivery,
+            number,
+            outcome,
+        )
     _deliveries(sink, outcome).inc()
     next_step = "done" if outcome in ("delivered", "suppressed") else outcome
     return Verdict(attempt, number, next_step, next_at, now)  # type: ignore[arg-type]

@@ -62,8 +62,9 @@ class ReplyLedger(Protocol):
 class Guards:
     """The four checks, in the order of the module's docstring, over the opt-out list and the ledger."""
 
-    def __init__(self, config: SmsReplyConfig, own_senders: frozenset[str], opt_outs: OptOutList,
-                 ledger: ReplyLedger) -> None:
+    def __init__(
+        self, config: SmsReplyConfig, own_senders: frozenset[str], opt_outs: OptOutList, ledger: ReplyLedger
+    ) -> None:
         self.config = config
         self.never = tuple(number.lstrip("+") for number in config.never_reply_to)
         self.own = frozenset(sender.lstrip("+") for sender in own_senders)
@@ -84,13 +85,16 @@ class Guards:
             return f"already_replied: message {delivery.message_id} was answered by delivery {replied[0]}"
         recent = self.ledger.recent_replies(recipient, now - self.config.rate_window)
         if recent >= self.config.rate_limit:
-            return (f"rate_limited: {recent} replies to {recipient} in the last {self.config.rate_window:g} s"
-                    f" (limit {self.config.rate_limit})")
+            return (
+                f"rate_limited: {recent} replies to {recipient} in the last {self.config.rate_window:g} s"
+                f" (limit {self.config.rate_limit})"
+            )
         return None
 
 
-def sender(provider: Provider, config: SmsReplyConfig, opt_outs: OptOutList,
-           ledger: ReplyLedger) -> Callable[[Delivery], Awaitable[Attempt]]:
+def sender(
+    provider: Provider, config: SmsReplyConfig, opt_outs: OptOutList, ledger: ReplyLedger
+) -> Callable[[Delivery], Awaitable[Attempt]]:
     """The SMS reply sink as the dispatcher calls it."""
     guards = Guards(config, provider.senders, opt_outs, ledger)
 
@@ -120,13 +124,20 @@ def sender(provider: Provider, config: SmsReplyConfig, opt_outs: OptOutList,
         duration = time.perf_counter() - started
         if result.status == "sent":
             ledger.sent(delivery.id, result.provider_message_id, time.time())
-            await asyncio.to_thread(ledger.sync)  # a reply the provider took is never sent again, even after a power loss
+            await asyncio.to_thread(
+                ledger.sync
+            )  # a reply the provider took is never sent again, even after a power loss
             metrics.SMS_REPLIES.labels(provider.name, "sent").inc()
             log.info(
                 f"sms reply sent through {provider.name}",
-                extra={"event": "sms_reply_sent", "delivery_id": delivery.id, "message_id": delivery.message_id,
-                       "provider": provider.name, "provider_message_id": result.provider_message_id,
-                       "code": result.code},
+                extra={
+                    "event": "sms_reply_sent",
+                    "delivery_id": delivery.id,
+                    "message_id": delivery.message_id,
+                    "provider": provider.name,
+                    "provider_message_id": result.provider_message_id,
+                    "code": result.code,
+                },
             )
             return Attempt("delivered", None, "", duration)
         code = metric_code(result.code)

@@ -6,7 +6,6 @@ retry, so receivers can drop duplicates; timestamp and signature are fresh on ea
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -34,7 +33,9 @@ class WebhookTarget:
     @classmethod
     def of(cls, action: dict[str, Any]) -> WebhookTarget:
         """The target a routed webhook action names (see :class:`smsroute.rules.model.Webhook`)."""
-        return cls(action["url"], action.get("secret"), action.get("timeout", 10.0), tuple(action.get("headers", {}).items()))
+        return cls(
+            action["url"], action.get("secret"), action.get("timeout", 10.0), tuple(action.get("headers", {}).items())
+        )
 
 
 def sender(session: aiohttp.ClientSession) -> Callable[[Delivery], Awaitable[Attempt]]:
@@ -82,7 +83,9 @@ async def post(session: aiohttp.ClientSession, target: WebhookTarget, delivery_i
                 parse_retry_after(response.headers.get("Retry-After"), time.time()),
                 f"http_{response.status // 100}xx",
             )
-    except asyncio.TimeoutError:
-        return Attempt("failed", None, f"timed out after {target.timeout:g} s", time.perf_counter() - started, code="timeout")
+    except TimeoutError:
+        return Attempt(
+            "failed", None, f"timed out after {target.timeout:g} s", time.perf_counter() - started, code="timeout"
+        )
     except aiohttp.ClientError as exc:
         return Attempt("failed", None, f"{type(exc).__name__}: {exc}", time.perf_counter() - started, code="network")

@@ -167,8 +167,13 @@ class Pipeline:
         _stitch_timeouts(message.provider).inc()
         log.warning(
             "message released incomplete: parts missing after the stitch timeout",
-            extra={"event": "stitch_timeout", "message_id": message.id, "provider": message.provider,
-                   "parts": message.parts, "parts_received": message.extra.get("parts_received")},
+            extra={
+                "event": "stitch_timeout",
+                "message_id": message.id,
+                "provider": message.provider,
+                "parts": message.parts,
+                "parts_received": message.extra.get("parts_received"),
+            },
         )
         return self.route(message)
 
@@ -226,12 +231,20 @@ class Pipeline:
         return found
 
     @staticmethod
-    def _dead(stage: str, code: str, reason: str, payload: bytes, provider: str, message_id: str | None = None) -> Outcome:
+    def _dead(
+        stage: str, code: str, reason: str, payload: bytes, provider: str, message_id: str | None = None
+    ) -> Outcome:
         reason = printable(reason)
         _dead_letters(stage, code).inc()
         log.warning(
             f"dead letter: {code}: {reason}",
-            extra={"event": "dead_letter", "stage": stage, "reason": code, "provider": provider, "message_id": message_id},
+            extra={
+                "event": "dead_letter",
+                "stage": stage,
+                "reason": code,
+                "provider": provider,
+                "message_id": message_id,
+            },
         )
         if stage == "normalize":
             _events(provider, "dead_letter").inc()

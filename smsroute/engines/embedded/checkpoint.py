@@ -48,7 +48,9 @@ class Checkpointer:
                 try:
                     conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
                 except sqlite3.Error as exc:  # busy or failing disk: the next round tries again
-                    log.warning("checkpoint failed", extra={"event": "checkpoint_failed", "db": self.path.name,
-                                                            "error": str(exc)})
+                    log.warning(
+                        "checkpoint failed",
+                        extra={"event": "checkpoint_failed", "db": self.path.name, "error": str(exc)},
+                    )
         finally:
             conn.close()

@@ -46,7 +46,11 @@ class ChildProcess:
 
     async def start(self) -> None:
         self.process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "smsroute.engines.embedded.child", stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE
+            sys.executable,
+            "-m",
+            "smsroute.engines.embedded.child",
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
         )
         payload = pickle.dumps(self.settings)
         assert self.process.stdin is not None

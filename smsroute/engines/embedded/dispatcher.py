@@ -52,7 +52,9 @@ class Dispatcher:
     async def run(self, stop: asyncio.Event) -> None:
         released = self.state.deliveries.release_claims()
         if released:
-            log.warning("deliveries interrupted by a crash are due again", extra={"event": "claims_released", "count": released})
+            log.warning(
+                "deliveries interrupted by a crash are due again", extra={"event": "claims_released", "count": released}
+            )
         stopping = asyncio.ensure_future(stop.wait())
         stopping.add_done_callback(lambda _: self.wake())
         try:
@@ -66,8 +68,10 @@ class Dispatcher:
         while self._tasks:
             await asyncio.wait(self._tasks, timeout=10)
             if self._tasks:
-                log.warning("deliveries still in flight at stop: they will be tried again",
-                            extra={"event": "stop_in_flight", "count": len(self._tasks)})
+                log.warning(
+                    "deliveries still in flight at stop: they will be tried again",
+                    extra={"event": "stop_in_flight", "count": len(self._tasks)},
+                )
                 break
         self._pass(None)
 
@@ -109,8 +113,19 @@ class Dispatcher:
         delivery = due.delivery
         verdict = await attempt_once(self.senders, delivery, due.attempts + 1)
         attempt = verdict.attempt
-        self._finished.append((destination, Finished(
-            delivery.id, verdict.number, attempt.outcome, attempt.status, attempt.error, attempt.duration,
-            verdict.at, verdict.next_at,
-        )))
+        self._finished.append(
+            (
+                destination,
+                Finished(
+                    delivery.id,
+                    verdict.number,
+                    attempt.outcome,
+                    attempt.status,
+                    attempt.error,
+                    attempt.duration,
+                    verdict.at,
+                    verdict.next_at,
+                ),
+            )
+        )
         self.wake()

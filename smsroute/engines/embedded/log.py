@@ -15,9 +15,9 @@ import queue
 import sqlite3
 import threading
 import time
+from collections.abc import Callable, Sequence
 from itertools import chain
 from pathlib import Path
-from typing import Callable, Sequence
 
 from ... import metrics
 from ...ingress.log import LogUnavailable
@@ -96,10 +96,14 @@ class SQLiteLog:
 
     def read(self, after: int = 0, limit: int = 1000) -> list[tuple[int, str, bytes]]:
         """Records with offset > ``after``, oldest first, as ``(offset, key, record)``."""
-        return self._reading().execute(
-            'SELECT "offset", key, record FROM raw_events WHERE "offset" > ? ORDER BY "offset" LIMIT ?',
-            (after, limit),
-        ).fetchall()
+        return (
+            self._reading()
+            .execute(
+                'SELECT "offset", key, record FROM raw_events WHERE "offset" > ? ORDER BY "offset" LIMIT ?',
+                (after, limit),
+            )
+            .fetchall()
+        )
 
     def last_offset(self) -> int:
         """The offset of the newest record (0 when empty)."""
@@ -160,7 +164,9 @@ class SQLiteLog:
                 raise
         except sqlite3.Error as exc:
             error = LogUnavailable(f"log write failed: {exc}")
-            log.error("log commit failed", extra={"event": "log_commit_failed", "error": str(exc), "requests": len(batch)})
+            log.error(
+                "log commit failed", extra={"event": "log_commit_failed", "error": str(exc), "requests": len(batch)}
+            )
         self._healthy = error is None
         metrics.LOG_COMMIT_SECONDS.observe(time.perf_counter() - started)
         metrics.LOG_COMMIT_REQUESTS.observe(len(batch))

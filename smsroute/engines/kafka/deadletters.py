@@ -34,8 +34,12 @@ async def latest(settings: Settings) -> list[DeadLetterRecord]:
 async def read_all(kafka: KafkaConfig, topic: str) -> list[ConsumerRecord[bytes, bytes]]:
     """Every committed record of ``topic`` as it stands now, partition by partition."""
     consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=kafka.bootstrap_servers, client_id=kafka.client_id, isolation_level="read_committed",
-        enable_auto_commit=False, auto_offset_reset="earliest",
+        topic,
+        bootstrap_servers=kafka.bootstrap_servers,
+        client_id=kafka.client_id,
+        isolation_level="read_committed",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
     )
     await consumer.start()  # with no group, every partition of the topic is assigned
     records: list[ConsumerRecord[bytes, bytes]] = []
@@ -55,15 +59,25 @@ async def read_all(kafka: KafkaConfig, topic: str) -> list[ConsumerRecord[bytes,
 def describe(letter: DeadLetterRecord) -> dict[str, Any]:
     """A letter as ``dead-letters list`` shows it (the embedded engine's fields)."""
     return {
-        "id": letter.id, "stage": letter.stage, "reason": letter.reason, "delivery_id": letter.delivery_id,
-        "created_at": letter.created_at, "replayed_at": letter.replayed_at,
+        "id": letter.id,
+        "stage": letter.stage,
+        "reason": letter.reason,
+        "delivery_id": letter.delivery_id,
+        "created_at": letter.created_at,
+        "replayed_at": letter.replayed_at,
         "attempts": [_attempt(AttemptRecord.decode(data)) for data in letter.attempts],
     }
 
 
 def _attempt(record: AttemptRecord) -> dict[str, Any]:
-    return {"attempt": record.attempt, "at": record.at, "outcome": record.outcome, "status": record.status,
-            "error": record.error, "duration": record.duration}
+    return {
+        "attempt": record.attempt,
+        "at": record.at,
+        "outcome": record.outcome,
+        "status": record.status,
+        "error": record.error,
+        "duration": record.duration,
+    }
 
 
 async def replay(settings: Settings, ids: list[str] | None) -> int:
@@ -72,8 +86,11 @@ async def replay(settings: Settings, ids: list[str] | None) -> int:
     assert kafka is not None
     names = topic_names(settings)
     chosen = [
-        letter for letter in await latest(settings)
-        if letter.stage == "deliver" and letter.replayed_at is None and letter.delivery is not None
+        letter
+        for letter in await latest(settings)
+        if letter.stage == "deliver"
+        and letter.replayed_at is None
+        and letter.delivery is not None
         and (ids is None or letter.id in ids)
     ]
     producer = AIOKafkaProducer(

@@ -123,8 +123,12 @@ class KafkaLog:
                 self._error = describe(exc)
                 log.error(
                     "kafka unavailable",
-                    extra={"event": "kafka_unavailable", "bootstrap_servers": self.config.bootstrap_servers,
-                           "error": self._error, "retry_in": delay},
+                    extra={
+                        "event": "kafka_unavailable",
+                        "bootstrap_servers": self.config.bootstrap_servers,
+                        "error": self._error,
+                        "retry_in": delay,
+                    },
                 )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX)
@@ -133,8 +137,11 @@ class KafkaLog:
             self._set_healthy(True)
             log.info(
                 f"publishing to kafka topic {self.topic}",
-                extra={"event": "kafka_connected", "bootstrap_servers": self.config.bootstrap_servers,
-                       "topic": self.topic},
+                extra={
+                    "event": "kafka_connected",
+                    "bootstrap_servers": self.config.bootstrap_servers,
+                    "topic": self.topic,
+                },
             )
             if old is not None:
                 retiring = asyncio.create_task(self._close(old))

@@ -189,8 +189,10 @@ class Deliverer:
                     job.finish.ack()
         except (ProducerSendError, KafkaError) as exc:
             # The partition moved to another worker meanwhile: its uncommitted work is redone there.
-            log.warning("delivery verdict not recorded: partition reassigned",
-                        extra={"event": "verdict_dropped", "delivery_id": delivery.id, "error": str(exc)})
+            log.warning(
+                "delivery verdict not recorded: partition reassigned",
+                extra={"event": "verdict_dropped", "delivery_id": delivery.id, "error": str(exc)},
+            )
         except Exception:  # a bug must not stop the sink: the delivery is re-read after a restart
             log.exception("delivery attempt crashed", extra={"event": "delivery_crashed", "delivery_id": delivery.id})
         finally:
@@ -201,15 +203,28 @@ class Deliverer:
     async def _record(self, job: Job, verdict: Verdict) -> None:
         delivery, attempt = job.delivery, verdict.attempt
         record = AttemptRecord(
-            delivery.id, delivery.message_id, delivery.route, delivery.sink, delivery.round, verdict.number,
-            verdict.at, attempt.outcome, attempt.status, attempt.error, attempt.duration, verdict.next,
+            delivery.id,
+            delivery.message_id,
+            delivery.route,
+            delivery.sink,
+            delivery.round,
+            verdict.number,
+            verdict.at,
+            attempt.outcome,
+            attempt.status,
+            attempt.error,
+            attempt.duration,
+            verdict.next,
             verdict.next_at,
         )
         attempts = [*job.attempts, record]
         if verdict.next == "retry":
             assert verdict.next_at is not None
             self.states[delivery.id] = DeliveryState(
-                "scheduled", delivery.round, verdict.next_at, [asdict(a) for a in attempts],
+                "scheduled",
+                delivery.round,
+                verdict.next_at,
+                [asdict(a) for a in attempts],
                 base64.b64encode(delivery.encode()).decode(),
             )
         else:
@@ -219,8 +234,13 @@ class Deliverer:
         await self.attempts_topic.send(key=delivery.id.encode(), value=record.encode())
         if verdict.next == "dead_letter":
             letter = DeadLetterRecord(
-                id=f"{delivery.id}:{delivery.round}", stage="deliver", reason=attempt.error,
-                payload=delivery.body.encode(), created_at=verdict.at, delivery_id=delivery.id,
-                delivery=delivery.encode(), attempts=tuple(a.encode() for a in attempts),
+                id=f"{delivery.id}:{delivery.round}",
+                stage="deliver",
+                reason=attempt.error,
+                payload=delivery.body.encode(),
+                created_at=verdict.at,
+                delivery_id=delivery.id,
+                delivery=delivery.encode(),
+                attempts=tuple(a.encode() for a in attempts),
             )
             await self.dead_letters.send(key=letter.id.encode(), value=letter.encode())

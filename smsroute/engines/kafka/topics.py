@@ -30,7 +30,9 @@ async def ensure_topics(config: KafkaConfig, names: Sequence[str], compacted: Se
         response = await admin.create_topics(
             [NewTopic(name, config.partitions, config.replication_factor) for name in names]
             + [
-                NewTopic(name, config.partitions, config.replication_factor, topic_configs={"cleanup.policy": "compact"})
+                NewTopic(
+                    name, config.partitions, config.replication_factor, topic_configs={"cleanup.policy": "compact"}
+                )
                 for name in compacted
             ]
         )
@@ -43,8 +45,12 @@ async def ensure_topics(config: KafkaConfig, names: Sequence[str], compacted: Se
             else:
                 log.info(
                     f"topic {name} created",
-                    extra={"event": "topic_created", "topic": name, "partitions": config.partitions,
-                           "replication_factor": config.replication_factor},
+                    extra={
+                        "event": "topic_created",
+                        "topic": name,
+                        "partitions": config.partitions,
+                        "replication_factor": config.replication_factor,
+                    },
                 )
         for topic in await admin.describe_topics(existing) if existing else ():
             # An error here is a topic too new to be described yet: someone else just made it.
@@ -52,8 +58,12 @@ async def ensure_topics(config: KafkaConfig, names: Sequence[str], compacted: Se
                 log.warning(
                     f"topic {topic['topic']} has {len(topic['partitions'])} partitions, not the configured "
                     f"{config.partitions}; left as it is",
-                    extra={"event": "topic_partitions_differ", "topic": topic["topic"],
-                           "partitions": len(topic["partitions"]), "configured": config.partitions},
+                    extra={
+                        "event": "topic_partitions_differ",
+                        "topic": topic["topic"],
+                        "partitions": len(topic["partitions"]),
+                        "configured": config.partitions,
+                    },
                 )
     finally:
         await admin.close()

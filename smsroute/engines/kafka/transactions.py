@@ -182,7 +182,6 @@ class Admission:
         self._expected[tp] = offset + 1
         return True
 
-
     def _checks_gaps(self, tp: TP) -> bool:
         return tp.topic in self.contiguous or tp in self._probing or time.monotonic() - self._started < self.settle
 
@@ -204,8 +203,9 @@ class SourceTransactionManager(TransactionManager):
     ) -> Awaitable[RecordMetadata]:
         event = current_event()
         transactional_id = None if event is None else self.transactional_id(event.message.tp)
-        return await self.producer.send(topic, key, value, partition, timestamp, headers,
-                                        transactional_id=transactional_id)
+        return await self.producer.send(
+            topic, key, value, partition, timestamp, headers, transactional_id=transactional_id
+        )
 
     async def commit(self, offsets: Mapping[TP, int], start_new_transaction: bool = True) -> bool:
         """Commit each transaction with its partitions' finished prefixes, all transactions at

@@ -96,7 +96,10 @@ class TableBackend:
     fatal = (MemoryError,)
 
     def __init__(
-        self, dedupe: TableStore[float], pending: TableStore[Pending], opt_outs: TableStore[OptOut],
+        self,
+        dedupe: TableStore[float],
+        pending: TableStore[Pending],
+        opt_outs: TableStore[OptOut],
         encode: Callable[[Outcome, float], list[Record]],
     ) -> None:
         self.dedupe, self.pending, self.opt_outs = dedupe, pending, opt_outs
@@ -157,21 +160,33 @@ class Worker:
         self.dedupe = TableStore[float](_table(app, "dedupe"), float, float, lambda seen: seen)
         self.pending = TableStore[Pending](
             _table(app, "pending-parts"),
-            lambda group: {str(index): part.to_json() for index, part in group.parts.items()} | {"first_seen": group.first_seen},
+            lambda group: (
+                {str(index): part.to_json() for index, part in group.parts.items()} | {"first_seen": group.first_seen}
+            ),
             _pending_from_json,
             lambda group: group.first_seen,
         )
         self.opt_outs = TableStore[OptOut](
             _table(app, "opt-outs"), lambda o: [o.message_id, o.at], lambda data: OptOut(*data), lambda o: o.at
         )
-        self.states = TableStore[DeliveryState](_table(app, "delivery-state"), DeliveryState.to_json, DeliveryState.from_json, lambda s: s.at)
+        self.states = TableStore[DeliveryState](
+            _table(app, "delivery-state"), DeliveryState.to_json, DeliveryState.from_json, lambda s: s.at
+        )
         self.backend = TableBackend(self.dedupe, self.pending, self.opt_outs, self._records)
         self.pipeline = build_pipeline(settings, rules, self.backend)
         self.sinks = Sinks(settings, None)
         self.sink = Deliverer(
-            app, self.states, self.attempts, self.dead_letters, self.sinks.senders, gate=app.gate, progress=app.progress,
+            app,
+            self.states,
+            self.attempts,
+            self.dead_letters,
+            self.sinks.senders,
+            gate=app.gate,
+            progress=app.progress,
             transaction=self._transaction,
-            per_destination=settings.per_destination, max_queued=config.max_queued, keep=settings.dedupe_window,
+            per_destination=settings.per_destination,
+            max_queued=config.max_queued,
+            keep=settings.dedupe_window,
         )
         self.metrics_port = config.metrics_port
         app.agent(self.sources, name="process")(self._process)
@@ -217,7 +232,9 @@ class Worker:
         records = [(self.deliveries, d.destination.encode(), d.encode()) for d in outcome.deliveries]
         for letter in outcome.dead_letters:
             letter_id = hashlib.sha256(letter.stage.encode() + b"\x1f" + letter.payload).hexdigest()[:32]
-            records.append((self.dead_letters, letter_id.encode(), DeadLetterRecord.of(letter, letter_id, now).encode()))
+            records.append(
+                (self.dead_letters, letter_id.encode(), DeadLetterRecord.of(letter, letter_id, now).encode())
+            )
         for report in outcome.reports:
             records.append((self.reports, f"{report.provider}:{report.provider_message_id}".encode(), report.encode()))
             metrics.DELIVERY_REPORTS.labels(report.provider, report.status, "false").inc()
@@ -299,8 +316,12 @@ class Worker:
             )
         log.info(
             f"worker metrics on http://{config.metrics_host}:{self.metrics_port}/metrics",
-            extra={"event": "worker_listening", "port": self.metrics_port, "app_id": self.app.conf.id,
-                   "rules_version": self.rules.rules.version},
+            extra={
+                "event": "worker_listening",
+                "port": self.metrics_port,
+                "app_id": self.app.conf.id,
+                "rules_version": self.rules.rules.version,
+            },
         )
         try:
             await asyncio.Event().wait()
@@ -325,14 +346,14 @@ class Worker:
         sources = {self.names[role] for role in ("raw", "process_ticks", "deliveries", "deliver_ticks")}
         served = [tp for tp in self.app.assignor.assigned_actives() if tp.topic in sources]
         if self._admin is None:
-            self._admin = AIOKafkaAdminClient(bootstrap_servers=self.kafka.bootstrap_servers,
-                                              client_id=self.kafka.client_id)
+            self._admin = AIOKafkaAdminClient(
+                bootstrap_servers=self.kafka.bootstrap_servers, client_id=self.kafka.client_id
+            )
             await self._admin.start()
         committed = await self._admin.list_consumer_group_offsets(
             self.app.conf.id, partitions=[TopicPartition(tp.topic, tp.partition) for tp in served]
         )
-        offsets = {tp: committed[tp].offset if tp in committed and committed[tp].offset >= 0 else None
-                   for tp in served}
+        offsets = {tp: committed[tp].offset if tp in committed and committed[tp].offset >= 0 else None for tp in served}
         self.admission.start({TP(tp.topic, tp.partition): offset for tp, offset in offsets.items()})
         self.ready = True
 

@@ -11,7 +11,6 @@ that delivery reports can be linked to the reply), may work later (``retry``) or
 
 from __future__ import annotations
 
-import asyncio
 import importlib
 import json
 import pkgutil
@@ -85,7 +84,7 @@ async def json_answer(session: aiohttp.ClientSession, method: str, url: URL, tim
                 return json.loads(body.decode(response.charset or "utf-8"))
             except (UnicodeDecodeError, json.JSONDecodeError):
                 raise Unanswered("not_json", f"answer is not JSON: {excerpt!r}") from None
-    except asyncio.TimeoutError:
+    except TimeoutError:
         raise Unanswered("timeout", f"no answer within {timeout:g} s") from None
     except aiohttp.ClientError as exc:
         raise Unanswered("network", f"{type(exc).__name__}: {exc}") from None
@@ -117,9 +116,13 @@ def provider_settings(config: SmsReplyConfig) -> OutboundConfig | None:
     if config.provider is None:
         return None
     if config.provider not in providers:
-        raise ConfigError(f"sms_reply.provider: unknown provider {config.provider!r} (built in: {', '.join(providers)})")
+        raise ConfigError(
+            f"sms_reply.provider: unknown provider {config.provider!r} (built in: {', '.join(providers)})"
+        )
     if config.provider not in settings:
-        raise ConfigError(f"sms_reply: provider is {config.provider!r} but its settings [sms_reply.{config.provider}] are missing")
+        raise ConfigError(
+            f"sms_reply: provider is {config.provider!r} but its settings [sms_reply.{config.provider}] are missing"
+        )
     return settings[config.provider]
 
 

@@ -84,7 +84,10 @@ class OpenVoip:
         config = self.config
         params = (
             ("archivia", "1" if config.archive else "0"),
-            ("verify", verify(config.sender, reply.text, destination, config.secret.get_secret_value(), config.id_call_gr)),
+            (
+                "verify",
+                verify(config.sender, reply.text, destination, config.secret.get_secret_value(), config.id_call_gr),
+            ),
             ("id_call_gr", config.id_call_gr),
             ("sms_text", reply.text),
             ("sms_destination", destination),

@@ -44,7 +44,7 @@ class DeadLetters:
             + " ORDER BY id"
         )
         names = [column[0] for column in cursor.description]
-        return [dict(zip(names, row)) for row in cursor]
+        return [dict(zip(names, row, strict=True)) for row in cursor]
 
     def replay_deliveries(self, ids: list[int] | None, now: float | None = None) -> int:
         """Make dead deliveries due again with a fresh set of retries (all, or those of the dead letter

@@ -127,8 +127,17 @@ class Deliveries:
             "INSERT OR IGNORE INTO deliveries (id, message_id, route, sink, destination, action, message,"
             " received_at, created_at, state, next_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?)",
             [
-                (d.id, d.message_id, d.route, d.sink, *_action_columns(d.sink, d.action), d.body, d.received_at,
-                 now, now)
+                (
+                    d.id,
+                    d.message_id,
+                    d.route,
+                    d.sink,
+                    *_action_columns(d.sink, d.action),
+                    d.body,
+                    d.received_at,
+                    now,
+                    now,
+                )
                 for d in deliveries
             ],
         )
@@ -180,7 +189,10 @@ class Deliveries:
         )
         self.conn.executemany(
             "UPDATE deliveries SET state = ?, attempts = ?, next_at = ?, last_error = ? WHERE id = ?",
-            [(f.state, f.attempt, f.next_at if f.next_at is not None else f.at, f.error, f.delivery_id) for f in finished],
+            [
+                (f.state, f.attempt, f.next_at if f.next_at is not None else f.at, f.error, f.delivery_id)
+                for f in finished
+            ],
         )
         self.conn.executemany(
             "INSERT INTO dead_letters (stage, reason, payload, delivery_id, created_at)"
@@ -194,4 +206,4 @@ class Deliveries:
             (delivery_id,),
         )
         names = [column[0] for column in cursor.description]
-        return [dict(zip(names, row)) for row in cursor]
+        return [dict(zip(names, row, strict=True)) for row in cursor]

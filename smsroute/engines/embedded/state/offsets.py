@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 
-SCHEMA = '''CREATE TABLE IF NOT EXISTS offsets (consumer TEXT PRIMARY KEY, "offset" INTEGER NOT NULL);'''
+SCHEMA = """CREATE TABLE IF NOT EXISTS offsets (consumer TEXT PRIMARY KEY, "offset" INTEGER NOT NULL);"""
 
 
 class Offsets:

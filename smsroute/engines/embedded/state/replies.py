@@ -33,7 +33,9 @@ class Replies:
 
     def reply_for(self, message_id: str) -> tuple[str, str] | None:
         """The delivery that replies (or replied) to this message and its reply's status, if any."""
-        row = self.conn.execute("SELECT delivery_id, status FROM replies WHERE message_id = ?", (message_id,)).fetchone()
+        row = self.conn.execute(
+            "SELECT delivery_id, status FROM replies WHERE message_id = ?", (message_id,)
+        ).fetchone()
         return (row[0], row[1]) if row else None
 
     def recent_replies(self, recipient: str, since: float) -> int:
@@ -69,4 +71,4 @@ class Replies:
             " FROM replies ORDER BY created_at"
         )
         names = [column[0] for column in cursor.description]
-        return [dict(zip(names, row)) for row in cursor]
+        return [dict(zip(names, row, strict=True)) for row in cursor]

@@ -49,9 +49,15 @@ class Reports:
             "INSERT OR IGNORE INTO delivery_reports (provider, provider_message_id, code, status, description,"
             " recipient, provider_time, received_at, delivery_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
-                report.provider, report.provider_message_id, report.code, report.status, report.description,
-                report.recipient, report.provider_time.timestamp() if report.provider_time else None,
-                report.received_at.timestamp(), delivery_id,
+                report.provider,
+                report.provider_message_id,
+                report.code,
+                report.status,
+                report.description,
+                report.recipient,
+                report.provider_time.timestamp() if report.provider_time else None,
+                report.received_at.timestamp(),
+                delivery_id,
             ),
         ).rowcount
         if not stored:
@@ -73,4 +79,4 @@ class Reports:
             (delivery_id,) if delivery_id is not None else (),
         )
         names = [column[0] for column in cursor.description]
-        return [dict(zip(names, row)) for row in cursor]
+        return [dict(zip(names, row, strict=True)) for row in cursor]
