@@ -8,7 +8,7 @@ from prometheus_client import REGISTRY, Counter, Gauge, Histogram, disable_creat
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
-disable_created_metrics()  # ``*_created`` series carry no signal here, and could not be added across processes
+disable_created_metrics()  # type: ignore[no-untyped-call]  # ``*_created`` series carry no signal here, and could not be added across processes
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -211,4 +211,4 @@ def exposition(others: Iterable[str] = ()) -> bytes:
                     mine.samples.append(sample)
                 else:
                     mine.samples[i] = mine.samples[i]._replace(value=mine.samples[i].value + sample.value)
-    return generate_latest(_Families(families.values()))  # type: ignore[arg-type]
+    return generate_latest(_Families(families.values()))

@@ -16,7 +16,8 @@ def main(argv: list[str] | None = None) -> int:
         group.add(commands)
     args = parser.parse_args(argv)
     try:
-        return args.run(args)
+        status: int = args.run(args)
+        return status
     except ConfigError as exc:
         print(f"smsroute: configuration error:\n{exc}", file=sys.stderr)
         return 2

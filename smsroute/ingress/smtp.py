@@ -18,6 +18,7 @@ import logging
 import socket
 import time
 import weakref
+from typing import AnyStr
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
@@ -170,8 +171,8 @@ class _Session(SMTP):
         super().__init__(receiver, **options)  # type: ignore[arg-type]
         self.receiver = receiver
 
-    async def push(self, status: str) -> None:
-        if status.startswith("552"):
+    async def push(self, status: AnyStr) -> None:
+        if isinstance(status, str) and status.startswith("552"):
             self.receiver.refused(status, self.session, self.envelope)  # type: ignore[arg-type]
             metrics.INGRESS_REQUESTS.labels(self.receiver.config.source, "too_large").inc()
         await super().push(status)

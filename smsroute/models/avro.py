@@ -55,6 +55,8 @@ class Codec:
             raise DecodeError(f"{self.name}: {exc}") from exc
         if stream.tell() != len(data):
             raise DecodeError(f"{self.name}: {len(data) - stream.tell()} trailing bytes")
+        if not isinstance(record, dict):
+            raise DecodeError(f"{self.name}: not a record")
         return record
 
 

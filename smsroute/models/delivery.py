@@ -47,7 +47,8 @@ class Delivery:
     @property
     def message(self) -> dict[str, Any]:
         """The canonical message's fields, for sinks that template them."""
-        return json.loads(self.body)
+        fields: dict[str, Any] = json.loads(self.body)
+        return fields
 
     @property
     def destination(self) -> str:

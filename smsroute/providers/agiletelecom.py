@@ -44,6 +44,7 @@ class Normalizing(Normalizer):
     provider = "agiletelecom"
 
     def normalize(self, event: RawEvent, region: str | None) -> Part:
+        fields: Fields
         if event.content_type == mail.RFC822:
             fields = mail.labelled(mail.text(mail.parse(event.body)), EMAIL_LABELS, "Body")
         else:

@@ -87,7 +87,8 @@ class Incoming:
         if "query" not in self._parsed:
             raw = self.http.rel_url.raw_query_string.encode("utf-8", "surrogateescape")  # the bytes as sent
             self._parsed["query"] = self._read(parse_form, raw)
-        return self._parsed["query"]
+        query: MultiDict[str] = self._parsed["query"]
+        return query
 
     @property
     def query_string(self) -> str:
@@ -101,7 +102,8 @@ class Incoming:
         if "form" not in self._parsed:
             self.expect(FORM)
             self._parsed["form"] = self._read(parse_form, self.body, self.charset, self.text_errors)
-        return self._parsed["form"]
+        form: MultiDict[str] = self._parsed["form"]
+        return form
 
     def json(self) -> Any:
         """The JSON body (415 for another content type, 400 if it does not parse)."""
@@ -117,7 +119,7 @@ class Incoming:
         except Unprocessable as exc:
             raise bad_request(str(exc)) from None
 
-    def json_messages(self) -> list[dict[str, Any]]:
+    def json_messages(self) -> list[Fields]:
         """The messages of a JSON body: one object, or a list of objects (a batch)."""
         data = self.json()
         if not isinstance(data, dict | list):
@@ -128,7 +130,7 @@ class Incoming:
         for number, item in enumerate(batch, 1):
             if not isinstance(item, dict):
                 raise bad_request(f"message {number} of {len(batch)} is not a JSON object")
-        return batch
+        return list(batch)
 
     @property
     def batched(self) -> bool:

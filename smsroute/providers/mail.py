@@ -43,7 +43,7 @@ class Refused(Unprocessable):
 
 
 def parse(raw: bytes) -> EmailMessage:
-    return email.message_from_bytes(raw, policy=email.policy.default)  # type: ignore[return-value]
+    return email.message_from_bytes(raw, _class=EmailMessage, policy=email.policy.default)
 
 
 def sender(message: EmailMessage) -> str:

@@ -88,8 +88,8 @@ class Receiving(Receiver):
             if given is None:
                 raise unauthorized("missing signature")
             try:
-                timestamp = float(fields.get("timestamp"))
-            except (TypeError, ValueError, OverflowError):
+                timestamp = float(fields["timestamp"])
+            except (KeyError, TypeError, ValueError, OverflowError):
                 raise unauthorized("missing or non-numeric signature timestamp") from None
             expected = signature(fields, secret.get_secret_value(), self.config.signature_method)
             if not hmac.compare_digest(str(given).lower().encode(), expected.encode()):
@@ -133,7 +133,7 @@ class Normalizing(Normalizer):
             sender=fields.get("msisdn", ""),
             recipient=fields.get("to", ""),
             text=text,
-            encoding=kind,  # type: ignore[arg-type]
+            encoding=kind,
             dedupe_key=f"{self.provider}:{fields.get('messageId')}",
             provider_message_id=str(fields.get("messageId", "")),
             provider_time=parse_time(fields.get("message-timestamp"), "%Y-%m-%d %H:%M:%S"),

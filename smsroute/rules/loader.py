@@ -152,8 +152,9 @@ def _parse(name: str, data: bytes, problems: list[Problem]) -> _Parsed | None:
         mark = exc.problem_mark or exc.context_mark
         context = f"{exc.context} (line {exc.context_mark.line + 1}), " if exc.context and exc.context_mark else ""
         reason = f"YAML syntax: {context}{exc.problem}"
-        where = (mark.line + 1, mark.column + 1) if mark else (None, None)
-        problems.append(Problem(name, *where, reason=reason))
+        problems.append(
+            Problem(name, mark.line + 1 if mark else None, mark.column + 1 if mark else None, reason=reason)
+        )
         return None
     finally:
         loader.dispose()
@@ -192,7 +193,8 @@ def _locate(root: Node, loc: Loc) -> tuple[Node, list[str | int], Loc]:
     """Follow a pydantic error path through the YAML nodes: the deepest node reached, the path to it,
     and the part of ``loc`` not found (a missing key). An index into a single value is skipped: that
     value stood for a list of one (``keyword: STOP``)."""
-    node, segments = root, []
+    node: Node = root
+    segments: list[str | int] = []
     key_node: Node | None = None
     for depth, part in enumerate(loc):
         if part == "[key]" and key_node is not None:
@@ -263,7 +265,7 @@ def _merge(files: list[_Parsed], version: str, problems: list[Problem]) -> RuleS
             keyword = first_word(key)
             canonical.add(keyword)
             for index, word in enumerate(words):
-                loc = ("aliases", key, index)
+                loc: Loc = ("aliases", key, index)
                 if word == keyword:
                     continue
                 if word in aliases:

@@ -336,7 +336,8 @@ class Action(Strict):
 
     @property
     def settings(self) -> Webhook | Email | SmsReply:
-        return getattr(self, self.kind)
+        settings: Webhook | Email | SmsReply = getattr(self, self.kind)
+        return settings
 
 
 Compliance = Literal["stop", "start", "help"]

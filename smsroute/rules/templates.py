@@ -29,9 +29,10 @@ from typing import Annotated, Any
 
 import jinja2
 from jinja2 import StrictUndefined, meta, nodes
+from jinja2.exceptions import SecurityError
 from jinja2.filters import do_center, do_format, do_indent, do_wordwrap
 from jinja2.runtime import Context
-from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 from pydantic import AfterValidator
 
 from ..models.message import InboundMessage

@@ -60,12 +60,20 @@ class Outcome:
 class Backend(Protocol):
     """What an engine gives the core."""
 
-    dedupe: TimedStore[float]
-    pending: TimedStore[Pending]
-    opt_outs: Store[OptOut]
-    fatal: tuple[type[BaseException], ...]
-    """Errors of the engine's own machinery (a full disk): they stop the work, which is done again,
-    instead of making the event at hand a dead letter."""
+    @property
+    def dedupe(self) -> TimedStore[float]: ...
+
+    @property
+    def pending(self) -> TimedStore[Pending]: ...
+
+    @property
+    def opt_outs(self) -> Store[OptOut]: ...
+
+    @property
+    def fatal(self) -> tuple[type[BaseException], ...]:
+        """Errors of the engine's own machinery (a full disk): they stop the work, which is done
+        again, instead of making the event at hand a dead letter."""
+        ...
 
     def savepoint(self) -> AbstractContextManager[None]:
         """The stores' writes in the block are undone when it raises."""

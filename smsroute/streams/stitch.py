@@ -85,5 +85,8 @@ def assemble(parts: list[Part], complete: bool) -> InboundMessage:
         encoding=first.encoding,
         flags=tuple(flags),
         media=tuple(item for part in parts for item in part.media),
-        extra={**first.extra, **({"parts_received": [p.concat.index for p in parts]} if not complete else {})},
+        extra={
+            **first.extra,
+            **({"parts_received": [p.concat.index for p in parts if p.concat]} if not complete else {}),
+        },
     )

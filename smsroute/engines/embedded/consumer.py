@@ -36,7 +36,7 @@ class StateBackend:
     """The pipeline's :class:`~smsroute.streams.pipeline.Backend` over ``state.db``: what an event
     leads to is written in the batch's transaction, within the event's savepoint."""
 
-    fatal = (sqlite3.OperationalError, MemoryError)
+    fatal: tuple[type[BaseException], ...] = (sqlite3.OperationalError, MemoryError)
 
     def __init__(self, state: State) -> None:
         self.state = state

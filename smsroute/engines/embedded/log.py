@@ -107,7 +107,7 @@ class SQLiteLog:
 
     def last_offset(self) -> int:
         """The offset of the newest record (0 when empty)."""
-        return self._reading().execute('SELECT coalesce(max("offset"), 0) FROM raw_events').fetchone()[0]
+        return int(self._reading().execute('SELECT coalesce(max("offset"), 0) FROM raw_events').fetchone()[0])
 
     def _reading(self) -> sqlite3.Connection:
         if self._reader is None:

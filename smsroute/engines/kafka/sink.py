@@ -66,12 +66,12 @@ class Job:
     number: int
     """Which try this is, 1-based within the round."""
     attempts: list[AttemptRecord]
-    event: EventT
+    event: EventT[bytes]
     """The event it runs for (its delivery's, or a tick's for a retry): that partition's transaction
     takes what the attempt leads to. Held here, as Faust's current-event reference is weak."""
     context: contextvars.Context
     """That event's context."""
-    finish: EventT | None
+    finish: EventT[bytes] | None
     """The delivery event that recording the verdict finishes: the latest reading of the delivery
     (None for a retry)."""
 
@@ -112,7 +112,7 @@ class Deliverer:
         """Every delivery queued or in flight here, by id."""
         self._tasks: set[asyncio.Task[None]] = set()
 
-    def offer(self, delivery: Delivery, event: EventT) -> bool:
+    def offer(self, delivery: Delivery, event: EventT[bytes]) -> bool:
         """Take a delivery from its event; False when it needs nothing (already final, or
         already queued or in flight here: the event was read again after a rebalance)."""
         job = self._jobs.get(delivery.id)
@@ -125,7 +125,7 @@ class Deliverer:
         self._enqueue(Job(delivery, 1, [], event, contextvars.copy_context(), event))
         return True
 
-    def tick(self, now: float, event: EventT) -> None:
+    def tick(self, now: float, event: EventT[bytes]) -> None:
         """Due retries into their queues; final states past their keep time forgotten."""
         for key in self.states.older_than(now):
             state = self.states.get(key)
@@ -228,7 +228,7 @@ class Deliverer:
                 base64.b64encode(delivery.encode()).decode(),
             )
         else:
-            final = "delivered" if verdict.next == "done" else "dead"
+            final: Literal["delivered", "dead"] = "delivered" if verdict.next == "done" else "dead"
             self.states[delivery.id] = DeliveryState(final, delivery.round, verdict.at + self.keep)
         await self.states.flush()
         await self.attempts_topic.send(key=delivery.id.encode(), value=record.encode())

@@ -33,7 +33,7 @@ class TableStore(Generic[V]):
 
     def __init__(
         self,
-        table: TableT,
+        table: TableT[bytes, bytes],
         encode: Callable[[V], Any],
         decode: Callable[[Any], V],
         stamp: Callable[[V], float],
@@ -69,7 +69,7 @@ class TableStore(Generic[V]):
     @contextmanager
     def savepoint(self) -> Iterator[None]:
         """The writes of the block are undone (locally, and never sent to the changelog) when it raises."""
-        unsent, undo = len(self._unsent), []
+        unsent, undo = len(self._unsent), list[tuple[bytes, bytes | None]]()
         self._undo = undo
         try:
             yield

@@ -247,7 +247,8 @@ class ConsumerThread(driver.AIOKafkaConsumerThread):
         Under exactly_once Faust answers with each partition's cached last stable offset instead,
         unknown (-1) until something was fetched from it: table recovery would then take every
         changelog for empty and start a worker with none of its partitions' state."""
-        return await self._ensure_consumer().end_offsets(partitions)
+        offsets: Mapping[TP, int] = await self._ensure_consumer().end_offsets(partitions)
+        return offsets
 
     async def reread(self, tp: TP, offset: int) -> None:
         async def seek() -> None:

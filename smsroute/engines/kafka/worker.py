@@ -26,11 +26,12 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import faust
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import TopicPartition
+from faust.streams import Stream
 from faust.types import TP, AppT, EventT, StreamT, TopicT
 
 from ... import health, metrics
@@ -47,7 +48,7 @@ from ...streams.pipeline import Outcome
 from ...streams.stitch import Pending
 from .sink import Deliverer, DeliveryState
 from .tables import TableStore
-from .transactions import Admission, Gate, Progress, SourceTransactionManager, Transport
+from .transactions import Admission, Consumer, Gate, Progress, SourceTransactionManager, Transport
 
 log = logging.getLogger("smsroute.worker")
 
@@ -93,7 +94,7 @@ class TableBackend:
     leads to is encoded within its savepoint (an encoding error undoes the event, which is then a
     dead letter) and kept as records for the worker to produce in the event's transaction."""
 
-    fatal = (MemoryError,)
+    fatal: tuple[type[BaseException], ...] = (MemoryError,)
 
     def __init__(
         self,
@@ -147,16 +148,15 @@ class Worker:
             stream_wait_empty=False,
             web_enabled=False,
         )
-        raw_bytes = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
-        self.sources = app.topic(names["raw"], names["process_ticks"], **raw_bytes)
-        self.delivery_sources = app.topic(names["deliveries"], names["deliver_ticks"], **raw_bytes)
+        self.sources = _raw(app, names["raw"], names["process_ticks"])
+        self.delivery_sources = _raw(app, names["deliveries"], names["deliver_ticks"])
         # Records are encoded (Avro, smsroute.models) before they are sent: an encoding error belongs
         # to the event that made the record, which is then a dead letter, not a failed send.
-        self.deliveries = app.topic(names["deliveries"], **raw_bytes)
-        self.attempts = app.topic(names["attempts"], **raw_bytes)
-        self.dead_letters = app.topic(names["dead_letters"], **raw_bytes)
-        self.reports = app.topic(names["delivery_reports"], **raw_bytes)
-        self.ticks = {name: app.topic(name, **raw_bytes) for name in (names["process_ticks"], names["deliver_ticks"])}
+        self.deliveries = _raw(app, names["deliveries"])
+        self.attempts = _raw(app, names["attempts"])
+        self.dead_letters = _raw(app, names["dead_letters"])
+        self.reports = _raw(app, names["delivery_reports"])
+        self.ticks = {name: _raw(app, name) for name in (names["process_ticks"], names["deliver_ticks"])}
         self.dedupe = TableStore[float](_table(app, "dedupe"), float, float, lambda seen: seen)
         self.pending = TableStore[Pending](
             _table(app, "pending-parts"),
@@ -195,9 +195,9 @@ class Worker:
         app.timer(LAG_EVERY, name="lag")(self._lag)
         app.task(self._serve_metrics)
         app.task(self._watch_rules)
-        app.on_partitions_revoked.connect(self._revoked)
-        app.on_partitions_assigned.connect(self._assigned)
-        app.on_rebalance_complete.connect(self._rebalanced)
+        app.on_partitions_revoked.connect(self._revoked)  # type: ignore[arg-type]  # Faust passes keywords
+        app.on_partitions_assigned.connect(self._assigned)  # type: ignore[arg-type]
+        app.on_rebalance_complete.connect(self._rebalanced)  # type: ignore[arg-type]
         self.ready = False
         """Partitions assigned and their tables recovered: /readyz answers 200."""
         self.admission = Admission(contiguous=(names["raw"], names["process_ticks"], names["deliver_ticks"]))
@@ -209,7 +209,7 @@ class Worker:
     # --- agents ---------------------------------------------------------------------------------
 
     def _transaction(self, tp: TP) -> str:
-        transactions: SourceTransactionManager = self.app.consumer.transactions
+        transactions = cast(SourceTransactionManager, self.app.consumer.transactions)
         return transactions.transactional_id(tp)
 
     async def _process(self, stream: StreamT[bytes]) -> None:
@@ -240,10 +240,10 @@ class Worker:
             metrics.DELIVERY_REPORTS.labels(report.provider, report.status, "false").inc()
         return records
 
-    async def _admitted(self, stream: StreamT[bytes]) -> AsyncIterator[EventT]:
+    async def _admitted(self, stream: StreamT[bytes]) -> AsyncIterator[EventT[bytes]]:
         """The stream's events that :class:`Admission` lets in, each noted as received; the others
         acknowledged (and their partition read again where it says so)."""
-        async for event in stream.noack().events():
+        async for event in cast(Stream[bytes], stream).noack().events():
             tp, offset = event.message.tp, event.message.offset
             admitted = self.admission.admit(tp, offset)
             if admitted is True:
@@ -251,7 +251,7 @@ class Worker:
                 yield event
                 continue
             if admitted is not False:
-                await self.app.consumer.reread(tp, admitted)
+                await cast(Consumer, self.app.consumer).reread(tp, admitted)
             event.ack()
 
     async def _dead_letter(self, letter: DeadLetter, now: float) -> None:
@@ -273,7 +273,7 @@ class Worker:
                     event.ack()
             await self.sink.room()
 
-    async def _offer(self, event: EventT) -> bool:
+    async def _offer(self, event: EventT[bytes]) -> bool:
         try:
             delivery = Delivery.decode(event.value)
         except DecodeError as exc:
@@ -372,6 +372,11 @@ class Worker:
         gone = set(range(self.kafka.partitions)) - served
         for store in (self.dedupe, self.pending, self.opt_outs, self.states):
             store.forget(gone)
+
+
+def _raw(app: faust.App, *names: str) -> TopicT:
+    """Topics of bytes keys and values: records are encoded (and decoded) by smsroute.models."""
+    return app.topic(*names, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
 
 
 def _table(app: faust.App, name: str) -> Any:

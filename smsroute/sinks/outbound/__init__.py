@@ -59,6 +59,8 @@ class Provider(Protocol):
     senders: frozenset[str]
     """Where our replies come from (numbers or names): never replied to, or replies would loop."""
 
+    def __init__(self, config: Any, session: aiohttp.ClientSession) -> None: ...
+
     async def send(self, reply: Reply) -> SendResult: ...
 
 

@@ -59,7 +59,8 @@ SELECT destination FROM pending WHERE destination IS NOT NULL AND EXISTS (
 @functools.lru_cache(maxsize=1024)
 def _action(text: str) -> dict[str, Any]:
     """Deliveries of one route share their action's text: parse it once (the dict is never changed)."""
-    return json.loads(text)
+    action: dict[str, Any] = json.loads(text)
+    return action
 
 
 _ACTION_COLUMNS: dict[int, tuple[dict[str, Any], str, str]] = {}
@@ -156,7 +157,7 @@ class Deliveries:
         row = self.conn.execute(
             "SELECT min(next_at) FROM deliveries WHERE state = 'pending' AND next_at > ?", (after,)
         ).fetchone()
-        return row[0]
+        return None if row[0] is None else float(row[0])
 
     def backlog(self, now: float) -> list[Backlog]:
         """What waits, per sink kind: read for the gauges, since counts in memory would not survive a restart."""

@@ -44,7 +44,7 @@ class Replies:
             "SELECT count(*) FROM replies WHERE recipient = ? AND created_at >= ? AND status != 'failed'",
             (recipient, since),
         ).fetchone()
-        return row[0]
+        return int(row[0])
 
     def reserve(self, delivery_id: str, message_id: str, recipient: str, provider: str, now: float) -> None:
         """The reply is about to be sent: from now on it counts for the guards (a retry keeps its row)."""
