@@ -27,6 +27,8 @@ from pydantic import (
 from pydantic.networks import IPvAnyNetwork
 from pydantic_settings import BaseSettings, InitSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
+from .smpp.config import SmppConfig
+
 INGRESS_NAME = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 EMAIL_ADDRESS = re.compile(r"[^@\s<>,]+@[^@\s<>,]+\.[^@\s<>,]+")
 
@@ -300,6 +302,9 @@ class Settings(BaseSettings):
     kafka: KafkaConfig | None = Field(
         None, description="The Kafka engine's settings; given, the ingress publishes raw events to Kafka."
     )
+    smpp: dict[str, SmppConfig] = Field(
+        default_factory=dict, description="SMPP bind name -> an ESME bind to an SMSC; the name is its ingress name."
+    )
 
     @field_validator("ingress")
     @classmethod
@@ -307,6 +312,14 @@ class Settings(BaseSettings):
         for name in value:
             if not re.match(INGRESS_NAME, name):
                 raise ValueError(f"ingress name {name!r} must match {INGRESS_NAME}")
+        return value
+
+    @field_validator("smpp")
+    @classmethod
+    def _bind_names(cls, value: dict[str, SmppConfig]) -> dict[str, SmppConfig]:
+        for name in value:
+            if not re.match(INGRESS_NAME, name):
+                raise ValueError(f"SMPP bind name {name!r} must match {INGRESS_NAME}")
         return value
 
     @field_validator("default_region")
@@ -327,6 +340,10 @@ class Settings(BaseSettings):
         if self.kafka is not None and self.kafka.request_timeout >= self.log_timeout:
             # Same reason: the publish must fail (and flip /readyz) before the request gives up.
             raise ValueError("kafka.request_timeout must be shorter than log_timeout")
+        if clash := sorted(self.smpp.keys() & self.ingress.keys()):
+            raise ValueError(
+                f"{', '.join(clash)}: the same name for an [ingress.*] and an [smpp.*]: messages' source would be ambiguous"
+            )
         if self.kafka is not None and self.max_body_bytes > KAFKA_MAX_BODY:
             # A larger record is refused by brokers (message.max.bytes, 1 MiB by default) on
             # every retry: a 503 forever instead of a 413 once.

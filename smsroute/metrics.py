@@ -183,6 +183,23 @@ CONSUMER_LAG = Gauge(
 )
 
 
+SMPP_BINDS = Counter(
+    "smsroute_smpp_binds_total",
+    "SMPP bind attempts by bind name and outcome (bound, refused: the SMSC said no, error: no connection or no answer).",
+    ["bind", "outcome"],
+)
+SMPP_PDUS = Counter(
+    "smsroute_smpp_pdus_total",
+    "PDUs received from SMSCs by bind, command and status: the status carried (responses) or answered (requests).",
+    ["bind", "command", "status"],
+)
+SMPP_BIND_UP = Gauge(
+    "smsroute_smpp_bind_up",
+    "1 while the SMPP bind is bound to its SMSC, 0 while it is not (connecting, refused, backing off).",
+    ["bind"],
+)
+
+
 class _Families:
     """A registry-like view of already collected families, for :func:`generate_latest`."""
 

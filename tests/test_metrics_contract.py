@@ -17,7 +17,9 @@ from engine_process import EngineProcess, form
 from fake_providers import FakeOpenVoip, openvoip  # noqa: F401  (fixture)
 from kafka_engine import KafkaEngine
 from metrics_contract import contract
+from smsc import Smsc
 from test_pipeline import Receiver, receiver  # noqa: F401
+from test_smpp import bind_settings, mo, smsc  # noqa: F401  (fixture)
 from test_vonage import SAMPLE as VONAGE
 
 UNBOUNDED = re.compile(r"://|\+?\d{6,}|[0-9a-f]{24,}|msg_")
@@ -107,17 +109,20 @@ async def drive(http: aiohttp.ClientSession, url: str) -> None:
 async def test_embedded_engine_exports_exactly_the_documented_metrics(
     tmp_path: Path,
     receiver: Receiver,
-    openvoip: FakeOpenVoip,  # noqa: F811
+    openvoip: FakeOpenVoip,
+    smsc: Smsc,  # noqa: F811
 ) -> None:
     receiver.fail["/fail"] = -1
     routes = write_routes(tmp_path, receiver)
     replies = {f"SMSROUTE_SMS_REPLY__OPENVOIP__{name.upper()}": value for name, value in openvoip.settings().items()}
-    env = {"SMSROUTE_STITCH_TIMEOUT": "2", "SMSROUTE_SMS_REPLY__PROVIDER": "openvoip", **replies}
+    binds = {f"SMSROUTE_SMPP__OPERATOR__{name.upper()}": str(value) for name, value in bind_settings(smsc.port).items()}
+    env = {"SMSROUTE_STITCH_TIMEOUT": "2", "SMSROUTE_SMS_REPLY__PROVIDER": "openvoip", **replies, **binds}
     engine = EngineProcess(tmp_path / "data", tmp_path / "engine.log", routes, env=env)
     try:
         async with aiohttp.ClientSession() as http:
             await engine.wait_healthy(http)
             await drive(http, engine.url)
+            smsc.submit(mo(b"OK over SMPP"))
             families = await exported(http, [engine.url + "/metrics"], {"all", "embedded"})
     finally:
         engine.kill()
@@ -127,16 +132,24 @@ async def test_embedded_engine_exports_exactly_the_documented_metrics(
 async def test_kafka_engine_exports_exactly_the_documented_metrics(
     kafka_bootstrap: str,
     tmp_path: Path,
-    receiver: Receiver,  # noqa: F811
+    receiver: Receiver,
+    smsc: Smsc,  # noqa: F811
 ) -> None:
     """The ingress and a worker together: what both export, as Prometheus would scrape them."""
     receiver.fail["/fail"] = -1
-    engine = KafkaEngine(tmp_path / "kafka", kafka_bootstrap, write_routes(tmp_path, receiver), stitch_timeout=2.0)
+    engine = KafkaEngine(
+        tmp_path / "kafka",
+        kafka_bootstrap,
+        write_routes(tmp_path, receiver),
+        stitch_timeout=2.0,
+        **{"smpp.operator": bind_settings(smsc.port)},
+    )
     try:
         ingress, worker = engine.start_ingress(), engine.start_worker()
         async with aiohttp.ClientSession() as http:
             await engine.wait_ready(http)
             await drive(http, ingress.url)
+            smsc.submit(mo(b"OK over SMPP"))
             families = await exported(http, [ingress.url + "/metrics", worker.metrics_url], {"all", "kafka"})
     finally:
         engine.stop()

@@ -53,6 +53,10 @@ def build_receivers(settings: Settings) -> dict[str, Receiver]:
                 f"ingress.{name}.provider: unknown provider {provider!r} (built-in: {', '.join(providers)})"
             )
         receiving = providers[provider].receiving
+        if not receiving.kinds:
+            raise ConfigError(
+                f"ingress.{name}.provider: {provider} is not received over HTTP; configure a bind as [{provider}.NAME]"
+            )
         try:
             config = receiving.config_class.model_validate({**options, "provider": provider})
         except ValidationError as exc:

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 
 from ...config import Settings
 from ...ingress.server import IngressServer
+from ...ingress.smpp import Binds
 from ...ingress.smtp import MailReceiver
 from ...providers.base import Receiver
 from ...rules.watch import RulesWatcher
@@ -41,6 +42,7 @@ class Engine:
         )
         self._tasks: list[asyncio.Task[None]] = []
         self.ingress = IngressServer(settings, receivers, self.log, processing.metrics)
+        self.smpp = Binds(settings.smpp, self.log, settings.log_timeout)
         self.port = settings.port
 
     async def start(self) -> None:
@@ -54,6 +56,7 @@ class Engine:
             data_dir=str(settings.data_dir), routes=str(settings.routes), pipeline_process=settings.pipeline_process
         )
         self.port = self.ingress.port
+        await self.smpp.start()  # beside HTTP: the binds connect in the background, and reconnect
 
     async def run(self, stop: asyncio.Event) -> None:
         """Until ``stop`` is set, or until the processing half or the backlog gauges fail (raised).
@@ -72,6 +75,7 @@ class Engine:
         """Finish in-flight requests and the pending log commit, then the processing half's in-flight work."""
         if not self.ingress.running:
             return
+        await self.smpp.stop()  # answers what is in flight, then unbinds
         if self.mail is not None:
             await self.mail.stop()
         await self.ingress.stop()

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 
 from ...config import KafkaConfig, Settings
 from ...ingress.server import IngressServer
+from ...ingress.smpp import Binds
 from ...providers.base import Receiver
 from .log import KafkaLog
 
@@ -19,6 +20,7 @@ class KafkaIngress:
     def __init__(self, settings: Settings, receivers: Mapping[str, Receiver], kafka: KafkaConfig) -> None:
         self.log = KafkaLog(kafka)
         self.server = IngressServer(settings, receivers, self.log)
+        self.smpp = Binds(settings.smpp, self.log, settings.log_timeout)
 
     @property
     def port(self) -> int:
@@ -27,10 +29,12 @@ class KafkaIngress:
     async def start(self) -> None:
         await self.log.start()
         await self.server.start(bootstrap_servers=self.log.config.bootstrap_servers, topic=self.log.topic)
+        await self.smpp.start()
 
     async def run(self, stop: asyncio.Event) -> None:
         await stop.wait()
 
     async def close(self) -> None:
+        await self.smpp.stop()
         await self.server.stop()
         await self.log.stop()
