@@ -277,7 +277,7 @@ class WorkerConfig(BaseModel):
 
 
 class Settings(BaseSettings):
-    """Every setting of smsroute: the top of the TOML file, and a table per section below it."""
+    """Settings at the top of the file, before any table. Each section of settings below is a table."""
 
     model_config = SettingsConfigDict(env_prefix="SMSROUTE_", env_nested_delimiter="__", extra="forbid")
 
@@ -322,8 +322,9 @@ class Settings(BaseSettings):
     )
     ingress: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
-        description="Ingress name -> its settings, checked by its provider type's settings class. "
-        "None given: every built-in provider mounted under its own name, without authentication.",
+        description="One table per ingress: NAME is its ingress name (POST /inbound/NAME, the messages' source), "
+        "bound to a provider type. Once one is given, only the configured ingresses are mounted; with none, "
+        "every built-in provider is mounted under its own name, without authentication.",
     )
     sms_reply: SmsReplyConfig = Field(
         SmsReplyConfig(), description="The sms_reply action: its outbound provider and the guards on replies."
