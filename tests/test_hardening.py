@@ -34,6 +34,7 @@ from smsroute.providers.agiletelecom import Normalizing as AgileTelecom
 from smsroute.providers.base import Receiver
 from smsroute.providers.vonage import signature
 from smsroute.rules import load_rules
+from smsroute.sinks.outbound import provider_settings
 from smsroute.streams.pipeline import Pipeline
 
 ROUTES = Path(__file__).resolve().parent.parent / "routing_rules"
@@ -210,8 +211,11 @@ async def test_a_repeated_field_means_its_first_value_everywhere(ingress: Ingres
     ids=["token", "vonage", "twilio", "smtp", "smsgateway24"],
 )
 def test_an_empty_secret_is_a_configuration_error(overrides: dict[str, Any]) -> None:
+    """Checked where the engines check settings at start-up: the ingresses, then the reply provider."""
     with pytest.raises(ConfigError, match="must not be empty: an empty secret would authenticate anyone"):
-        build_receivers(load_settings(**overrides))
+        settings = load_settings(**overrides)
+        build_receivers(settings)
+        provider_settings(settings.sms_reply)
 
 
 def test_a_token_in_a_header_line_is_masked_whatever_quotes_it() -> None:
