@@ -60,11 +60,21 @@ class IngressConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    provider: str
-    token: Secret | None = Field(None, description="Shared token required in a header or query parameter.")
-    token_header: str = "X-Smsroute-Token"
-    token_param: str = "token"
-    allow_ips: tuple[IPvAnyNetwork, ...] = Field((), description="Client networks allowed; empty allows all.")
+    provider: str = Field(
+        description="Provider type this ingress receives (agiletelecom, kaleyra, smsgateway24, twilio, vonage)."
+    )
+    token: Secret | None = Field(
+        None,
+        description="Shared token every request must carry, in token_header or the token_param query parameter "
+        "(removed before logging); a missing or wrong one gets 401. Unset: no token check.",
+    )
+    token_header: str = Field("X-Smsroute-Token", description="Request header that carries the shared token.")
+    token_param: str = Field(
+        "token", description="Query parameter that carries the shared token, when the header is absent."
+    )
+    allow_ips: tuple[IPvAnyNetwork, ...] = Field(
+        (), description="Client networks allowed (CIDR); any other client gets 403. Empty: every client."
+    )
     trusted_proxies: tuple[IPvAnyNetwork, ...] = Field(
         (), description="Proxies whose X-Forwarded-For is believed when resolving the client address."
     )
@@ -96,14 +106,14 @@ class SmsReplyConfig(BaseModel):
 
     provider: str | None = Field(
         None,
-        description="Outbound provider for replies (openvoip, smsgateway24); None: sms_reply deliveries are dead letters.",
+        description="Outbound provider for replies (openvoip, smsgateway24). Unset: sms_reply deliveries are dead letters.",
     )
-    rate_limit: int = Field(3, ge=1, le=1000, description="Replies to one number per rate_window...")
+    rate_limit: int = Field(3, ge=1, le=1000, description="Replies to one number within rate_window, at most.")
     rate_window: float = Field(
-        3600.0, gt=0, le=31 * 86400, description="...in seconds (rolling, kept across restarts)."
+        3600.0, gt=0, le=31 * 86400, description="Seconds of the rate_limit window (rolling, kept across restarts)."
     )
     never_reply_to: tuple[str, ...] = Field(
-        (), description="Numbers or prefixes never auto-replied (other auto-responders, our own numbers)."
+        (), description="Numbers or prefixes (E.164) never auto-replied: other auto-responders, our own numbers."
     )
 
     @field_validator("never_reply_to")
@@ -132,13 +142,15 @@ class SMTPConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    host: str = Field(min_length=1)
+    host: str = Field(min_length=1, description="Name or address of the SMTP server.")
     port: int | None = Field(None, ge=1, le=65535, description="Default: 465 for tls, 587 for starttls, 25 for none.")
     tls: Literal["none", "starttls", "tls"] = Field(
         "starttls", description="starttls: upgrade a plain connection (required); tls: TLS from the first byte."
     )
-    username: str | None = None
-    password: Secret | None = None
+    username: str | None = Field(
+        None, description="Login name, with password; only over starttls or tls. Unset: no login."
+    )
+    password: Secret | None = Field(None, description="Login password, with username; never logged.")
     from_address: EmailAddress = Field(description="The From address of every email.")
     timeout: float = Field(30.0, gt=0, le=600, description="Seconds each SMTP command may take.")
     pool_size: int = Field(4, ge=1, le=64, description="Connections kept open and reused, at most.")
@@ -166,9 +178,11 @@ class InboundEmailConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    enabled: bool = False
-    host: str = "127.0.0.1"
-    port: int = Field(2525, ge=0, le=65535)
+    enabled: bool = Field(False, description="Run the SMTP receiver beside the HTTP ingress (smsroute serve).")
+    host: str = Field(
+        "127.0.0.1", description="Address to listen on: keep it where only your mail server reaches it."
+    )
+    port: int = Field(2525, ge=0, le=65535, description="Port to listen on; 0 picks a free one.")
     source: str = Field("agiletelecom-email", pattern=INGRESS_NAME, description="Ingress name of these messages.")
     provider: str = Field("agiletelecom", description="Whose email layout the bodies follow.")
     allow_senders: tuple[EmailAddress, ...] = Field(
@@ -249,8 +263,11 @@ class WorkerConfig(BaseModel):
     store: Literal["rocksdb", "memory"] = Field(
         "rocksdb", description="Where tables live locally: RocksDB files under state_dir, or memory (tests)."
     )
-    state_dir: Path | None = Field(None, description="RocksDB tables; default <data_dir>/worker.")
-    metrics_host: str = "127.0.0.1"
+    state_dir: Path | None = Field(None, description="Where the RocksDB tables live. Unset: <data_dir>/worker.")
+    metrics_host: str = Field(
+        "127.0.0.1",
+        description="Address of the worker's /metrics, /healthz and /readyz (0.0.0.0 in the compose stack).",
+    )
     metrics_port: int = Field(9108, ge=0, le=65535, description="GET /metrics on this port; 0 picks a free one.")
     tick_interval: float = Field(
         0.5, gt=0, le=60, description="Seconds between stitch-timeout and retry checks (the precision of both)."
@@ -267,40 +284,64 @@ class WorkerConfig(BaseModel):
 
 
 class Settings(BaseSettings):
+    """Settings at the top of the file, before any table. Each section of settings below is a table."""
+
     model_config = SettingsConfigDict(env_prefix="SMSROUTE_", env_nested_delimiter="__", extra="forbid")
 
-    host: str = "127.0.0.1"
-    port: int = Field(8080, ge=0, le=65535)
-    data_dir: Path = Path("data")
-    routes: Path = Path("routing_rules")
+    host: str = Field("127.0.0.1", description="Address the HTTP ingress listens on; 0.0.0.0 for every interface.")
+    port: int = Field(8080, ge=0, le=65535, description="Port the HTTP ingress listens on; 0 picks a free one.")
+    data_dir: Path = Field(
+        Path("data"),
+        description="Where the embedded engine keeps its log (log.db) and state (state.db), and workers "
+        "their tables (worker/); created when missing.",
+    )
+    routes: Path = Field(
+        Path("routing_rules"),
+        description="Routing rules: a YAML file, or a directory whose *.yaml and *.yml files load in name order.",
+    )
     max_body_bytes: int = Field(64 * 1024, gt=0, description="Larger request bodies get 413.")
     log_timeout: float = Field(5.0, gt=0, description="Seconds to wait for a durable write before answering 503.")
     body_timeout: float = Field(
         10.0, gt=0, le=300, description="Seconds a client may take to send its request body; slower ones get 408."
     )
     log_busy_timeout: float = Field(2.0, gt=0, description="Seconds the log waits for a locked database.")
-    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="Least severe level of the JSON log lines written to stderr."
+    )
     default_region: str | None = Field(
-        None, description="ISO country whose national number formats are understood (e.g. IT); None: only +E.164."
+        None, description="ISO country whose national number formats are understood (e.g. IT). Unset: only +E.164."
     )
     dedupe_window: float = Field(48 * 3600.0, gt=0, description="Seconds a provider retry is recognised as one.")
     stitch_timeout: float = Field(
         300.0, gt=0, description="Seconds to wait for missing parts before delivering incomplete."
     )
     per_destination: int = Field(32, ge=1, le=1024, description="Delivery attempts in flight per receiver.")
-    smtp: SMTPConfig | None = Field(None, description="Mail server for email actions; None: they are dead letters.")
-    inbound_email: InboundEmailConfig = InboundEmailConfig()
+    smtp: SMTPConfig | None = Field(
+        None, description="The mail server email actions send through. Unset: email deliveries are dead letters."
+    )
+    inbound_email: InboundEmailConfig = Field(
+        InboundEmailConfig(), description="The SMTP receiver for inbound SMS that a provider delivers by email."
+    )
     pipeline_process: bool = Field(
         True, description="Run processors and sinks in a child process beside the ingress: a CPU core each."
     )
-    worker: WorkerConfig = Field(default_factory=WorkerConfig, description="The Kafka engine's workers.")
+    worker: WorkerConfig = Field(
+        default_factory=WorkerConfig,
+        description="The Kafka engine's workers (smsroute worker): local state, timers, the metrics endpoint.",
+    )
     ingress: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
-        description="Ingress name -> settings. Empty: every built-in provider under its own name, unauthenticated.",
+        description="One table per ingress: NAME is its ingress name (POST /inbound/NAME, the messages' source), "
+        "bound to a provider type. Once one is given, only the configured ingresses are mounted; with none, "
+        "every built-in provider is mounted under its own name, without authentication.",
     )
-    sms_reply: SmsReplyConfig = SmsReplyConfig()
+    sms_reply: SmsReplyConfig = Field(
+        SmsReplyConfig(), description="The sms_reply action: its outbound provider and the guards on replies."
+    )
     kafka: KafkaConfig | None = Field(
-        None, description="The Kafka engine's settings; given, the ingress publishes raw events to Kafka."
+        None,
+        description="The Kafka engine: brokers, topics, publishing. Given, the ingress publishes raw events to "
+        "Kafka (smsroute serve too). Unset: the embedded engine.",
     )
     smpp: dict[str, SmppConfig] = Field(
         default_factory=dict, description="SMPP bind name -> an ESME bind to an SMSC; the name is its ingress name."

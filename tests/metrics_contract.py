@@ -1,4 +1,4 @@
-"""The metrics contract as the README documents it, and the metric names a PromQL query uses:
+"""The metrics contract as docs/operations.md documents it, and the metric names a PromQL query uses:
 shared by the tests of the exported metrics, the alert rules and the dashboard."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-README = ROOT / "README.md"
+OPERATIONS = ROOT / "docs" / "operations.md"
 PROMETHEUS = ROOT / "docker" / "prometheus"
 RULE_FILES = sorted((PROMETHEUS / "rules").glob("*.yml"))
 
@@ -43,16 +43,22 @@ class Metric:
     engine: str
 
 
+def section(heading: str) -> str:
+    """The section of docs/operations.md under ``## <heading>``, up to the next section."""
+    text = OPERATIONS.read_text()
+    start = text.index(f"\n## {heading}\n")
+    end = text.find("\n## ", start + 1)
+    return text[start : end if end > 0 else len(text)]
+
+
 def contract() -> dict[str, Metric]:
-    """The README's metrics table, by metric name."""
-    text = README.read_text()
-    section = text[text.index("### Metrics contract") :]
+    """The metrics table of docs/operations.md, by metric name."""
     metrics = {}
-    for line in section.splitlines():
+    for line in section("Metrics contract").splitlines():
         if match := _ROW.match(line):
             name, kind, labels, engine = match.groups()
             metrics[name] = Metric(name, kind, frozenset(re.findall(r"`(\w+)`", labels)), engine)
-    assert metrics, "no metrics table under '### Metrics contract' in README.md"
+    assert metrics, "no metrics table under '## Metrics contract' in docs/operations.md"
     return metrics
 
 

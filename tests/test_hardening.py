@@ -241,8 +241,9 @@ async def test_a_repeated_field_means_its_first_value_everywhere(ingress: Ingres
     ids=["token", "vonage", "twilio", "smtp", "smsgateway24"],
 )
 def test_an_empty_secret_is_a_configuration_error(overrides: dict[str, Any]) -> None:
+    """Checked where the engines check settings at start-up: the ingresses, then the reply provider."""
     with pytest.raises(ConfigError, match="must not be empty: an empty secret would authenticate anyone"):
-        settings = load_settings(**overrides)  # as the engines check them at start-up
+        settings = load_settings(**overrides)
         build_receivers(settings)
         provider_settings(settings.sms_reply)
 

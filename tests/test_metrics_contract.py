@@ -1,6 +1,6 @@
 """The metrics contract: each engine (embedded; Kafka ingress and worker), driven through every
-path that moves a metric, exports exactly the metrics, types and labels the README documents, with
-bounded label values."""
+path that moves a metric, exports exactly the metrics, types and labels that docs/operations.md
+documents, with bounded label values."""
 
 from __future__ import annotations
 
@@ -187,7 +187,7 @@ def check(families: dict[str, Family]) -> None:
     """Only documented metrics, with their documented type and labels, and bounded label values."""
     documented = contract()
     ours = {documented_name(family): family for family in families.values() if family.name.startswith("smsroute_")}
-    assert sorted(ours.keys() - documented.keys()) == [], "exported but not in the README's metrics contract"
+    assert sorted(ours.keys() - documented.keys()) == [], "exported but not in the metrics contract (docs/operations.md)"
     for name, family in ours.items():
         metric = documented[name]
         assert family.type == metric.type, name

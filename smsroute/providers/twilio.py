@@ -31,6 +31,8 @@ EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
 
 
 class TwilioConfig(IngressConfig):
+    """Twilio signs every request with the account's auth token (``X-Twilio-Signature``, HMAC-SHA1)."""
+
     auth_token: Secret | None = Field(
         None, description="Account auth token; when set, every request must carry a valid signature."
     )

@@ -36,6 +36,8 @@ SignatureMethod = Literal["md5hash", "md5", "sha1", "sha256", "sha512"]
 
 
 class VonageConfig(IngressConfig):
+    """Vonage signs inbound messages when the account has signed webhooks on (``sig`` with a ``timestamp``)."""
+
     signature_secret: Secret | None = Field(
         None, description="The account's signature secret; when set, unsigned or wrongly signed messages get 401."
     )

@@ -22,8 +22,8 @@ class SmppConfig(BaseModel):
     bind: Literal["receiver", "transceiver"] = Field(
         "receiver", description="receiver takes MO messages and receipts only; transceiver if the SMSC wants one bind."
     )
-    addr_ton: int = Field(0, ge=0, le=255)
-    addr_npi: int = Field(0, ge=0, le=255)
+    addr_ton: int = Field(0, ge=0, le=255, description="Type of number of address_range, as the operator asks.")
+    addr_npi: int = Field(0, ge=0, le=255, description="Numbering plan of address_range, as the operator asks.")
     address_range: str = Field("", max_length=40, description="Addresses this bind serves, as the operator asks.")
     tls: bool = Field(False, description="TLS from the first byte; the SMSC's certificate is verified.")
     ca_file: FilePath | None = Field(

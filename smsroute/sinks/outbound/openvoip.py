@@ -34,10 +34,12 @@ SENT, BAD_DESTINATION, GENERIC_ERROR, SECURITY_ERROR = "000", "020", "099", "-1"
 class OpenVoipConfig(OutboundConfig):
     """openvoip's SMS gateway (``sms_send_soa.php``): Italian destinations only."""
 
-    url: AnyHttpUrl = AnyHttpUrl("https://www.openvoip.it/sms_send_soa.php")
-    id_call_gr: str = Field(min_length=1, description="Caller group (SERVIZI > CONTRATTO).")
-    secret: Secret = Field(description="Only ever sent hashed inside `verify`.")
-    sender: str = Field(min_length=1, max_length=16, description="sms_sender: a name or a number.")
+    url: AnyHttpUrl = Field(
+        AnyHttpUrl("https://www.openvoip.it/sms_send_soa.php"), description="The gateway's sms_send_soa.php."
+    )
+    id_call_gr: str = Field(min_length=1, description="Caller group id, from the openvoip panel (SERVIZI > CONTRATTO).")
+    secret: Secret = Field(description="The account's secret; never sent: only a hash of it (verify) travels.")
+    sender: str = Field(min_length=1, max_length=16, description="sms_sender: the name or number replies come from (never auto-replied to).")
     archive: bool = Field(False, description="archivia=1: keep a copy in the openvoip account's panel.")
 
 

@@ -24,9 +24,13 @@ from . import Reply, SendResult, Unanswered, json_answer
 class SMSGateway24SendConfig(OutboundConfig):
     """SMSGateway24's ``addsms``: the reply is queued for an Android phone, which sends it from its SIM."""
 
-    url: AnyHttpUrl = AnyHttpUrl("https://smsgateway24.com/getdata/addsms")
-    token: Secret = Field(description="API token (profile page, or getdata/gettoken).")
-    device_id: str = Field(min_length=1, description="The phone that sends (device list).")
+    url: AnyHttpUrl = Field(
+        AnyHttpUrl("https://smsgateway24.com/getdata/addsms"), description="The addsms API endpoint."
+    )
+    token: Secret = Field(
+        description="API token (profile page, or getdata/gettoken); sent in the POST body, never in a URL."
+    )
+    device_id: str = Field(min_length=1, description="Id of the phone that sends the replies, from the device list.")
     sim: Literal[0, 1] = Field(0, description="SIM slot of a dual-SIM phone.")
 
 
