@@ -179,9 +179,7 @@ class InboundEmailConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     enabled: bool = Field(False, description="Run the SMTP receiver beside the HTTP ingress (smsroute serve).")
-    host: str = Field(
-        "127.0.0.1", description="Address to listen on: keep it where only your mail server reaches it."
-    )
+    host: str = Field("127.0.0.1", description="Address to listen on: keep it where only your mail server reaches it.")
     port: int = Field(2525, ge=0, le=65535, description="Port to listen on; 0 picks a free one.")
     source: str = Field("agiletelecom-email", pattern=INGRESS_NAME, description="Ingress name of these messages.")
     provider: str = Field("agiletelecom", description="Whose email layout the bodies follow.")

@@ -39,7 +39,11 @@ class OpenVoipConfig(OutboundConfig):
     )
     id_call_gr: str = Field(min_length=1, description="Caller group id, from the openvoip panel (SERVIZI > CONTRATTO).")
     secret: Secret = Field(description="The account's secret; never sent: only a hash of it (verify) travels.")
-    sender: str = Field(min_length=1, max_length=16, description="sms_sender: the name or number replies come from (never auto-replied to).")
+    sender: str = Field(
+        min_length=1,
+        max_length=16,
+        description="sms_sender: the name or number replies come from (never auto-replied to).",
+    )
     archive: bool = Field(False, description="archivia=1: keep a copy in the openvoip account's panel.")
 
 
