@@ -43,6 +43,7 @@ def _binary(name: str) -> str | None:
 
 
 def _ip(*args: str) -> None:
+    """``ip`` with ``args``; a failure raises with what ``ip`` said."""
     done = subprocess.run(["ip", *args], capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"ip {' '.join(args)} failed: {done.stderr.strip()}"
