@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
 import json
 import os
 import re
@@ -42,8 +43,13 @@ TARGET = 0.60
 STARTUP_TIMEOUT = 20.0
 
 # One Lua state per wrk thread: ``id`` (set in setup) and ``counter`` make every text distinct.
-# ``response`` counts exact "+OK" answers; ``done`` prints their total for the parser below, and
-# the paced script's worst lag behind its schedule (``bench/e2e.py`` adds the pacing).
+# Arguments after wrk's ``--``: the run's name, where the form goes (``body``, or ``query`` for
+# Kannel, whose HTTP SMSC reads only the URL's query) and what counts as accepted (``+OK``: an exact
+# "200 +OK"; ``2xx``: any 2xx, Kannel's "202 Sent"). One text in ten starts with STOP; every text ends
+# with its send time (Unix ms, read just before the request is written), from which the receiver
+# times the delivery. ``response`` counts accepted answers; ``done`` prints their total for the
+# parser below, and the paced script's worst lag behind its schedule (``bench/e2e.py`` adds the
+# pacing). wrk's Lua is LuaJIT, whose ffi reads the clocks.
 LUA = r"""
 local threads = {}
 
@@ -52,24 +58,47 @@ function setup(thread)
   thread:set("id", #threads)
 end
 
+local ffi = require("ffi")
+ffi.cdef[[
+typedef struct { long tv_sec; long tv_nsec; } bench_timespec;
+int clock_gettime(int clock, bench_timespec *now);
+]]
+local timespec = ffi.new("bench_timespec")
+local CLOCK_REALTIME, CLOCK_MONOTONIC = 0, 1
+
+local function clock_ms(clock)
+  ffi.C.clock_gettime(clock, timespec)
+  return tonumber(timespec.tv_sec) * 1000 + tonumber(timespec.tv_nsec) / 1e6
+end
+
 function init(args)
   run = args[1]
+  in_query = args[2] == "query"
+  any_2xx = args[3] == "2xx"
   counter = 0
   ok = 0
   wrk.method = "POST"
-  wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
+  if not in_query then wrk.headers["Content-Type"] = "application/x-www-form-urlencoded" end
 end
 
 function request()
   counter = counter + 1
   -- a sender per message, as on a busy short code: the Kafka engine partitions by sender
-  return wrk.format(nil, nil, nil, string.format(
-    "originator=%%2B39333%07d&destination=%%2B393201234567&date_time=2026-11-21+10%%3A00%%3A00&text=%s-%d-%d",
-    counter % 10000000, run, id, counter))
+  local form = string.format(
+    "originator=%%2B39333%07d&destination=%%2B393201234567&date_time=2026-11-21+10%%3A00%%3A00&text=%s%s-%d-%d-%.0f",
+    counter % 10000000, counter % 10 == 0 and "STOP%20" or "", run, id, counter, clock_ms(CLOCK_REALTIME))
+  if in_query then
+    return wrk.format(nil, wrk.path .. "?" .. form)
+  end
+  return wrk.format(nil, nil, nil, form)
 end
 
 function response(status, headers, body)
-  if status == 200 and body == "+OK" then ok = ok + 1 end
+  if any_2xx then
+    if status >= 200 and status < 300 then ok = ok + 1 end
+  elseif status == 200 and body == "+OK" then
+    ok = ok + 1
+  end
 end
 
 function done(summary, latency, requests)
@@ -78,7 +107,7 @@ function done(summary, latency, requests)
     total = total + thread:get("ok")
     if thread:get("lag") then lag = math.max(lag or 0, thread:get("lag")) end
   end
-  io.write(string.format("+OK answers: %d\n", total))
+  io.write(string.format("accepted answers: %d\n", total))
   if lag then io.write(string.format("schedule lag max: %.1f ms\n", lag)) end
 end
 """
@@ -130,21 +159,32 @@ def parse_wrk(output: str, server: str, cpu_percent: float) -> Result:
         p99_ms=latency(99),
         non_2xx=int(number(r"Non-2xx or 3xx responses: (\d+)", "0")),
         socket_errors=sum(map(int, socket_errors.groups())) if socket_errors else 0,
-        ok_answers=int(number(r"^\+OK answers: (\d+)")),
+        ok_answers=int(number(r"^accepted answers: (\d+)")),
         cpu_percent=cpu_percent,
     )
 
 
 class Server:
-    """A server child process on a free port; stderr goes to a file for the post-mortem."""
+    """A server child process on a free port of ``host``; stderr goes to a file for the post-mortem.
 
-    def __init__(self, name: str, command: list[str], port: int, workdir: Path) -> None:
+    It gets SIGTERM when the benchmark dies, however it dies. ``wrk_prefix`` and ``wrk_args`` are how
+    wrk reaches it (a network namespace's ``ip netns exec``) and the script arguments it needs after
+    the run's name (see ``LUA``).
+    """
+
+    wrk_prefix: list[str] = []
+    wrk_args: list[str] = []
+
+    def __init__(self, name: str, command: list[str], port: int, workdir: Path, host: str = "127.0.0.1") -> None:
         self.name = name
-        self.url = f"http://127.0.0.1:{port}"
+        self.host = host
+        self.url = f"http://{host}:{port}"
         self.port = port
         self.stderr_path = workdir / f"{name}.stderr"
         with self.stderr_path.open("wb") as err:
-            self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=err, cwd=ROOT)
+            self.process = subprocess.Popen(
+                command, stdout=subprocess.DEVNULL, stderr=err, cwd=ROOT, preexec_fn=die_with_parent
+            )
 
     def wait_listening(self) -> None:
         deadline = time.monotonic() + STARTUP_TIMEOUT
@@ -152,7 +192,7 @@ class Server:
             if self.process.poll() is not None:
                 raise RuntimeError(f"{self.name} exited with {self.process.returncode}:\n{self.stderr()}")
             try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                socket.create_connection((self.host, self.port), timeout=1).close()
                 return
             except OSError:
                 time.sleep(0.05)
@@ -161,6 +201,11 @@ class Server:
     def cpu_seconds(self) -> float:
         """User + system CPU time of the process and its running child processes, all threads (Linux /proc)."""
         return sum(cpu_seconds(pid) for pid in (self.process.pid, *children(self.process.pid)))
+
+    def pids(self) -> dict[str, int]:
+        """The process and its running child processes, by name, for CPU time per process."""
+        kids = children(self.process.pid)
+        return {self.name: self.process.pid} | {f"{self.name} child {n}": pid for n, pid in enumerate(kids, 1)}
 
     def stderr(self) -> str:
         return self.stderr_path.read_text(errors="replace")
@@ -187,6 +232,16 @@ def paused(pids: list[int]) -> Iterator[None]:
             os.kill(pid, signal.SIGCONT)
 
 
+_libc = ctypes.CDLL(None, use_errno=True)
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """``preexec_fn``: the child gets SIGTERM when the benchmark exits, even by SIGKILL, so no server
+    outlives it (the signal survives ``exec``, ``ip netns exec`` included)."""
+    _libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 def children(pid: int) -> list[int]:
     try:
         return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
@@ -210,7 +265,9 @@ def free_port() -> int:
 
 
 def wrk(server: Server, script: Path, run: str, duration: str, args: argparse.Namespace) -> str:
+    """wrk with ``script`` against the server for ``duration``: its output (a failure raises)."""
     command = [
+        *server.wrk_prefix,
         "wrk",
         "--latency",
         "-t",
@@ -224,15 +281,16 @@ def wrk(server: Server, script: Path, run: str, duration: str, args: argparse.Na
         server.url + PATH,
         "--",
         run,
+        *server.wrk_args,
     ]
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    done = subprocess.run(command, capture_output=True, text=True, check=False, preexec_fn=die_with_parent)
     if done.returncode != 0:
         raise RuntimeError(f"wrk failed ({done.returncode}):\n{done.stdout}{done.stderr}")
     return done.stdout
 
 
 def measure(server: Server, script: Path, args: argparse.Namespace) -> Result:
-    """The measured run (texts ``measure-<thread>-<n>``), with the server's CPU use over it."""
+    """The measured run (texts ``[STOP ]measure-<thread>-<n>-<sent ms>``), with the server's CPU use over it."""
     cpu_before, started = server.cpu_seconds(), time.monotonic()
     output = wrk(server, script, "measure", args.duration, args)
     cpu = 100 * (server.cpu_seconds() - cpu_before) / (time.monotonic() - started)
@@ -270,13 +328,13 @@ def commit_stats(before: dict[str, float], after: dict[str, float]) -> dict[str,
 
 
 def logged_texts(path: Path, prefix: str) -> int:
-    """How many distinct texts starting with ``prefix`` the log holds (every record decoded)."""
+    """How many distinct texts starting with ``prefix`` (after a STOP keyword) the log holds (every record decoded)."""
     texts: set[str] = set()
     after = 0
     while rows := SQLiteLog(path).read(after, limit=20_000):
         for offset, _, record in rows:
             text = parse_qs(RawEvent.decode(record).body.decode())["text"][0]
-            if text.startswith(prefix):
+            if text.removeprefix("STOP ").startswith(prefix):
                 texts.add(text)
             after = offset
     return len(texts)

@@ -33,6 +33,9 @@ class Broker(Server):
 class KafkaEngine:
     """One ingress and ``workers`` workers on fresh topics of ``broker``."""
 
+    wrk_prefix: list[str] = []
+    wrk_args: list[str] = []
+
     def __init__(self, name: str, broker: Broker, routes: Path, workdir: Path, workers: int) -> None:
         self.name = name
         config = workdir / f"{name}.toml"
@@ -84,6 +87,10 @@ class KafkaEngine:
 
     def cpu_seconds(self) -> float:
         return sum(process.cpu_seconds() for process in self.processes)
+
+    def pids(self) -> dict[str, int]:
+        """The ingress and each worker, by name, for CPU time per process (the broker is not the engine's)."""
+        return {process.name.removeprefix(f"{self.name}-"): process.process.pid for process in self.processes}
 
     def stop(self) -> None:
         for process in self.processes:
