@@ -385,7 +385,9 @@ def render_side_by_side(modes: list[Mode], rounds: int) -> str:
             label = "cpu, µs/msg: " + " | ".join(n[row] for n in names if row < len(n))
             lines.append(
                 f"{label:<34}"
-                + "".join(f"{per_process(n[row], m) if row < len(n) else '':>26}" for n, m in zip(names, columns))
+                + "".join(
+                    f"{per_process(n[row], m) if row < len(n) else '':>26}" for n, m in zip(names, columns, strict=True)
+                )
             )
         totals = [f"{m.engine_cpu_percent:.0f} % {m.engine_cpu_us_per_message:,.0f} µs" for m in columns]
         lines.append(f"{'cpu, µs/msg: all processes':<34}" + "".join(f"{total:>26}" for total in totals))
@@ -465,7 +467,7 @@ def summary(rounds: list[list[Mode]]) -> dict[str, dict[str, object]]:
         if {"smsroute", "kannel"} <= pair.keys():
             out[title] = {
                 "median": ratio(median_mode(pair["smsroute"]), median_mode(pair["kannel"])),
-                "rounds": [ratio(a, b) for a, b in zip(pair["smsroute"], pair["kannel"])],
+                "rounds": [ratio(a, b) for a, b in zip(pair["smsroute"], pair["kannel"], strict=True)],
             }
     return out
 
