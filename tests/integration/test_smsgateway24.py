@@ -1,0 +1,197 @@
+"""SMSGateway24: JSON incoming SMS and delivery reports, single or batched, answered 200 ``OK``."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ingress_server import Ingress
+
+# The incoming-SMS webhook as documented: address typed int, a SIM slot number.
+INCOMING = {
+    "address": 393331234567,
+    "date": "2026-11-21 10:00:00",
+    "date_sent": "2026-11-21 09:59:58",
+    "body": "Ciao, vorrei informazioni",
+    "internal_id": 1187,
+    "sim": 0,
+    "sms_id": 987654,
+    "device_id": 4242,
+    "device_name": "Pixel 6",
+}
+# The newer shape: channel_id instead of sim, plus type; here every value a string, as phones send.
+INCOMING_CHANNEL = {
+    "address": "+393331234567",
+    "date": "2026-11-21 10:00:00",
+    "date_sent": "2026-11-21 09:59:58",
+    "body": "INFO",
+    "internal_id": "1188",
+    "channel_id": "1",
+    "type": "sms",
+    "sms_id": "987655",
+    "device_id": "4242",
+    "device_name": "Pixel 6",
+}
+STATUS = {
+    "sms_id": 555001,
+    "status_id": 7,
+    "status_message": "SMS delivered",
+    "sendto": "+393331234567",
+    "senttime": "2026-11-21 10:00:05",
+    "sim": 1,
+    "device_id": 4242,
+}
+
+
+async def test_documented_incoming_sms_is_logged_then_answered_ok(ingress: Ingress) -> None:
+    status, body, _ = await ingress.post("/inbound/smsgateway24", json=INCOMING)
+    assert (status, body) == (200, "OK")
+    [event] = ingress.events()
+    assert (event.ingress, event.provider, event.kind, event.method) == (
+        "smsgateway24",
+        "smsgateway24",
+        "inbound",
+        "POST",
+    )
+    assert event.content_type == "application/json"
+    assert json.loads(event.body) == INCOMING
+    assert event.key == "smsgateway24:393331234567:4242"
+    assert (event.batch_index, event.batch_size) == (0, 1)
+
+
+async def test_newer_shape_with_channel_id_and_string_values_is_accepted(ingress: Ingress) -> None:
+    status, body, _ = await ingress.post("/inbound/smsgateway24", json=INCOMING_CHANNEL)
+    assert (status, body) == (200, "OK")
+    [event] = ingress.events()
+    assert event.kind == "inbound"
+    assert json.loads(event.body) == INCOMING_CHANNEL
+    assert event.key == "smsgateway24:+393331234567:4242"
+
+
+async def test_without_device_id_the_key_ends_empty(ingress: Ingress) -> None:
+    sample = {k: v for k, v in INCOMING.items() if k != "device_id"}
+    status, _, _ = await ingress.post("/inbound/smsgateway24", json=sample)
+    assert status == 200
+    [event] = ingress.events()
+    assert event.key == "smsgateway24:393331234567:"
+
+
+# Every documented status code, and one the document does not know: mapping happens downstream.
+@pytest.mark.parametrize("status_id", [1, 2, 3, 5, 6, 7, 8, 9, 10, 11, 12, 100, 101, 4242])
+async def test_delivery_status_is_logged_as_a_status_event(ingress: Ingress, status_id: int) -> None:
+    report = {**STATUS, "status_id": status_id}
+    status, body, _ = await ingress.post("/status/smsgateway24", json=report)
+    assert (status, body) == (200, "OK")
+    [event] = ingress.events()
+    assert (event.ingress, event.provider, event.kind, event.path) == (
+        "smsgateway24",
+        "smsgateway24",
+        "status",
+        "/status/smsgateway24",
+    )
+    assert json.loads(event.body) == report
+    assert event.key == "smsgateway24:status:555001"
+
+
+async def test_a_list_is_a_batch_of_one_event_per_message(ingress: Ingress) -> None:
+    batch = [
+        {**INCOMING, "sms_id": 1, "address": 393330000001},
+        {**INCOMING, "sms_id": 2, "address": 393330000002},
+        {**INCOMING_CHANNEL, "sms_id": "3"},
+    ]
+    status, body, _ = await ingress.post("/inbound/smsgateway24", json=batch)
+    assert (status, body) == (200, "OK")
+    events = ingress.events()
+    assert [json.loads(event.body) for event in events] == batch
+    assert [(event.batch_index, event.batch_size) for event in events] == [(0, 3), (1, 3), (2, 3)]
+    assert [event.key for event in events] == [
+        "smsgateway24:393330000001:4242",
+        "smsgateway24:393330000002:4242",
+        "smsgateway24:+393331234567:4242",
+    ]
+    assert {event.content_type for event in events} == {"application/json"}
+    assert len({event.event_id for event in events}) == 3
+
+
+async def test_a_list_of_one_is_logged_as_that_one_object(ingress: Ingress) -> None:
+    status, _, _ = await ingress.post("/inbound/smsgateway24", json=[INCOMING])
+    assert status == 200
+    [event] = ingress.events()
+    assert json.loads(event.body) == INCOMING
+    assert (event.batch_index, event.batch_size, event.content_type) == (0, 1, "application/json")
+
+
+async def test_a_batch_of_status_reports(ingress: Ingress) -> None:
+    batch = [{**STATUS, "sms_id": n, "status_id": n} for n in (1, 2, 3)]
+    status, _, _ = await ingress.post("/status/smsgateway24", json=batch)
+    assert status == 200
+    events = ingress.events()
+    assert [event.kind for event in events] == ["status"] * 3
+    assert [event.key for event in events] == [f"smsgateway24:status:{n}" for n in (1, 2, 3)]
+
+
+async def test_unicode_body_is_kept_byte_for_byte(ingress: Ingress) -> None:
+    raw = json.dumps({**INCOMING, "body": "Caffè ☕ – привет 👍"}, ensure_ascii=False).encode()
+    status, _, _ = await ingress.post(
+        "/inbound/smsgateway24", data=raw, headers={"Content-Type": "application/json; charset=utf-8"}
+    )
+    assert status == 200
+    [event] = ingress.events()
+    assert event.body == raw
+    assert json.loads(event.body)["body"] == "Caffè ☕ – привет 👍"
+
+
+@pytest.mark.parametrize(
+    ("path", "payload", "reason"),
+    [
+        (
+            "/inbound/smsgateway24",
+            {"address": 393331234567, "device_id": 4242},
+            "missing required fields: body, sms_id",
+        ),
+        ("/inbound/smsgateway24", {**INCOMING, "body": None}, "missing required field: body"),
+        # a delivery report posted to the incoming-SMS hook is no incoming SMS
+        ("/inbound/smsgateway24", STATUS, "missing required fields: address, body"),
+        ("/status/smsgateway24", {"status_message": "SMS delivered"}, "missing required fields: sms_id, status_id"),
+        ("/status/smsgateway24", INCOMING, "missing required field: status_id"),
+        (
+            "/inbound/smsgateway24",
+            [INCOMING, {**INCOMING, "sms_id": None}, INCOMING],
+            "missing required field in message 2 of 3: sms_id",
+        ),
+        ("/inbound/smsgateway24", [INCOMING, "sms"], "message 2 of 2 is not a JSON object"),
+        ("/inbound/smsgateway24", [], "JSON list holds no messages"),
+        ("/inbound/smsgateway24", "sms", "JSON body must be an object or a list of objects"),
+        ("/status/smsgateway24", 42, "JSON body must be an object or a list of objects"),
+    ],
+)
+async def test_unusable_payloads_get_400_with_the_reason_and_are_not_logged(
+    ingress: Ingress, path: str, payload: object, reason: str
+) -> None:
+    status, body, _ = await ingress.post(path, json=payload)
+    assert (status, body.strip()) == (400, reason)
+    assert ingress.events() == []
+
+
+async def test_bad_json_is_400(ingress: Ingress) -> None:
+    status, body, _ = await ingress.post(
+        "/inbound/smsgateway24", data=b'{"address": 3933', headers={"Content-Type": "application/json"}
+    )
+    assert status == 400
+    assert body.startswith("body is not valid JSON")
+    assert ingress.events() == []
+
+
+async def test_form_encoded_body_is_415(ingress: Ingress) -> None:
+    status, body, _ = await ingress.post("/inbound/smsgateway24", data={"address": "393331234567", "body": "x"})
+    assert status == 415
+    assert body.strip() == "content type must be application/json, not application/x-www-form-urlencoded"
+    assert ingress.events() == []
+
+
+async def test_get_is_405(ingress: Ingress) -> None:
+    status, _, response = await ingress.get("/inbound/smsgateway24", params={"sms_id": "1"})
+    assert status == 405
+    assert response.headers["Allow"] == "POST"
+    assert ingress.events() == []
