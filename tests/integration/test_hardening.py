@@ -151,8 +151,8 @@ async def test_a_header_the_log_cannot_store_is_400(start_ingress: StartIngress)
     ingress = await start_ingress(ingress={"agile": {"provider": "agiletelecom", "trusted_proxies": ["127.0.0.1/32"]}})
     status, text, _ = await raw_request(
         ingress.url,
-        b"POST /inbound/agile HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 10.0.0.\xff\r\n"
-        b"Content-Type: application/x-www-form-urlencoded\r\n",
+        b"POST /inbound/agile HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 10.0.0.\xff\r\nConnection: close\r\n"
+        b"Content-Type: application/x-www-form-urlencoded\r\n",  # closed once answered: the answer is all read
         urlencode(SAMPLE).encode(),
     )
     assert (status, text.strip()) == (400, "X-Forwarded-For holds an address that is not ASCII")
