@@ -15,9 +15,19 @@ from local_server import Receiver
 from samples import AGILE, GATEWAY24_INCOMING, GATEWAY24_STATUS, SEEDS, VONAGE
 from scraping import moved, scrape
 from smsroute.models.raw import RawEvent
+from smsroute.providers import available
 
 BINARY = {key: value for key, value in VONAGE.items() if key not in ("text", "keyword")} | {"type": "binary"}
 PATHS = {"inbox": "/inbox", "opt-out": "/optout"}
+
+
+def test_every_http_provider_has_an_end_to_end_case() -> None:
+    """A provider added without a sample here (in tests/samples.py's SEEDS) fails: every provider that
+    receives over HTTP runs end to end through both engines. Providers without HTTP kinds (an SMPP
+    bind, say) are not posted to the ingress, so they have no case here."""
+    http = {name for name, provider in available().items() if provider.receiving.kinds}
+    assert sorted(http - SEEDS.keys()) == [], "providers with no end-to-end case in tests/samples.py SEEDS"
+    assert sorted(SEEDS.keys() - available().keys()) == [], "end-to-end cases of providers that do not exist"
 
 
 async def only(receiver: Receiver, path: str) -> dict[str, Any]:
