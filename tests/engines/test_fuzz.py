@@ -63,9 +63,16 @@ class Request:
 
 
 def mutable(fixture: Fixture) -> bool:
-    """A single-message inbound fixture the ingress accepts, whose text and ids can be made unique."""
+    """A single-message inbound fixture the ingress accepts, whose text (not empty: it carries the
+    marker) and ids can be made unique."""
     messages = fixture.expect.get("messages", [])
-    return fixture.accepted and fixture.kind == "inbound" and len(messages) == 1 and messages[0]["parts"] == 1
+    return (
+        fixture.accepted
+        and fixture.kind == "inbound"
+        and len(messages) == 1
+        and messages[0]["parts"] == 1
+        and messages[0]["text"] != ""
+    )
 
 
 def unique(fixture: Fixture, number: int) -> Request:

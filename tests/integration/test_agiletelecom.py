@@ -1,4 +1,6 @@
-"""Agile Telecom: form POST, answered with exactly ``+OK`` once the event is in the log."""
+"""Agile Telecom: form POST, answered with exactly ``+OK`` once the event is in the log. Recorded
+requests and what they must give, refusals included, are cases in tests/fixtures/providers/agiletelecom/
+(tests/integration/test_provider_cases.py); here, the rest."""
 
 from __future__ import annotations
 
@@ -36,20 +38,6 @@ async def test_unicode_text_is_kept_byte_for_byte(ingress: Ingress) -> None:
     assert (status, body) == (200, "+OK")
     [event] = ingress.events()
     assert parse_qs(event.body.decode())["text"] == ["Caffè ☕ – привет 👍"]
-
-
-async def test_missing_fields_are_named_and_nothing_is_logged(ingress: Ingress) -> None:
-    status, body, _ = await ingress.post("/inbound/agiletelecom", data={"originator": "+393331234567"})
-    assert status == 400
-    assert body.strip() == "missing required fields: destination, date_time, text"
-    assert ingress.events() == []
-
-
-async def test_json_body_is_refused_with_415(ingress: Ingress) -> None:
-    status, body, _ = await ingress.post("/inbound/agiletelecom", json=SAMPLE)
-    assert status == 415
-    assert "application/x-www-form-urlencoded" in body
-    assert ingress.events() == []
 
 
 async def test_get_is_not_how_agile_telecom_posts(ingress: Ingress) -> None:

@@ -1,4 +1,6 @@
-"""SMSGateway24: JSON incoming SMS and delivery reports, single or batched, answered 200 ``OK``."""
+"""SMSGateway24: JSON incoming SMS and delivery reports, single or batched, answered 200 ``OK``.
+Recorded requests and what they must give, refusals included, are cases in
+tests/fixtures/providers/smsgateway24/ (tests/integration/test_provider_cases.py); here, the rest."""
 
 from __future__ import annotations
 
@@ -7,41 +9,9 @@ import json
 import pytest
 
 from ingress_server import Ingress
-
-# The incoming-SMS webhook as documented: address typed int, a SIM slot number.
-INCOMING = {
-    "address": 393331234567,
-    "date": "2026-11-21 10:00:00",
-    "date_sent": "2026-11-21 09:59:58",
-    "body": "Ciao, vorrei informazioni",
-    "internal_id": 1187,
-    "sim": 0,
-    "sms_id": 987654,
-    "device_id": 4242,
-    "device_name": "Pixel 6",
-}
-# The newer shape: channel_id instead of sim, plus type; here every value a string, as phones send.
-INCOMING_CHANNEL = {
-    "address": "+393331234567",
-    "date": "2026-11-21 10:00:00",
-    "date_sent": "2026-11-21 09:59:58",
-    "body": "INFO",
-    "internal_id": "1188",
-    "channel_id": "1",
-    "type": "sms",
-    "sms_id": "987655",
-    "device_id": "4242",
-    "device_name": "Pixel 6",
-}
-STATUS = {
-    "sms_id": 555001,
-    "status_id": 7,
-    "status_message": "SMS delivered",
-    "sendto": "+393331234567",
-    "senttime": "2026-11-21 10:00:05",
-    "sim": 1,
-    "device_id": 4242,
-}
+from samples import GATEWAY24_INCOMING as INCOMING
+from samples import GATEWAY24_INCOMING_CHANNEL as INCOMING_CHANNEL
+from samples import GATEWAY24_STATUS as STATUS
 
 
 async def test_documented_incoming_sms_is_logged_then_answered_ok(ingress: Ingress) -> None:
@@ -140,54 +110,6 @@ async def test_unicode_body_is_kept_byte_for_byte(ingress: Ingress) -> None:
     [event] = ingress.events()
     assert event.body == raw
     assert json.loads(event.body)["body"] == "Caffè ☕ – привет 👍"
-
-
-@pytest.mark.parametrize(
-    ("path", "payload", "reason"),
-    [
-        (
-            "/inbound/smsgateway24",
-            {"address": 393331234567, "device_id": 4242},
-            "missing required fields: body, sms_id",
-        ),
-        ("/inbound/smsgateway24", {**INCOMING, "body": None}, "missing required field: body"),
-        # a delivery report posted to the incoming-SMS hook is no incoming SMS
-        ("/inbound/smsgateway24", STATUS, "missing required fields: address, body"),
-        ("/status/smsgateway24", {"status_message": "SMS delivered"}, "missing required fields: sms_id, status_id"),
-        ("/status/smsgateway24", INCOMING, "missing required field: status_id"),
-        (
-            "/inbound/smsgateway24",
-            [INCOMING, {**INCOMING, "sms_id": None}, INCOMING],
-            "missing required field in message 2 of 3: sms_id",
-        ),
-        ("/inbound/smsgateway24", [INCOMING, "sms"], "message 2 of 2 is not a JSON object"),
-        ("/inbound/smsgateway24", [], "JSON list holds no messages"),
-        ("/inbound/smsgateway24", "sms", "JSON body must be an object or a list of objects"),
-        ("/status/smsgateway24", 42, "JSON body must be an object or a list of objects"),
-    ],
-)
-async def test_unusable_payloads_get_400_with_the_reason_and_are_not_logged(
-    ingress: Ingress, path: str, payload: object, reason: str
-) -> None:
-    status, body, _ = await ingress.post(path, json=payload)
-    assert (status, body.strip()) == (400, reason)
-    assert ingress.events() == []
-
-
-async def test_bad_json_is_400(ingress: Ingress) -> None:
-    status, body, _ = await ingress.post(
-        "/inbound/smsgateway24", data=b'{"address": 3933', headers={"Content-Type": "application/json"}
-    )
-    assert status == 400
-    assert body.startswith("body is not valid JSON")
-    assert ingress.events() == []
-
-
-async def test_form_encoded_body_is_415(ingress: Ingress) -> None:
-    status, body, _ = await ingress.post("/inbound/smsgateway24", data={"address": "393331234567", "body": "x"})
-    assert status == 415
-    assert body.strip() == "content type must be application/json, not application/x-www-form-urlencoded"
-    assert ingress.events() == []
 
 
 async def test_get_is_405(ingress: Ingress) -> None:
