@@ -59,20 +59,28 @@ async def test_bad_edit_is_rejected_and_old_rules_stay(
     caplog.set_level(logging.ERROR, logger="smsroute.rules")
     version, failures = watching.rules.version, reloads("failure")
     path = tmp_path / "10-main.yaml"
-    await edit_until(path, BAD, lambda: reloads("failure") > failures)
+
+    def rejected() -> list[logging.LogRecord]:
+        return [record for record in caplog.records if getattr(record, "event", "") == "rules_rejected"]
+
+    # the reload runs in a thread: counted first, logged just after
+    await edit_until(path, BAD, lambda: reloads("failure") > failures and bool(rejected()))
     assert watching.rules.version == version
     assert [route.name for route in watching.rules.routes] == ["first"]
     assert info(version) == 1
-    rejected = [record for record in caplog.records if getattr(record, "event", "") == "rules_rejected"]
-    assert rejected[0].problem == (
+    assert rejected()[0].problem == (
         f"{path}:4:31: routes[0].actions[0].webhook.url: 'nowhere' is not an http:// or https:// URL"
     )
-    assert f"version {version} stays in force" in rejected[0].getMessage()
+    assert f"version {version} stays in force" in rejected()[0].getMessage()
 
 
 async def test_good_edit_replaces_the_rules_and_the_metrics_follow(watching: RulesWatcher, tmp_path: Path) -> None:
     old, successes = watching.rules.version, reloads("success")
-    await edit_until(tmp_path / "20-more.yaml", GOOD.format(name="second"), lambda: watching.rules.version != old)
+    await edit_until(  # the reload runs in a thread: the new rules first, then their metrics, routes last
+        tmp_path / "20-more.yaml",
+        GOOD.format(name="second"),
+        lambda: watching.rules.version != old and REGISTRY.get_sample_value("smsroute_rules_routes") == 2,
+    )
     assert [route.name for route in watching.rules.routes] == ["first", "second"]
     assert reloads("success") == successes + 1
     assert (info(watching.rules.version), info(old)) == (1, None)
