@@ -20,14 +20,27 @@ from local_server import Receiver, served
 pytest_plugins = ["ingress_server", "fake_providers", "smtp_server"]
 
 KAFKA_FIXTURES = {"kafka_broker", "kafka_bootstrap", "local_kafka", "throwaway_kafka"}
+KINDS = ("unit", "integration", "engines", "ops")
+"""The order the kinds run in: the quickest first (a broken unit fails in seconds), and the tests that
+restart the session's broker (integration) before the end-to-end tests have filled it with topics."""
+TESTS = Path(__file__).resolve().parent
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark every test that needs a broker ``kafka``, before ``-m`` selects (so none can be missed)."""
+    """Mark every test that needs a broker ``kafka``, before ``-m`` selects (so none can be missed);
+    run the kinds in KINDS order (each in collection order)."""
     for item in items:
         if KAFKA_FIXTURES.intersection(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.kafka)
+    items.sort(key=_kind)
+
+
+def _kind(item: pytest.Item) -> int:
+    try:
+        return KINDS.index(item.path.relative_to(TESTS).parts[0])
+    except (ValueError, IndexError):
+        return len(KINDS)
 
 
 @pytest.fixture(scope="session")
