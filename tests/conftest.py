@@ -1,33 +1,46 @@
-"""Shared fixtures: a real ingress server on 127.0.0.1 backed by a real SQLite log, and a real
-Kafka broker for the tests marked ``kafka`` (every test that uses a Kafka fixture is)."""
+"""Shared fixtures of every kind of test (tests/unit, tests/integration, tests/engines, tests/ops):
+a real Kafka broker for the tests marked ``kafka`` (every test that uses a Kafka fixture is), a real
+webhook receiver, and an engine to run end to end (embedded here; tests/engines/conftest.py runs
+both). The support modules at tests/ root are importable by name (``pythonpath``); those that
+define fixtures are registered below as plugins."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 from aiohttp import web
 
+from engines import Running, StartEngine, rules_yaml, start_embedded, start_kafka
 from kafka_broker import Broker, LocalBroker, NoBroker, session_broker
-from smsroute.config import load_settings
-from smsroute.engines.embedded.log import SQLiteLog
-from smsroute.ingress.app import create_app
-from smsroute.models.raw import RawEvent
-from smsroute.providers import build_receivers
+from local_server import Receiver, served
+
+pytest_plugins = ["ingress_server", "fake_providers", "smtp_server", "smsc"]
 
 KAFKA_FIXTURES = {"kafka_broker", "kafka_bootstrap", "local_kafka", "throwaway_kafka"}
+KINDS = ("unit", "integration", "engines", "ops")
+"""The order the kinds run in: the quickest first (a broken unit fails in seconds), and the tests that
+restart the session's broker (integration) before the end-to-end tests have filled it with topics."""
+TESTS = Path(__file__).resolve().parent
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark every test that needs a broker ``kafka``, before ``-m`` selects (so none can be missed)."""
+    """Mark every test that needs a broker ``kafka``, before ``-m`` selects (so none can be missed);
+    run the kinds in KINDS order (each in collection order)."""
     for item in items:
         if KAFKA_FIXTURES.intersection(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.kafka)
+    items.sort(key=_kind)
+
+
+def _kind(item: pytest.Item) -> int:
+    try:
+        return KINDS.index(item.path.relative_to(TESTS).parts[0])
+    except (ValueError, IndexError):
+        return len(KINDS)
 
 
 @pytest.fixture(scope="session")
@@ -39,13 +52,6 @@ def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
             yield broker
     except NoBroker as exc:
         pytest.fail(str(exc), pytrace=False)
-
-
-@pytest.fixture
-def engine() -> tuple[str, str]:
-    """The engine ``start_engine`` runs: embedded here; ``test_pipeline``'s ``engine`` runs both
-    (test modules that import it run their tests against each)."""
-    return "embedded", ""
 
 
 @pytest.fixture
@@ -78,60 +84,42 @@ def local_kafka(kafka_broker: Broker, request: pytest.FixtureRequest) -> Iterato
         kafka_broker.local.start()
 
 
-@dataclass
-class Ingress:
-    """A running ingress: its base URL, its log, and an HTTP client session."""
-
-    url: str
-    log: SQLiteLog
-    http: aiohttp.ClientSession
-
-    def events(self) -> list[RawEvent]:
-        return [RawEvent.decode(record) for _, _, record in self.log.read(limit=1_000_000)]
-
-    async def post(self, path: str, **kwargs: Any) -> tuple[int, str, aiohttp.ClientResponse]:
-        async with self.http.post(self.url + path, **kwargs) as response:
-            return response.status, await response.text(), response
-
-    async def get(self, path: str, **kwargs: Any) -> tuple[int, str, aiohttp.ClientResponse]:
-        async with self.http.get(self.url + path, **kwargs) as response:
-            return response.status, await response.text(), response
-
-
-StartIngress = Callable[..., Awaitable[Ingress]]
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    """A real webhook receiver on 127.0.0.1 (tests/local_server.py): it records every request."""
+    rec = Receiver()
+    app = web.Application()
+    app.router.add_post("/{tail:.*}", rec.handle)
+    async with served(app) as rec.url:
+        yield rec
 
 
 @pytest.fixture
-async def start_ingress(tmp_path: Path) -> AsyncIterator[StartIngress]:
-    """Start an ingress with the given settings (``ingress={...}`` etc.); stopped after the test."""
-    cleanups: list[Callable[[], Awaitable[None]]] = []
+def engine() -> tuple[str, str]:
+    """The engine ``start_engine`` runs, and the broker's address for the Kafka engine: the embedded
+    engine here; tests/engines/conftest.py's ``engine`` runs each test there against both."""
+    return "embedded", ""
 
-    async def start(**overrides: Any) -> Ingress:
-        settings = load_settings(data_dir=tmp_path / f"data{len(cleanups)}", **overrides)
-        receivers = build_receivers(settings)
-        event_log = SQLiteLog(settings.data_dir / "log.db", busy_timeout=settings.log_busy_timeout)
-        event_log.start()
-        runner = web.AppRunner(create_app(settings, receivers, event_log))
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = runner.addresses[0][1]
-        http = aiohttp.ClientSession()
 
-        async def stop() -> None:
-            await http.close()
-            await runner.cleanup()
-            event_log.stop()
+@pytest.fixture
+async def start_engine(engine: tuple[str, str], tmp_path: Path, receiver: Receiver) -> AsyncIterator[StartEngine]:
+    """Start the engine under test (embedded, or Kafka: ingress and worker processes on the
+    session's broker, topics of their own) with ``rules_yaml`` routes to ``receiver``."""
+    kind, bootstrap = engine
+    running: list[Running] = []
 
-        cleanups.append(stop)
-        return Ingress(f"http://127.0.0.1:{port}", event_log, http)
+    async def start(rules: str | None = None, **overrides: Any) -> Running:
+        """The engine with ``rules`` (default: :func:`engines.rules_yaml` for the receiver) and settings overrides."""
+        routes = tmp_path / "routes"
+        routes.mkdir(exist_ok=True)
+        (routes / "rules.yaml").write_text(rules or rules_yaml(receiver.url))
+        if kind == "kafka":
+            run: Running = await start_kafka(tmp_path, bootstrap, routes, **overrides)
+        else:
+            run = await start_embedded(tmp_path, routes, **overrides)
+        running.append(run)
+        return run
 
     yield start
-    for stop in reversed(cleanups):
-        await stop()
-
-
-@pytest.fixture
-async def ingress(start_ingress: StartIngress) -> Ingress:
-    """An ingress with the default configuration: every provider, no authentication."""
-    return await start_ingress()
+    for run in running:
+        await run.stop()

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import aiohttp
+
+from helpers import eventually
 
 ROUTES = Path(__file__).resolve().parent.parent / "routing_rules"
 STARTUP_TIMEOUT = 20.0
@@ -55,19 +55,20 @@ class SmsrouteProcess:
     def stderr(self) -> str:
         return self.stderr_path.read_text(errors="replace")
 
-    async def wait_healthy(self, http: aiohttp.ClientSession) -> None:
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise AssertionError(f"engine exited with {self.process.returncode} at startup:\n{self.stderr()}")
-            try:
-                async with http.get(self.url + "/healthz") as response:
-                    if response.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.05)
-        raise AssertionError(f"engine did not answer /healthz within {STARTUP_TIMEOUT:.0f} s:\n{self.stderr()}")
+    async def wait_healthy(self, http: aiohttp.ClientSession, timeout: float = STARTUP_TIMEOUT) -> None:
+        """Until ``/healthz`` answers 200; an AssertionError with its stderr if it exits or never does."""
+        await eventually(
+            lambda: self.healthy(http),
+            timeout,
+            lambda: f"engine did not answer /healthz:\n{self.stderr()}",
+            interval=0.05,
+        )
+
+    async def healthy(self, http: aiohttp.ClientSession) -> bool:
+        """Whether ``/healthz`` answers 200 (an AssertionError when the process has exited)."""
+        if self.process.poll() is not None:
+            raise AssertionError(f"engine exited with {self.process.returncode} at startup:\n{self.stderr()}")
+        return await answers_200(http, self.url + "/healthz")
 
     def kill(self) -> None:
         """SIGKILL and reap, if still running (the safety net in ``finally``)."""
@@ -79,6 +80,15 @@ class SmsrouteProcess:
         """SIGTERM, and the exit status once it has stopped by itself."""
         self.process.terminate()
         return self.process.wait(timeout)
+
+
+async def answers_200(http: aiohttp.ClientSession, url: str) -> bool:
+    """Whether a GET of ``url`` answers 200 (False when nothing listens there yet)."""
+    try:
+        async with http.get(url) as response:
+            return response.status == 200
+    except aiohttp.ClientError:
+        return False
 
 
 class EngineProcess(SmsrouteProcess):

@@ -5,6 +5,7 @@ process and a worker process on the session's broker (``kafka_engine``)."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,33 @@ from smsroute.rules import load_rules
 from smsroute.rules.watch import RulesWatcher
 
 ENGINES = ("embedded", "kafka")
+SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+"""The opt-out route's webhook secret in :func:`rules_yaml`."""
+
+
+def rules_yaml(url: str) -> str:
+    """The routes ``start_engine`` runs by default, to a receiver at ``url``: STOP (and its alias
+    ARRESTA) to a signed webhook, FLAKY and DEAD to webhooks retried quickly, the rest to /inbox."""
+    return f"""
+aliases:
+  STOP: [ARRESTA]
+routes:
+  - name: opt-out
+    match: {{keyword: STOP}}
+    actions:
+      - webhook: {{url: "{url}/optout", secret: "{SECRET}", retry: {{schedule: [0.2, 0.2, 0.2]}}}}
+  - name: flaky
+    match: {{keyword: FLAKY}}
+    actions:
+      - webhook: {{url: "{url}/flaky", retry: {{schedule: [0.2, 0.2, 0.2]}}}}
+  - name: dead
+    match: {{keyword: DEAD}}
+    actions:
+      - webhook: {{url: "{url}/dead", retry: {{schedule: [0.1, 0.1]}}}}
+  - name: inbox
+    actions:
+      - webhook: {{url: "{url}/inbox"}}
+"""
 
 
 @dataclass
@@ -134,6 +162,10 @@ class KafkaRunning(Running):
     async def stop(self) -> None:
         await super().stop()
         self.kafka.stop()
+
+
+StartEngine = Callable[..., Awaitable[Running]]
+"""The ``start_engine`` fixture: ``await start_engine(rules=None, **settings)``."""
 
 
 async def start_embedded(directory: Path, routes: Path, **overrides: Any) -> EmbeddedRunning:

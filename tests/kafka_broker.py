@@ -17,17 +17,18 @@ import ctypes
 import os
 import signal
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 from engine_process import free_port
+from helpers import eventually
 from smsroute.engines.kafka.log import describe
 
 KAFKA_LOCAL = Path(__file__).resolve().parent.parent / "scripts" / "kafka-local"
@@ -60,14 +61,22 @@ async def cluster_answers(bootstrap: str, timeout: float = 5.0) -> str | None:
 
 
 async def wait_until_answers(bootstrap: str, timeout: float, gone: Callable[[], str | None] = lambda: None) -> None:
-    """Poll until the broker answers; ``gone()`` returns a reason to stop early (its process died)."""
-    deadline = time.monotonic() + timeout
-    while (reason := await cluster_answers(bootstrap)) is not None:
+    """Until the broker answers; ``gone()`` returns a reason to stop early (its process died).
+    :class:`NoBroker` saying why when it does not."""
+    reason: str | None = None
+
+    async def answers() -> bool:
+        nonlocal reason
+        if (reason := await cluster_answers(bootstrap)) is None:
+            return True
         if (died := gone()) is not None:
             raise NoBroker(died)
-        if time.monotonic() > deadline:
-            raise NoBroker(f"{bootstrap} did not answer within {timeout:.0f} s: {reason}")
-        await asyncio.sleep(0.25)
+        return False
+
+    try:
+        await eventually(answers, timeout, interval=0.25)
+    except AssertionError:
+        raise NoBroker(f"{bootstrap} did not answer within {timeout:.0f} s: {reason}") from None
 
 
 async def partition_count(bootstrap: str, topic: str, timeout: float = 30.0) -> int:
@@ -75,12 +84,14 @@ async def partition_count(bootstrap: str, topic: str, timeout: float = 30.0) -> 
     takes a moment to reach the broker's metadata)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
-    deadline = time.monotonic() + timeout
+    described: dict[str, Any] = {}
+
+    async def is_described() -> bool:
+        described.update((await admin.describe_topics([topic]))[0])
+        return not described["error_code"]
+
     try:
-        while (described := (await admin.describe_topics([topic]))[0])["error_code"]:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"topic {topic} not described within {timeout:.0f} s: {described}")
-            await asyncio.sleep(0.1)
+        await eventually(is_described, timeout, lambda: f"topic {topic} not described: {described}", interval=0.1)
     finally:
         await admin.close()
     return len(described["partitions"])
@@ -155,10 +166,9 @@ class LocalBroker:
         if self.process is None or self.process.poll() is not None:
             return
         self.process.terminate()
-        deadline = time.monotonic() + STOP_TIMEOUT
-        while self.process.poll() is None and time.monotonic() < deadline:
-            await asyncio.sleep(0.1)
-        if self.process.poll() is None:
+        try:
+            await asyncio.to_thread(self.process.wait, STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
 

@@ -3,7 +3,6 @@ worker``) on the session's broker, with topics, consumer group and transactional
 
 from __future__ import annotations
 
-import asyncio
 import re
 import subprocess
 import time
@@ -14,7 +13,8 @@ from typing import Any
 import aiohttp
 from aiokafka.structs import ConsumerRecord
 
-from engine_process import SmsrouteProcess
+from engine_process import SmsrouteProcess, answers_200
+from helpers import eventually
 from smsroute.config import Settings, load_settings
 from smsroute.engines.kafka.deadletters import read_all
 from smsroute.engines.kafka.worker import topic_names
@@ -118,20 +118,29 @@ class KafkaEngine:
         return worker
 
     async def wait_ready(self, http: aiohttp.ClientSession) -> None:
-        """Every ingress ready to publish, and the live workers together serving every partition."""
+        """Every ingress ready to publish, and the live workers together serving every partition,
+        within STARTUP_TIMEOUT in all."""
         deadline = time.monotonic() + STARTUP_TIMEOUT
         for ingress in self.ingresses:
-            await ingress.wait_healthy(http)
-            while not await _ok(http, ingress.url + "/readyz"):
-                _check(deadline, f"ingress not ready:\n{ingress.stderr()[-3000:]}")
-                await asyncio.sleep(0.1)
+            await ingress.wait_healthy(http, deadline - time.monotonic())
+            await eventually(
+                lambda: answers_200(http, ingress.url + "/readyz"),  # noqa: B023 (awaited in this iteration)
+                deadline - time.monotonic(),
+                lambda: f"ingress not ready:\n{ingress.stderr()[-3000:]}",  # noqa: B023
+                interval=0.1,
+            )
         live = [worker for worker in self.workers if worker.process.poll() is None]
-        while True:
+
+        async def all_served() -> bool:
             served = [await worker.ready(http) for worker in live]
-            if None not in served and sum(served) == PARTITIONS:  # type: ignore[arg-type]
-                return
-            _check(deadline, "workers not ready:\n" + "\n".join(w.stderr()[-3000:] for w in live))
-            await asyncio.sleep(0.1)
+            return None not in served and sum(served) == PARTITIONS  # type: ignore[arg-type]
+
+        await eventually(
+            all_served,
+            deadline - time.monotonic(),
+            lambda: "workers not ready:\n" + "\n".join(w.stderr()[-3000:] for w in live),
+            interval=0.1,
+        )
 
     def stop(self) -> None:
         for process in [*self.ingresses, *self.workers]:
@@ -145,16 +154,3 @@ class KafkaEngine:
         """Every committed record of one of the engine's topics (``raw``, ``deliveries``, ...)."""
         assert self.settings.kafka is not None
         return await read_all(self.settings.kafka, topic_names(self.settings)[role])
-
-
-async def _ok(http: aiohttp.ClientSession, url: str) -> bool:
-    try:
-        async with http.get(url) as response:
-            return response.status == 200
-    except aiohttp.ClientError:
-        return False
-
-
-def _check(deadline: float, what: str) -> None:
-    if time.monotonic() > deadline:
-        raise AssertionError(f"not within {STARTUP_TIMEOUT:.0f} s: {what}")

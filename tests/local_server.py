@@ -1,10 +1,12 @@
 """An aiohttp app served on a free 127.0.0.1 port for the length of a block: the tests' receivers and
-fake providers."""
+fake providers; and the webhook receiver most tests deliver to (fixture ``receiver``)."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
 
 from aiohttp import web
 
@@ -19,3 +21,24 @@ async def served(app: web.Application) -> AsyncIterator[str]:
         yield f"http://127.0.0.1:{runner.addresses[0][1]}"
     finally:
         await runner.cleanup()
+
+
+@dataclass
+class Receiver:
+    """A webhook receiver: records every request; ``fail[path]`` answers 503 that many times (-1: always)."""
+
+    url: str = ""
+    received: list[dict[str, Any]] = field(default_factory=list)
+    fail: dict[str, int] = field(default_factory=dict)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = await request.text()
+        self.received.append({"path": request.path, "headers": dict(request.headers), "body": body})
+        remaining = self.fail.get(request.path, 0)
+        if remaining:
+            self.fail[request.path] = remaining - 1 if remaining > 0 else -1
+            return web.Response(status=503, text="try later")
+        return web.Response(status=204)
+
+    def at(self, path: str) -> list[dict[str, Any]]:
+        return [r for r in self.received if r["path"] == path]

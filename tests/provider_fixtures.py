@@ -1,15 +1,25 @@
-"""The recorded provider requests of tests/fixtures/providers (format in its README), as tests use them."""
+"""The recorded provider requests of tests/fixtures/providers (format in its README), as tests use
+them, and :func:`run_case`: one case over real HTTP against a real ingress, checked against its
+expectations (courier's ``RunIncomingTestCases``, for our fixture files)."""
 
 from __future__ import annotations
 
 import base64
 import json
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from ingress_server import StartIngress
+from smsroute.models.part import Part
+from smsroute.models.report import DeliveryReport
+from smsroute.providers import normalizers
+
 ROOT = Path(__file__).resolve().parent / "fixtures" / "providers"
+CHECKED = {"status", "answer", "reason", "messages", "reports"}
+"""The ``expect`` keys :func:`run_case` checks; a case with any other fails, rather than pass unchecked."""
 
 
 @dataclass(frozen=True)
@@ -24,6 +34,9 @@ class Fixture:
     headers: dict[str, str]
     body: bytes
     expect: dict[str, Any]
+    now: int | None = None
+    """When the request was made (nanoseconds since the epoch), for timestamped signatures: the
+    ingress's clock during the case. None: the real clock."""
 
     @property
     def name(self) -> str:
@@ -39,6 +52,7 @@ def load(path: Path) -> Fixture:
     request = data["request"]
     url = urlsplit(request["url"])
     body = base64.b64decode(request["body_base64"]) if "body_base64" in request else request.get("body", "").encode()
+    now = data.get("now")
     return Fixture(
         path=path,
         provider=data["provider"],
@@ -49,6 +63,7 @@ def load(path: Path) -> Fixture:
         headers=dict(request.get("headers", {})),
         body=body,
         expect=data["expect"],
+        now=None if now is None else int(datetime.fromisoformat(now).timestamp() * 1_000_000) * 1000,
     )
 
 
@@ -56,3 +71,70 @@ def fixtures(providers: set[str] | None = None) -> list[Fixture]:
     """Every case file (not the SDK vector files), of the given providers only when given."""
     found = [load(path) for path in sorted(ROOT.glob("*/*.json")) if path.name != "sdk_signatures.json"]
     return [fixture for fixture in found if providers is None or fixture.provider in providers]
+
+
+async def run_case(start_ingress: StartIngress, case: Fixture) -> None:
+    """Post the case's request to an ingress of its own, where the provider is mounted under its own
+    name with the case's ``settings`` (and the ingress's clock at the case's ``now``), and check what
+    the case expects: the status, the exact ``answer`` and the ``reason`` in it; for a refusal, nothing
+    logged; for an accepted request, each logged event normalized as the pipeline normalizes it (the
+    default settings: no default region) against the case's ``messages`` or ``reports``, in order."""
+    unchecked = case.expect.keys() - CHECKED
+    assert not unchecked, f"{case.name}: expect keys {sorted(unchecked)} are not checked by run_case: teach it"
+    clock = None if case.now is None else lambda: case.now
+    ingress = await start_ingress(clock=clock, ingress={case.provider: case.settings})
+    status, answer, _ = await ingress.request(
+        case.method, case.target, data=case.body or None, headers=case.headers, skip_auto_headers=("Content-Type",)
+    )
+    expect = case.expect
+    assert status == expect["status"], f"{case.name}: answered {status} {answer!r}"
+    if "answer" in expect:
+        assert answer == expect["answer"], case.name
+    if "reason" in expect:
+        assert expect["reason"] in answer, f"{case.name}: {expect['reason']!r} is not in the answer {answer!r}"
+    events = ingress.events()
+    if not case.accepted:
+        assert events == [], f"{case.name}: a refused request reached the log"
+        return
+    normalizer = normalizers()[case.provider]
+    if case.kind == "status":
+        expected = expect.get("reports", [])
+        got: list[dict[str, Any]] = [
+            reported(normalizer.report(event, None), wanted) for event, wanted in zip(events, expected, strict=False)
+        ]
+    else:
+        expected = expect.get("messages", [])
+        got = [
+            canonical(normalizer.normalize(event, None), wanted)
+            for event, wanted in zip(events, expected, strict=False)
+        ]
+    assert len(events) == len(expected), f"{case.name}: {len(events)} events logged, {len(expected)} expected"
+    assert got == expected, case.name
+
+
+def canonical(part: Part, wanted: dict[str, Any]) -> dict[str, Any]:
+    """The fields of ``part`` that ``wanted`` lists, by their names in the fixture format."""
+    fields = {
+        "from": lambda: part.sender,
+        "to": lambda: part.recipient,
+        "text": lambda: part.text,
+        "provider_message_ids": lambda: [part.provider_message_id] if part.provider_message_id else [],
+        "parts": lambda: part.concat.total if part.concat else 1,
+        "encoding": lambda: part.encoding,
+        "media": lambda: [item.url for item in part.media],
+        "keyword": lambda: part.extra.get("keyword"),  # the keyword the provider matched, where it sends one
+        "concat": lambda: (
+            {"ref": part.concat.ref, "total": part.concat.total, "index": part.concat.index} if part.concat else None
+        ),
+    }
+    unknown = wanted.keys() - fields.keys()
+    assert not unknown, f"message fields {sorted(unknown)} are not checked by run_case: teach it"
+    return {name: fields[name]() for name in wanted}
+
+
+def reported(report: DeliveryReport, wanted: dict[str, Any]) -> dict[str, Any]:
+    """The fields of ``report`` that ``wanted`` lists."""
+    fields = {"provider_message_id", "status", "code", "recipient"}
+    unknown = wanted.keys() - fields
+    assert not unknown, f"report fields {sorted(unknown)} are not checked by run_case: teach it"
+    return {name: getattr(report, name) for name in wanted}

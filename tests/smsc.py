@@ -32,10 +32,11 @@ import json
 import socket
 import ssl
 import time
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
 import smpp34
 
 OK = 0
@@ -313,3 +314,58 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+# --- what the SMPP tests send, and the fixture ---------------------------------------------------
+
+SENDER = "393331234567"
+SHORT_CODE = "393201234567"
+INTL = {"source_addr_ton": 1, "source_addr_npi": 1, "dest_addr_ton": 1, "dest_addr_npi": 1}
+
+
+def mo(text: bytes, **args: Any) -> dict[str, Any]:
+    return deliver(SHORT_CODE, text, source_addr=SENDER, **{**INTL, **args})
+
+
+def bind_settings(port: int, **more: Any) -> dict[str, Any]:
+    # smpp34's server refuses deliver_sm_resp on a receiver bind (see tests/smsc.py): transceiver here.
+    return {
+        "host": "127.0.0.1",
+        "port": port,
+        "system_id": "smsroute",
+        "password": "secret",
+        "bind": "transceiver",
+        "reconnect_initial": 0.2,
+        "reconnect_max": 1.0,
+        **more,
+    }
+
+
+def smpp_overrides(kind: str, port: int, **more: Any) -> dict[str, Any]:
+    """The bind ``operator`` as settings overrides: a nested dict in-process, a [smpp.operator] table on Kafka."""
+    if kind == "kafka":
+        return {"smpp.operator": bind_settings(port, **more)}
+    return {"smpp": {"operator": bind_settings(port, **more)}}
+
+
+@pytest.fixture
+async def smsc() -> AsyncIterator[Smsc]:
+    """A real SMSC on a free 127.0.0.1 port, for the test."""
+    async with Smsc(_free_port()) as server:
+        yield server
+
+
+def udh8(ref: int, total: int, index: int) -> bytes:
+    return bytes([5, 0x00, 3, ref, total, index])
+
+
+def udh16(ref: int, total: int, index: int) -> bytes:
+    return bytes([6, 0x08, 4, ref >> 8, ref & 0xFF, total, index])
+
+
+def sar(ref: int, total: int, index: int) -> list[smpp34.Tlv]:
+    return [
+        smpp34.Tlv(smpp34.TLV_SAR_MSG_REF_NUM, ref.to_bytes(2, "big")),
+        smpp34.Tlv(smpp34.TLV_SAR_TOTAL_SEGMENTS, bytes([total])),
+        smpp34.Tlv(smpp34.TLV_SAR_SEGMENT_SEQNUM, bytes([index])),
+    ]

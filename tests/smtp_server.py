@@ -1,5 +1,6 @@
 """A real SMTP server for the tests (aiosmtpd on 127.0.0.1, in the test's event loop) that records
-every connection and message, and answers what a test tells it to."""
+every connection and message, and answers what a test tells it to: fixtures ``start_smtp`` and
+``certificates`` (registered by tests/conftest.py), and the email tests' settings and routes."""
 
 from __future__ import annotations
 
@@ -19,6 +20,32 @@ import trustme
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 USER, PASSWORD = "smsroute", "s3cret-pa55"
+FROM = "smsroute@example.com"
+"""The engine's sender address in the email tests' settings."""
+RULES = """
+routes:
+  - name: info
+    match: {keyword: INFO}
+    actions:
+      - email:
+          to: [sales@example.com, desk@example.com]
+          subject: "INFO from {{ from }}: {{ text }}"
+          body: |
+            {{ from }} wrote to {{ to }} at {{ received_at }}:
+            {{ text }}
+          html: "<p><b>{{ from }}</b>: {{ text }}</p>"
+          retry: {schedule: [0.2, 0.2, 0.2]}
+  - name: refused
+    match: {keyword: REFUSED}
+    actions: [{email: {to: [nobody@example.com], retry: {schedule: [0.2, 0.2, 0.2]}}}]
+  - name: broken
+    match: {keyword: BROKEN}
+    actions: [{email: {to: [ops@example.com], subject: "{{ extra.device }}", retry: {schedule: [0.2, 0.2]}}}]
+  - name: rest
+    actions: [{email: {to: [ops@example.com], retry: {schedule: [0.2, 0.2]}}}]
+"""
+"""The email tests' routes: INFO to two recipients with every template, REFUSED, BROKEN (a template
+that fails on every message) and the rest to ops."""
 
 
 @dataclass
@@ -70,6 +97,11 @@ class Mailbox:
         for smtp in self.connections:
             if smtp.transport is not None:
                 smtp.transport.close()
+
+
+def smtp_settings(mailbox: Mailbox, **overrides: Any) -> dict[str, Any]:
+    """``[smtp]`` settings for a server started by ``start_smtp`` (plain, no login, unless overridden)."""
+    return {"host": "127.0.0.1", "port": mailbox.port, "tls": "none", "from_address": FROM, **overrides}
 
 
 def _authenticate(server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: Any) -> AuthResult:

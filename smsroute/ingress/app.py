@@ -6,7 +6,7 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
@@ -32,6 +32,7 @@ _latency = functools.cache(metrics.INGRESS_LATENCY.labels)
 RECEIVERS = web.AppKey("receivers", dict[str, Receiver])
 EVENT_LOG = web.AppKey("event_log", EventLog)
 SETTINGS = web.AppKey("settings", Settings)
+CLOCK: web.AppKey[Callable[[], int]] = web.AppKey("clock")
 
 
 def create_app(
@@ -39,10 +40,15 @@ def create_app(
     receivers: Mapping[str, Receiver],
     event_log: EventLog,
     more_metrics: MoreMetrics | None = None,
+    clock: Callable[[], int] = time.time_ns,
 ) -> web.Application:
-    """``more_metrics``: the text exposition of the engine's other processes, added into ``/metrics``."""
+    """``more_metrics``: the text exposition of the engine's other processes, added into ``/metrics``.
+    ``clock``: the time a request is received, in nanoseconds since the epoch: its events'
+    ``received_at``, and the "now" that signature timestamps are checked against (tests of recorded,
+    timestamp-signed requests give the moment they were signed)."""
     app = web.Application(client_max_size=settings.max_body_bytes)
     app[SETTINGS] = settings
+    app[CLOCK] = clock
     app[RECEIVERS] = dict(receivers)
     app[EVENT_LOG] = event_log
     health.add_routes(app, lambda: "ready" if event_log.ready else None, "log unavailable", more_metrics)
@@ -63,7 +69,7 @@ async def _status(request: web.Request) -> web.Response:
 
 async def _receive(request: web.Request, kind: EventKind) -> web.Response:
     started = time.perf_counter()
-    received_at_us = time.time_ns() // 1000
+    received_at_us = request.app[CLOCK]() // 1000
     source = request.match_info["source"]
     receiver = request.app[RECEIVERS].get(source)
     label = source if receiver is not None else "unknown"

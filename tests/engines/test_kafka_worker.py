@@ -1,0 +1,355 @@
+"""The Kafka engine's workers against a real broker: several workers share the partitions and
+deliver every message once; a worker killed mid-stream loses nothing (the others take its
+partitions over, with their state); a broker restart mid-run loses nothing acknowledged; parts
+posted to different ingress processes are stitched; rules reload; dead letters are listed and
+replayed from the command line."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from helpers import eventually
+from kafka_broker import LocalBroker
+from kafka_engine import KafkaEngine
+from local_server import Receiver
+from samples import AGILE, poison_events, vonage_part
+from scraping import Metrics, scrape_url, value
+from smsroute.engines.kafka import deadletters
+from smsroute.models.delivery import Delivery
+
+PROVIDER_BACKOFF = 0.05
+"""Seconds a poster waits after a refusal before its next message, as a provider backs off."""
+
+
+def inbox_rules(url: str) -> str:
+    return f"""
+routes:
+  - name: dead
+    match: {{keyword: DEAD}}
+    actions:
+      - webhook: {{url: "{url}/dead", retry: {{schedule: [0.1]}}}}
+  - name: inbox
+    actions:
+      - webhook: {{url: "{url}/inbox", retry: {{schedule: [0.2, 0.5, 1, 2]}}}}
+"""
+
+
+@pytest.fixture
+async def kafka_engine(kafka_bootstrap: str, tmp_path: Path, receiver: Receiver) -> AsyncIterator[KafkaEngine]:
+    routes = tmp_path / "routes"
+    routes.mkdir()
+    (routes / "rules.yaml").write_text(inbox_rules(receiver.url))
+    engine = KafkaEngine(tmp_path / "kafka", kafka_bootstrap, routes)
+    try:
+        yield engine
+    finally:
+        engine.stop()
+
+
+async def post_all(http: aiohttp.ClientSession, urls: list[str], texts: list[str], concurrency: int = 16) -> None:
+    """Post Agile Telecom messages, spread over the ingresses, each from its own sender (messages are
+    keyed, so partitioned, by sender and recipient); every one must get +OK."""
+    queue: asyncio.Queue[tuple[int, str]] = asyncio.Queue()
+    for number, text in enumerate(texts):
+        queue.put_nowait((number, text))
+
+    async def poster() -> None:
+        while not queue.empty():
+            number, text = queue.get_nowait()
+            form = {**AGILE, "originator": f"+39333{number:07d}", "text": text}
+            async with http.post(urls[number % len(urls)] + "/inbound/agiletelecom", data=form) as r:
+                assert (r.status, await r.text()) == (200, "+OK")
+
+    await asyncio.gather(*(poster() for _ in range(concurrency)))
+
+
+def texts_at(receiver: Receiver, path: str) -> Counter[str]:
+    return Counter(json.loads(r["body"])["text"] for r in receiver.at(path))
+
+
+def delivered(metrics: Metrics) -> float:
+    """Webhook deliveries a worker made."""
+    return value(metrics, "smsroute_deliveries_total", sink="webhook", outcome="delivered")
+
+
+async def test_two_workers_share_the_partitions_and_deliver_every_message_once(
+    kafka_engine: KafkaEngine,
+    receiver: Receiver,
+) -> None:
+    ingress = kafka_engine.start_ingress()
+    workers = [kafka_engine.start_worker(), kafka_engine.start_worker()]
+    texts = [f"shared {n}" for n in range(400)]
+    async with aiohttp.ClientSession() as http:
+        await kafka_engine.wait_ready(http)
+        assert all([await worker.ready(http) for worker in workers])  # both serve partitions
+        await post_all(http, [ingress.url], texts)
+        await eventually(lambda: len(texts_at(receiver, "/inbox")) == len(texts), timeout=60)
+        scraped: list[Metrics] = []
+
+        async def all_recorded() -> bool:  # the workers have recorded every delivery they made
+            scraped[:] = [await scrape_url(http, worker.metrics_url) for worker in workers]
+            return sum(delivered(m) for m in scraped) >= len(texts)
+
+        await eventually(all_recorded, 30, interval=0.1)
+        assert texts_at(receiver, "/inbox") == Counter(texts)  # each once
+        normalized = [
+            value(m, "smsroute_pipeline_events_total", provider="agiletelecom", outcome="normalized") for m in scraped
+        ]
+        assert sum(normalized) == len(texts) and all(normalized), normalized  # both processed raw events
+        # Deliveries are keyed by destination: one receiver, one partition, one worker sends them all.
+        assert sorted(delivered(m) for m in scraped) == [0, len(texts)]
+        lags = [labels for m in scraped for (name, labels) in m if name == "smsroute_consumer_lag"]
+        assert {dict(labels)["topic"] for labels in lags} == {
+            kafka_engine.settings.kafka.raw_topic,  # type: ignore[union-attr]
+            f"{kafka_engine.prefix}.deliveries.v1",
+        }
+    decisions = Counter(Delivery.decode(r.value).id for r in await kafka_engine.records("deliveries"))
+    assert len(decisions) == len(texts) and set(decisions.values()) == {1}
+
+
+async def test_sigkill_of_a_worker_mid_stream_loses_nothing(
+    kafka_engine: KafkaEngine,
+    receiver: Receiver,
+) -> None:
+    ingress = kafka_engine.start_ingress()
+    victim, survivor = kafka_engine.start_worker(), kafka_engine.start_worker()
+    first = [f"before {n}" for n in range(600)]
+    second = [f"after {n}" for n in range(600)]
+    async with aiohttp.ClientSession() as http:
+        await kafka_engine.wait_ready(http)
+        posting = asyncio.create_task(post_all(http, [ingress.url], first))
+        await eventually(lambda: len(receiver.at("/inbox")) >= 150, timeout=60)
+        victim.kill()  # SIGKILL: open transactions, attempts in flight, tables in memory, all gone
+        await posting
+        await post_all(http, [ingress.url], second)
+        try:
+            await eventually(lambda: set(texts_at(receiver, "/inbox")) == set(first + second), timeout=120)
+        except AssertionError:
+            missing = set(first + second) - set(texts_at(receiver, "/inbox"))
+            raise AssertionError(
+                f"{len(missing)} never delivered, e.g. {sorted(missing)[:5]} ({kafka_engine.prefix} "
+                f"{kafka_engine.bootstrap}):\n"
+                f"{survivor.stderr()[-4000:]}"
+            ) from None
+        assert await survivor.ready(http) == 4  # it serves every partition now
+    by_text: dict[str, set[str]] = {}
+    for request in receiver.at("/inbox"):
+        by_text.setdefault(json.loads(request["body"])["text"], set()).add(request["headers"]["webhook-id"])
+    assert all(len(ids) == 1 for ids in by_text.values())  # a repeat (an attempt in flight) has the same webhook-id
+    decisions = Counter(Delivery.decode(r.value).id for r in await kafka_engine.records("deliveries"))
+    assert len(decisions) == len(first + second) and set(decisions.values()) == {1}  # each decided once
+
+
+async def test_parts_posted_to_two_ingress_processes_are_stitched(
+    kafka_engine: KafkaEngine,
+    receiver: Receiver,
+) -> None:
+    ingresses = [kafka_engine.start_ingress(), kafka_engine.start_ingress()]
+    worker = kafka_engine.start_worker()
+    texts = {1: "Parts ", 2: "through two ", 3: "doors."}
+    async with aiohttp.ClientSession() as http:
+        await kafka_engine.wait_ready(http)
+        for part, ingress in ((3, ingresses[0]), (1, ingresses[1]), (2, ingresses[0]), (1, ingresses[0])):
+            async with http.post(ingress.url + "/inbound/vonage", json=vonage_part(part, texts[part])) as response:
+                assert response.status == 204
+        await eventually(lambda: len(receiver.at("/inbox")) == 1, timeout=60)
+
+        async def all_processed() -> bool:  # the retry of part 1 dropped, the message delivered
+            metrics = await scrape_url(http, worker.metrics_url)
+            return (
+                value(metrics, "smsroute_pipeline_events_total", provider="vonage", outcome="duplicate") == 1
+                and delivered(metrics) == 1
+            )
+
+        await eventually(all_processed, 30, interval=0.1)
+    [request] = receiver.at("/inbox")
+    message = json.loads(request["body"])
+    assert (message["text"], message["parts"], message["complete"]) == ("Parts through two doors.", 3, True)
+
+
+async def test_rules_reload_in_a_running_worker(
+    kafka_engine: KafkaEngine,
+    receiver: Receiver,
+) -> None:
+    ingress = kafka_engine.start_ingress()
+    kafka_engine.start_worker()
+    async with aiohttp.ClientSession() as http:
+        await kafka_engine.wait_ready(http)
+        rules = Path(kafka_engine.settings.routes) / "rules.yaml"
+        rules.write_text(
+            inbox_rules(receiver.url)
+            .replace("keyword: DEAD", "keyword: [DEAD, NEW]")
+            .replace("name: dead", "name: fresh")
+            .replace("/dead", "/fresh")
+        )
+        attempts = itertools.count()
+
+        async def reloaded() -> bool:  # a NEW message goes to /fresh once the worker has reloaded
+            if receiver.at("/fresh"):
+                return True
+            data = {**AGILE, "text": f"NEW {next(attempts)}"}
+            async with http.post(ingress.url + "/inbound/agiletelecom", data=data) as r:
+                assert r.status == 200
+            return False
+
+        await eventually(reloaded, 30, "the worker never routed to the reloaded rules", interval=0.3)
+        assert json.loads(receiver.at("/fresh")[0]["body"])["route"] == "fresh"
+
+
+async def test_dead_letters_are_listed_and_replayed_from_the_command_line(
+    kafka_engine: KafkaEngine,
+    receiver: Receiver,
+) -> None:
+    receiver.fail["/dead"] = -1
+    ingress = kafka_engine.start_ingress()
+    kafka_engine.start_worker()
+    config = str(kafka_engine.config)
+    async with aiohttp.ClientSession() as http:
+        await kafka_engine.wait_ready(http)
+        async with http.post(ingress.url + "/inbound/agiletelecom", data={**AGILE, "text": "DEAD again"}) as r:
+            assert r.status == 200
+        await eventually(lambda: len(receiver.at("/dead")) == 2, timeout=60)
+        letters: list[dict[str, Any]] = []
+
+        def listed() -> bool:
+            letters[:] = json.loads(cli("dead-letters", "list", "--kafka", "--config", config, "--json"))
+            return bool(letters)
+
+        await eventually(listed, 120, "no dead letter listed", interval=0.2)
+        [letter] = letters
+        assert (letter["stage"], letter["reason"]) == ("deliver", "HTTP 503: try later")
+        assert [a["outcome"] for a in letter["attempts"]] == ["failed", "failed"]
+        receiver.fail["/dead"] = 0
+        assert cli("dead-letters", "replay", "--kafka", "--config", config).startswith("1 delivery sent again")
+        await eventually(lambda: len(receiver.at("/dead")) == 3, timeout=60)
+        assert json.loads(cli("dead-letters", "list", "--kafka", "--config", config, "--json")) == []
+        assert "(replayed)" in cli("dead-letters", "list", "--kafka", "--config", config, "--all")
+        assert cli("dead-letters", "replay", "--kafka", "--config", config).startswith("0 deliveries")
+    assert len({r["headers"]["webhook-id"] for r in receiver.at("/dead")}) == 1
+
+
+def cli(*args: str) -> str:
+    done = subprocess.run([sys.executable, "-m", "smsroute", *args], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+async def test_broker_restart_during_a_run_loses_nothing_acknowledged(
+    local_kafka: LocalBroker,
+    tmp_path: Path,
+    receiver: Receiver,
+) -> None:
+    """Providers keep posting while the broker stops and comes back: the ingress answers 503
+    meanwhile, and every message it acknowledged is delivered, each decided once."""
+    routes = tmp_path / "routes"
+    routes.mkdir()
+    (routes / "rules.yaml").write_text(inbox_rules(receiver.url))
+    engine = KafkaEngine(tmp_path / "kafka", local_kafka.bootstrap, routes)
+    answers: dict[str, int] = {}
+    stopping = asyncio.Event()
+
+    async def poster(first: int, http: aiohttp.ClientSession) -> None:
+        for number in itertools.count(first, 8):
+            if stopping.is_set():
+                return
+            text = f"restart {number}"
+            try:
+                async with http.post(
+                    ingress.url + "/inbound/agiletelecom",
+                    data={**AGILE, "originator": f"+39333{number:07d}", "text": text},
+                ) as response:
+                    await response.read()
+                    answers[text] = response.status
+            except aiohttp.ClientError:
+                answers[text] = 0
+            if answers[text] != 200:
+                await asyncio.sleep(PROVIDER_BACKOFF)
+
+    def accepted() -> int:
+        return sum(status == 200 for status in answers.values())
+
+    try:
+        ingress = engine.start_ingress()
+        engine.start_worker()
+        async with aiohttp.ClientSession() as http:
+            await engine.wait_ready(http)
+            posters = [asyncio.create_task(poster(first, http)) for first in range(8)]
+            try:
+                await eventually(lambda: accepted() >= 200, timeout=120)
+                await local_kafka.stop_async()
+                await eventually(lambda: any(status != 200 for status in answers.values()), timeout=120)
+                await local_kafka.start_async()
+                restarted = accepted()
+                await eventually(lambda: accepted() >= restarted + 200, timeout=180)
+            finally:
+                stopping.set()
+                await asyncio.gather(*posters)
+            acknowledged = {text for text, status in answers.items() if status == 200}
+            try:
+                await eventually(lambda: acknowledged <= set(texts_at(receiver, "/inbox")), timeout=180)
+            except AssertionError:
+                missing = acknowledged - set(texts_at(receiver, "/inbox"))
+                raise AssertionError(
+                    f"{len(missing)} acknowledged, never delivered, e.g. {sorted(missing)[:5]}:\n"
+                    f"{engine.workers[0].stderr()[-4000:]}"
+                ) from None
+        assert set(answers.values()) <= {200, 503, 0}
+        by_text: dict[str, set[str]] = {}
+        for request in receiver.at("/inbox"):
+            by_text.setdefault(json.loads(request["body"])["text"], set()).add(request["headers"]["webhook-id"])
+        assert all(len(ids) == 1 for ids in by_text.values())
+        decisions = Counter(Delivery.decode(r.value).id for r in await engine.records("deliveries"))
+        assert set(decisions.values()) == {1}  # each message decided once, whatever the broker did
+    finally:
+        engine.stop()
+
+
+async def test_poison_records_on_the_raw_topic_are_dead_letters_and_the_worker_goes_on(
+    kafka_engine: KafkaEngine,
+    receiver: Receiver,
+) -> None:
+    """Records an older ingress published, each of which stopped the embedded engine: the worker
+    dead-letters them with the reason and delivers what follows."""
+    from aiokafka import AIOKafkaProducer
+
+    kafka_engine.start_ingress()
+    worker = kafka_engine.start_worker()
+    kafka = kafka_engine.settings.kafka
+    assert kafka is not None
+    async with aiohttp.ClientSession() as http:
+        await kafka_engine.wait_ready(http)
+        producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap_servers, acks="all", enable_idempotence=True)
+        await producer.start()
+        try:
+            for event in [*poison_events(), *poison_events()]:  # the second copies meet the first's state
+                await producer.send_and_wait(kafka.raw_topic, event.encode(), key=event.key.encode())
+            await producer.send_and_wait(kafka.raw_topic, b"\x09not avro at all", key=b"junk")
+        finally:
+            await producer.stop()
+        await post_all(http, [kafka_engine.ingresses[0].url], ["after the poison"])
+        await eventually(lambda: texts_at(receiver, "/inbox") == Counter(["after the poison"]), timeout=60)
+        assert worker.process.poll() is None
+        letters = [letter for letter in await deadletters.latest(kafka_engine.settings)]
+    reasons = sorted(letter.reason.split(" (")[0] for letter in letters)
+    assert all(letter.stage == "normalize" for letter in letters)
+    assert reasons == sorted(
+        [
+            "unprocessable: body holds a lone surrogate",
+            "unprocessable: body holds a lone surrogate",
+            "unprocessable: charset 'utf-7' is not accepted",
+            "unprocessable: body holds a lone surrogate",
+        ]
+        * 2
+        + ["undecodable: raw_event: unknown schema revision byte b'\\t'"]
+    )

@@ -1,0 +1,234 @@
+"""Provider samples shared by the tests: what each provider posts (as its documents show it), one
+sample per provider with the canonical message it becomes, and events an older version logged that
+cannot be processed."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from smsroute.models.raw import RawEvent
+
+AGILE = {"originator": "+393331234567", "destination": "+393201234567", "date_time": "2026-11-21 10:00:00"}
+"""An Agile Telecom form without its ``text``."""
+
+# The provider document's sample post, verbatim: note the ß inside the phone number.
+KALEYRA = (
+    "device_address=1447ß7665544&inbound_address=26161&router=cingular&carrier=cingular&channel=sms"
+    "&message_orig=Hello+from+SMPPSim&message=Hello+from+SMPPSim&message_id=148929155953&message_subid=0"
+    "&status=Processing&status_code=10&a2w_mo_ref_id=148929155953&country_code=1"
+)
+
+# The fields of the seed's "Anatomie einer eingehenden Nachricht", type text.
+VONAGE = {
+    "type": "text",
+    "to": "447700900000",
+    "msisdn": "447700900123",
+    "messageId": "0A0000001234567B",
+    "message-timestamp": "2026-11-21 10:00:00",
+    "timestamp": "1795255200",
+    "nonce": "aaaaaaaa-bbbb-cccc-dddd-0123456789ab",
+    "text": "Hallo, ich hätte gern mehr Informationen",
+    "keyword": "HALLO",
+}
+
+
+def vonage_part(part: int, text: str) -> dict[str, Any]:
+    """Part ``part`` of a Vonage message in three parts (reference 42)."""
+    return {
+        "type": "text",
+        "to": "447700900000",
+        "msisdn": "447700900123",
+        "messageId": f"0A00000{part}",
+        "message-timestamp": "2026-11-21 10:00:00",
+        "text": text,
+        "concat": "true",
+        "concat-ref": "42",
+        "concat-total": "3",
+        "concat-part": str(part),
+    }
+
+
+# The SMSGateway24 incoming-SMS webhook as documented: address typed int, a SIM slot number.
+GATEWAY24_INCOMING = {
+    "address": 393331234567,
+    "date": "2026-11-21 10:00:00",
+    "date_sent": "2026-11-21 09:59:58",
+    "body": "Ciao, vorrei informazioni",
+    "internal_id": 1187,
+    "sim": 0,
+    "sms_id": 987654,
+    "device_id": 4242,
+    "device_name": "Pixel 6",
+}
+# The newer shape: channel_id instead of sim, plus type; here every value a string, as phones send.
+GATEWAY24_INCOMING_CHANNEL = {
+    "address": "+393331234567",
+    "date": "2026-11-21 10:00:00",
+    "date_sent": "2026-11-21 09:59:58",
+    "body": "INFO",
+    "internal_id": "1188",
+    "channel_id": "1",
+    "type": "sms",
+    "sms_id": "987655",
+    "device_id": "4242",
+    "device_name": "Pixel 6",
+}
+GATEWAY24_STATUS = {
+    "sms_id": 555001,
+    "status_id": 7,
+    "status_message": "SMS delivered",
+    "sendto": "+393331234567",
+    "senttime": "2026-11-21 10:00:05",
+    "sim": 1,
+    "device_id": 4242,
+}
+
+# What Twilio posts for an inbound SMS to a Messaging Service number (SIDs made up, shapes real).
+TWILIO = {
+    "ToCountry": "US",
+    "ToState": "CA",
+    "SmsMessageSid": "SM5f3c2e9a1b7d4c8e9f0a1b2c3d4e5f60",
+    "NumMedia": "0",
+    "ToCity": "SAN FRANCISCO",
+    "FromZip": "94105",
+    "SmsSid": "SM5f3c2e9a1b7d4c8e9f0a1b2c3d4e5f60",
+    "FromState": "CA",
+    "SmsStatus": "received",
+    "FromCity": "SAN FRANCISCO",
+    "Body": "STOP",
+    "FromCountry": "US",
+    "To": "+14155550100",
+    "MessagingServiceSid": "MG0a1b2c3d4e5f60718293a4b5c6d7e8f9",
+    "ToZip": "94105",
+    "NumSegments": "1",
+    "ReferralNumMedia": "0",
+    "MessageSid": "SM5f3c2e9a1b7d4c8e9f0a1b2c3d4e5f60",
+    "AccountSid": "AC00112233445566778899aabbccddeeff",
+    "From": "+14155550123",
+    "ApiVersion": "2010-04-01",
+}
+
+SEEDS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
+    "kaleyra": (
+        {"data": KALEYRA.encode(), "headers": {"Content-Type": "application/x-www-form-urlencoded"}},
+        {
+            "from": "1447ß7665544",
+            "to": "26161",
+            "text": "Hello from SMPPSim",
+            "keyword": "HELLO",
+            "flags": ["from_not_e164", "to_not_e164"],
+            "provider_message_ids": ["148929155953"],
+            "provider_time": None,
+            "route": "inbox",
+            "extra": {
+                "carrier": "cingular",
+                "router": "cingular",
+                "channel": "sms",
+                "country_code": "1",
+                "a2w_mo_ref_id": "148929155953",
+            },
+        },
+    ),
+    "vonage": (
+        {"json": VONAGE},
+        {
+            "from": "+447700900123",
+            "to": "+447700900000",
+            "text": VONAGE["text"],
+            "keyword": "HALLO",
+            "flags": [],
+            "provider_message_ids": ["0A0000001234567B"],
+            "provider_time": "2026-11-21T10:00:00.000Z",
+            "route": "inbox",
+            "extra": {},
+        },
+    ),
+    "smsgateway24": (
+        {"json": GATEWAY24_INCOMING},
+        {
+            "from": "+393331234567",
+            "to": "4242",
+            "text": "Ciao, vorrei informazioni",
+            "keyword": "CIAO",
+            "flags": ["to_not_e164"],
+            "provider_message_ids": ["987654"],
+            "provider_time": "2026-11-21T09:59:58.000Z",
+            "route": "inbox",
+            "extra": {"device_id": 4242, "device_name": "Pixel 6", "sim": 0, "internal_id": 1187},
+        },
+    ),
+    "twilio": (
+        {"data": TWILIO},
+        {
+            "from": "+14155550123",
+            "to": "+14155550100",
+            "text": "STOP",
+            "keyword": "STOP",
+            "flags": [],
+            "provider_message_ids": [TWILIO["MessageSid"]],
+            "provider_time": None,
+            "route": "opt-out",
+            "extra": {
+                "AccountSid": TWILIO["AccountSid"],
+                "MessagingServiceSid": TWILIO["MessagingServiceSid"],
+                "NumMedia": "0",
+                "NumSegments": "1",
+                "FromCountry": "US",
+                "ToCountry": "US",
+            },
+        },
+    ),
+    "agiletelecom": (
+        {"data": {**AGILE, "text": "Buongiorno, è aperto?"}},
+        {
+            "from": "+393331234567",
+            "to": "+393201234567",
+            "text": "Buongiorno, è aperto?",
+            "keyword": "BUONGIORNO",
+            "flags": [],
+            "provider_message_ids": [],
+            "provider_time": "2026-11-21T10:00:00.000Z",
+            "route": "inbox",
+            "extra": {},
+        },
+    ),
+}
+"""Provider -> (one sample request as ``aiohttp`` keyword arguments to ``/inbound/<provider>``, the
+canonical message it becomes under the default rules of tests/engines.py): every provider's
+end-to-end case on both engines."""
+
+
+def poison_events() -> list[RawEvent]:
+    """Events an older version logged: each used to stop the processing process at every start."""
+
+    def event(provider: str, content_type: str, body: bytes) -> RawEvent:
+        return RawEvent(
+            provider,
+            provider,
+            "inbound",
+            int(time.time() * 1e6),
+            "127.0.0.1",
+            "POST",
+            f"/inbound/{provider}",
+            "",
+            content_type,
+            {},
+            body,
+            f"{provider}:poison",
+        )
+
+    return [
+        event("smsgateway24", "application/json", b'{"address": "+393331234567", "body": "\\ud800", "sms_id": "p1"}'),
+        event(
+            "vonage",
+            "application/json",
+            b'{"type": "text", "to": "447700900000", "msisdn": "447700900001", "messageId": "\\udfff", "text": "hi"}',
+        ),
+        event(
+            "kaleyra",
+            "application/x-www-form-urlencoded; charset=utf-7",
+            b"device_address=%2B393331234567&inbound_address=12345&message=%2B2AA-",
+        ),
+        event("smsgateway24", "application/json", b'{"address": "+393331234567", "body": "\\udbff", "sms_id": 7}'),
+    ]
