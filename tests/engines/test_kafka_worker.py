@@ -26,8 +26,12 @@ from local_server import Receiver
 from samples import AGILE, poison_events, vonage_part
 from scraping import Metrics, scrape_url, value
 from smsroute.engines.kafka import deadletters
-from smsroute.models.delivery import Delivery
+from smsroute.models.attempt import AttemptRecord
 
+REPEATS_BOUND = 250
+"""Deliveries a worker's death (or a broker restart) may make twice: those of the batches not yet
+written (``batch_interval``, 0.1 s here, of a few hundred messages a second) and the attempts in
+flight (``per_destination`` at most)."""
 PROVIDER_BACKOFF = 0.05
 """Seconds a poster waits after a refusal before its next message, as a provider backs off."""
 
@@ -107,15 +111,16 @@ async def test_two_workers_share_the_partitions_and_deliver_every_message_once(
             value(m, "smsroute_pipeline_events_total", provider="agiletelecom", outcome="normalized") for m in scraped
         ]
         assert sum(normalized) == len(texts) and all(normalized), normalized  # both processed raw events
-        # Deliveries are keyed by destination: one receiver, one partition, one worker sends them all.
-        assert sorted(delivered(m) for m in scraped) == [0, len(texts)]
+        # Deliveries go out from the raw partitions' state: one receiver is served by both workers.
+        assert all(delivered(m) for m in scraped), [delivered(m) for m in scraped]
         lags = [labels for m in scraped for (name, labels) in m if name == "smsroute_consumer_lag"]
-        assert {dict(labels)["topic"] for labels in lags} == {
-            kafka_engine.settings.kafka.raw_topic,  # type: ignore[union-attr]
-            f"{kafka_engine.prefix}.deliveries.v1",
-        }
-    decisions = Counter(Delivery.decode(r.value).id for r in await kafka_engine.records("deliveries"))
-    assert len(decisions) == len(texts) and set(decisions.values()) == {1}
+        assert {dict(labels)["topic"] for labels in lags} == {kafka_engine.settings.kafka.raw_topic}  # type: ignore[union-attr]
+    assert set((await attempts_by_delivery(kafka_engine)).values()) == {1}  # each attempted once
+
+
+async def attempts_by_delivery(engine: KafkaEngine) -> Counter[str]:
+    """Attempts recorded per delivery id."""
+    return Counter(AttemptRecord.decode(r.value).delivery_id for r in await engine.records("attempts"))
 
 
 async def test_sigkill_of_a_worker_mid_stream_loses_nothing(
@@ -130,7 +135,7 @@ async def test_sigkill_of_a_worker_mid_stream_loses_nothing(
         await kafka_engine.wait_ready(http)
         posting = asyncio.create_task(post_all(http, [ingress.url], first))
         await eventually(lambda: len(receiver.at("/inbox")) >= 150, timeout=60)
-        victim.kill()  # SIGKILL: open transactions, attempts in flight, tables in memory, all gone
+        victim.kill()  # SIGKILL: its open batches, attempts in flight, state in memory, all gone
         await posting
         await post_all(http, [ingress.url], second)
         try:
@@ -147,8 +152,8 @@ async def test_sigkill_of_a_worker_mid_stream_loses_nothing(
     for request in receiver.at("/inbox"):
         by_text.setdefault(json.loads(request["body"])["text"], set()).add(request["headers"]["webhook-id"])
     assert all(len(ids) == 1 for ids in by_text.values())  # a repeat (an attempt in flight) has the same webhook-id
-    decisions = Counter(Delivery.decode(r.value).id for r in await kafka_engine.records("deliveries"))
-    assert len(decisions) == len(first + second) and set(decisions.values()) == {1}  # each decided once
+    repeats = len(receiver.at("/inbox")) - len(by_text)
+    assert repeats <= REPEATS_BOUND, repeats
 
 
 async def test_parts_posted_to_two_ingress_processes_are_stitched(
@@ -308,9 +313,8 @@ async def test_broker_restart_during_a_run_loses_nothing_acknowledged(
         by_text: dict[str, set[str]] = {}
         for request in receiver.at("/inbox"):
             by_text.setdefault(json.loads(request["body"])["text"], set()).add(request["headers"]["webhook-id"])
-        assert all(len(ids) == 1 for ids in by_text.values())
-        decisions = Counter(Delivery.decode(r.value).id for r in await engine.records("deliveries"))
-        assert set(decisions.values()) == {1}  # each message decided once, whatever the broker did
+        assert all(len(ids) == 1 for ids in by_text.values())  # a repeat has the same webhook-id
+        assert len(receiver.at("/inbox")) - len(by_text) <= REPEATS_BOUND
     finally:
         engine.stop()
 

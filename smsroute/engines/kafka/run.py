@@ -6,6 +6,7 @@ import asyncio
 import logging
 
 import faust
+import uvloop
 
 from ...config import Settings
 from ...logs import setup_logging
@@ -29,11 +30,15 @@ class FaustWorker(faust.Worker):
 
 def run(settings: Settings, rules: RulesWatcher) -> None:
     """Serve until stopped; a clean stop marks the local tables as trustworthy for the next start."""
+    # uvloop before anything makes a loop: Faust's own default is asyncio's (slower) loop.
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     marker = prepare_state_dir(settings)
     worker = Worker(settings, rules)
     # Every topic before the first worker joins, or its first assignment could miss a changelog.
     assert settings.kafka is not None
-    asyncio.run(ensure_topics(settings.kafka, list(topic_names(settings).values()), compacted=worker.changelogs()))
+    names = topic_names(settings)
+    compacted = [names.pop("dead_letters"), *worker.changelogs()]  # letters stay until replayed, then their last state
+    asyncio.run(ensure_topics(settings.kafka, list(names.values()), compacted=compacted))
     try:
         FaustWorker(worker.app, log_level=settings.log_level, quiet=True).execute_from_commandline()
     except SystemExit as exc:
