@@ -36,7 +36,7 @@ import time
 from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, cast, get_args
+from typing import Any, Generic, TypeVar, cast, get_args
 
 import faust
 from faust.streams import Stream
@@ -55,10 +55,12 @@ from ...sinks.outcome import Verdict
 from ...streams.build import build_pipeline
 from ...streams.optouts import OptOut
 from ...streams.pipeline import Outcome
+from ...streams.stitch import Pending
 from .dispatch import CURRENT, Dispatcher, Job
 from .partition import PartitionState, Timed, in_order
 
 log = logging.getLogger("smsroute.worker")
+V = TypeVar("V")
 
 GAUGES_EVERY = 2.0
 """Seconds between updates of the lag and backlog gauges."""
@@ -100,18 +102,10 @@ class PartitionBackend:
         self.worker = worker
         self.state = PartitionState(-1)
         self.outcome = Outcome()
-
-    @property
-    def dedupe(self) -> Timed[float]:
-        return self.state.dedupe
-
-    @property
-    def pending(self) -> Timed[Any]:
-        return self.state.pending
-
-    @property
-    def opt_outs(self) -> Timed[OptOut]:
-        return self.state.opt_outs
+        # The pipeline holds its stores for good: these follow the partition at hand.
+        self.dedupe: Current[float] = Current(self, "dedupe")
+        self.pending: Current[Pending] = Current(self, "pending")
+        self.opt_outs: Current[OptOut] = Current(self, "opt_outs")
 
     def savepoint(self) -> Any:
         return _Savepoint(self)
@@ -126,6 +120,32 @@ class PartitionBackend:
     def take(self) -> Outcome:
         outcome, self.outcome = self.outcome, Outcome()
         return outcome
+
+
+class Current(Generic[V]):
+    """A :class:`~smsroute.streams.state.TimedStore` of the partition whose event is being processed."""
+
+    def __init__(self, backend: PartitionBackend, kind: str) -> None:
+        self.backend, self.kind = backend, kind
+
+    def _store(self) -> Timed[V]:
+        store: Timed[V] = getattr(self.backend.state, self.kind)
+        return store
+
+    def get(self, key: str) -> V | None:
+        return self._store().get(key)
+
+    def __setitem__(self, key: str, value: V) -> None:
+        self._store()[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        del self._store()[key]
+
+    def older_than(self, moment: float) -> list[str]:
+        return self._store().older_than(moment)
+
+    def forget_before(self, moment: float) -> None:
+        self._store().forget_before(moment)
 
 
 class _Savepoint:
