@@ -21,7 +21,7 @@ import pytest
 
 from helpers import eventually
 from kafka_broker import LocalBroker
-from kafka_engine import KafkaEngine
+from kafka_engine import PARTITIONS, KafkaEngine, WorkerProcess
 from local_server import Receiver
 from samples import AGILE, poison_events, vonage_part
 from scraping import Metrics, scrape_url, value
@@ -43,6 +43,10 @@ routes:
     match: {{keyword: DEAD}}
     actions:
       - webhook: {{url: "{url}/dead", retry: {{schedule: [0.1]}}}}
+  - name: parts
+    match: {{keyword: PART}}
+    actions:
+      - webhook: {{url: "{url}/parts"}}
   - name: inbox
     actions:
       - webhook: {{url: "{url}/inbox", retry: {{schedule: [0.2, 0.5, 1, 2]}}}}
@@ -127,33 +131,63 @@ async def test_sigkill_of_a_worker_mid_stream_loses_nothing(
     kafka_engine: KafkaEngine,
     receiver: Receiver,
 ) -> None:
+    """The worker that owns the partitions being delivered is killed mid-stream: every message is
+    delivered, repeats carry the same webhook-id and are bounded; the state of the dead worker's
+    partitions follows them (provider retries of messages it took are dropped by the survivor,
+    messages whose first parts it took are completed by the survivor)."""
     ingress = kafka_engine.start_ingress()
     victim, survivor = kafka_engine.start_worker(), kafka_engine.start_worker()
     first = [f"before {n}" for n in range(600)]
     second = [f"after {n}" for n in range(600)]
     async with aiohttp.ClientSession() as http:
         await kafka_engine.wait_ready(http)
+        await post_parts(http, ingress.url, 1, 40)  # the first parts of 40 messages, each its own sender
         posting = asyncio.create_task(post_all(http, [ingress.url], first))
         await eventually(lambda: len(receiver.at("/inbox")) >= 150, timeout=60)
         victim.kill()  # SIGKILL: its open batches, attempts in flight, state in memory, all gone
         await posting
         await post_all(http, [ingress.url], second)
+        await eventually(lambda: survivor_serves_all(http, survivor), timeout=60)
+        await post_all(http, [ingress.url], first[:100])  # providers retry messages taken before the kill
+        await post_parts(http, ingress.url, 2, 40)  # the last parts of the 40 messages
         try:
-            await eventually(lambda: set(texts_at(receiver, "/inbox")) == set(first + second), timeout=120)
+            await eventually(lambda: set(texts_at(receiver, "/inbox")) >= set(first + second), timeout=120)
+            await eventually(lambda: len(texts_at(receiver, "/parts")) == 40, timeout=60)
         except AssertionError:
             missing = set(first + second) - set(texts_at(receiver, "/inbox"))
             raise AssertionError(
-                f"{len(missing)} never delivered, e.g. {sorted(missing)[:5]} ({kafka_engine.prefix} "
-                f"{kafka_engine.bootstrap}):\n"
-                f"{survivor.stderr()[-4000:]}"
+                f"{len(missing)} never delivered, e.g. {sorted(missing)[:5]}, {len(texts_at(receiver, '/parts'))} of 40"
+                f" stitched ({kafka_engine.prefix} {kafka_engine.bootstrap}):\n{survivor.stderr()[-4000:]}"
             ) from None
-        assert await survivor.ready(http) == 4  # it serves every partition now
+        metrics = await scrape_url(http, survivor.metrics_url)
+    duplicates = value(metrics, "smsroute_pipeline_events_total", provider="agiletelecom", outcome="duplicate")
+    assert duplicates >= 100  # the retries met the dedupe keys the dead worker wrote
+    assert set(texts_at(receiver, "/parts")) == {f"part one {n} part two {n}" for n in range(40)}
     by_text: dict[str, set[str]] = {}
     for request in receiver.at("/inbox"):
         by_text.setdefault(json.loads(request["body"])["text"], set()).add(request["headers"]["webhook-id"])
     assert all(len(ids) == 1 for ids in by_text.values())  # a repeat (an attempt in flight) has the same webhook-id
     repeats = len(receiver.at("/inbox")) - len(by_text)
     assert repeats <= REPEATS_BOUND, repeats
+
+
+async def survivor_serves_all(http: aiohttp.ClientSession, survivor: WorkerProcess) -> bool:
+    return await survivor.ready(http) == PARTITIONS
+
+
+async def post_parts(http: aiohttp.ClientSession, url: str, part: int, count: int) -> None:
+    """Part ``part`` of ``count`` two-part Vonage messages (routed to /parts by their PARTS keyword)."""
+    for n in range(count):
+        text = f"part one {n} " if part == 1 else f"part two {n}"
+        form = {
+            **vonage_part(part, text),
+            "msisdn": f"4477009{n:05d}",
+            "messageId": f"0B{n:05d}{part}",
+            "concat-ref": str(n % 256),
+            "concat-total": "2",
+        }
+        async with http.post(url + "/inbound/vonage", json=form) as response:
+            assert response.status == 204
 
 
 async def test_parts_posted_to_two_ingress_processes_are_stitched(
@@ -357,3 +391,50 @@ async def test_poison_records_on_the_raw_topic_are_dead_letters_and_the_worker_g
         * 2
         + ["undecodable: raw_event: unknown schema revision byte b'\\t'"]
     )
+
+
+async def test_workers_joining_and_leaving_mid_stream_on_rocksdb_lose_nothing(
+    kafka_bootstrap: str,
+    tmp_path: Path,
+    receiver: Receiver,
+) -> None:
+    """A second worker joins while messages flow, then the first leaves (SIGTERM), on RocksDB
+    tables: partitions and their state move both ways, both workers deliver, nothing is lost,
+    repeats carry the same webhook-id and are bounded."""
+    routes = tmp_path / "routes"
+    routes.mkdir()
+    (routes / "rules.yaml").write_text(inbox_rules(receiver.url))
+    engine = KafkaEngine(tmp_path / "kafka", kafka_bootstrap, routes, worker={"store": "rocksdb"})
+    texts = [f"moving {n}" for n in range(900)]
+    try:
+        ingress, first = engine.start_ingress(), engine.start_worker()
+        async with aiohttp.ClientSession() as http:
+            await engine.wait_ready(http)
+            posting = asyncio.create_task(post_all(http, [ingress.url], texts, concurrency=4))
+            await eventually(lambda: len(receiver.at("/inbox")) >= 150, timeout=60)
+            second = engine.start_worker()  # joins: takes partitions from the first
+            await eventually(lambda: second.ready(http), timeout=60, interval=0.1)
+            await eventually(lambda: len(receiver.at("/inbox")) >= 450, timeout=60)
+            before_leaving = delivered(await scrape_url(http, first.metrics_url))
+            await asyncio.to_thread(first.stop, 30)  # leaves: its partitions go back to the second
+            await posting
+            await post_all(http, [ingress.url], texts[:100])  # provider retries, now all on the second
+            await eventually(lambda: set(texts_at(receiver, "/inbox")) == set(texts), timeout=120)
+
+            async def second_took_the_retries() -> bool:
+                metrics = await scrape_url(http, second.metrics_url)
+                return (
+                    value(metrics, "smsroute_pipeline_events_total", provider="agiletelecom", outcome="duplicate")
+                    >= 100
+                )
+
+            await eventually(second_took_the_retries, 60, interval=0.2)
+            after = delivered(await scrape_url(http, second.metrics_url))
+        assert before_leaving > 0 and after > 0, (before_leaving, after)  # both delivered
+        by_text: dict[str, set[str]] = {}
+        for request in receiver.at("/inbox"):
+            by_text.setdefault(json.loads(request["body"])["text"], set()).add(request["headers"]["webhook-id"])
+        assert all(len(ids) == 1 for ids in by_text.values())
+        assert len(receiver.at("/inbox")) - len(by_text) <= REPEATS_BOUND
+    finally:
+        engine.stop()
