@@ -19,6 +19,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from fake_providers import FakeOpenVoip
 from helpers import eventually
 from kafka_broker import LocalBroker
 from kafka_engine import PARTITIONS, KafkaEngine, WorkerProcess
@@ -436,5 +437,72 @@ async def test_workers_joining_and_leaving_mid_stream_on_rocksdb_lose_nothing(
             by_text.setdefault(json.loads(request["body"])["text"], set()).add(request["headers"]["webhook-id"])
         assert all(len(ids) == 1 for ids in by_text.values())
         assert len(receiver.at("/inbox")) - len(by_text) <= REPEATS_BOUND
+    finally:
+        engine.stop()
+
+
+async def test_sms_replies_on_the_kafka_engine_honour_opt_outs_and_are_sent_once(
+    kafka_bootstrap: str,
+    tmp_path: Path,
+    receiver: Receiver,
+    openvoip: FakeOpenVoip,
+) -> None:
+    """The reply guards read the conversation's partition: a STOP's confirmation goes, the next
+    INFO's reply is suppressed, START brings replies back; a provider retry is no second reply."""
+    routes = tmp_path / "routes"
+    routes.mkdir()
+    (routes / "rules.yaml").write_text(
+        f"""
+routes:
+  - name: opt-out
+    match: {{keyword: STOP}}
+    compliance: stop
+    actions:
+      - sms_reply: {{text: "Bye."}}
+  - name: opt-in
+    match: {{keyword: START}}
+    compliance: start
+    actions:
+      - sms_reply: {{text: "Welcome back."}}
+  - name: info
+    match: {{keyword: INFO}}
+    actions:
+      - webhook: {{url: "{receiver.url}/info"}}
+      - sms_reply: {{text: "Thanks {{{{ keyword }}}}"}}
+"""
+    )
+    engine = KafkaEngine(
+        tmp_path / "kafka",
+        kafka_bootstrap,
+        routes,
+        sms_reply={"provider": "openvoip", "rate_limit": 10},
+        **{"sms_reply.openvoip": openvoip.settings()},
+    )
+    try:
+        ingress, worker = engine.start_ingress(), engine.start_worker()
+        async with aiohttp.ClientSession() as http:
+            await engine.wait_ready(http)
+
+            async def sms(text: str) -> None:
+                async with http.post(ingress.url + "/inbound/agiletelecom", data={**AGILE, "text": text}) as r:
+                    assert r.status == 200
+
+            await sms("INFO prices")
+            await eventually(lambda: len(openvoip.requests) == 1, timeout=30)
+            await sms("INFO prices")  # the provider's retry: dropped, no second reply
+            await sms("STOP")
+            await eventually(lambda: len(openvoip.requests) == 2, timeout=30)
+            await sms("INFO hours")
+            await eventually(lambda: len(receiver.at("/info")) == 2, timeout=30)
+            await sms("START")
+            await eventually(lambda: len(openvoip.requests) == 3, timeout=30)
+            await sms("INFO discounts")
+            await eventually(lambda: len(openvoip.requests) == 4, timeout=30)
+            metrics = await scrape_url(http, worker.metrics_url)
+        texts = [request["params"]["sms_text"] for request in openvoip.requests]
+        assert texts == ["Thanks INFO", "Bye.", "Welcome back.", "Thanks INFO"]
+        assert value(metrics, "smsroute_sms_replies_suppressed_total", reason="opted_out") == 1
+        assert value(metrics, "smsroute_sms_replies_total", provider="openvoip", outcome="sent") == 4
+        assert value(metrics, "smsroute_pipeline_events_total", provider="agiletelecom", outcome="duplicate") == 1
     finally:
         engine.stop()
