@@ -493,7 +493,12 @@ routes:
             await sms("STOP")
             await eventually(lambda: len(openvoip.requests) == 2, timeout=30)
             await sms("INFO hours")
-            await eventually(lambda: len(receiver.at("/info")) == 2, timeout=30)
+
+            async def suppressed() -> bool:  # before START, which would let the reply through
+                metrics = await scrape_url(http, worker.metrics_url)
+                return value(metrics, "smsroute_sms_replies_suppressed_total", reason="opted_out") == 1
+
+            await eventually(suppressed, 30, interval=0.1)
             await sms("START")
             await eventually(lambda: len(openvoip.requests) == 3, timeout=30)
             await sms("INFO discounts")

@@ -92,11 +92,13 @@ class PartitionState:
         """When the open batch got its first change (monotonic; 0: nothing to write)."""
         self.due: list[tuple[float, str]] = []
         """(due time, delivery id) of the retries, a heap."""
+        self.open: set[str] = set()
+        """Ids of the deliveries not finished (for the backlog gauges)."""
+        self.expiring: list[tuple[float, str, str]] = []
+        """(when, kind, key) of final deliveries and replies to forget then, a heap."""
         self.records = Records()
         self.seq = 0
         """The next record's number: records are named ``<partition>:<seq>`` and apply in that order."""
-        self.expired_at = 0.0
-        """When final deliveries and old replies were last looked for."""
         """The next record's number: records are named ``<partition>:<seq>`` and apply in that order."""
 
     def note(self, kind: str, key: str, value: Any) -> None:

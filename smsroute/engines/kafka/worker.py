@@ -64,8 +64,6 @@ V = TypeVar("V")
 
 GAUGES_EVERY = 2.0
 """Seconds between updates of the lag and backlog gauges."""
-EXPIRE_EVERY = 10.0
-"""Seconds between looks for final deliveries and replies past the dedupe window."""
 SINKS = get_args(ActionKind)
 STAGES = ("normalize", "process", "route", "deliver")
 _dead_letters_waiting = functools.cache(metrics.DEAD_LETTERS_WAITING.labels)
@@ -183,10 +181,15 @@ class Replies:
         replies = CURRENT.get()[0].replies.values()
         return sum(1 for entry in replies if entry[2] == recipient and entry[3] >= since and entry[1] != "failed")
 
+    def __init__(self, keep: float) -> None:
+        self.keep = keep
+        """Seconds a reply is remembered: the dedupe window (a retry of its message is answered no more)."""
+
     def reserve(self, delivery_id: str, message_id: str, recipient: str, provider: str, now: float) -> None:
         state = CURRENT.get()[0]
         entry = [delivery_id, "reserved", recipient, now, None]
         state.set("replies", state.replies, message_id, entry, entry)
+        heapq.heappush(state.expiring, (now + self.keep, "replies", message_id))
 
     def sent(self, delivery_id: str, provider_message_id: str | None, now: float) -> None:
         self._status("sent", provider_message_id)
@@ -242,7 +245,7 @@ class Worker:
         self._action_keys: dict[int, tuple[dict[str, Any], str]] = {}
         self.backend = PartitionBackend(self)
         self.pipeline = build_pipeline(settings, rules, self.backend)
-        replies = Replies()
+        replies = Replies(settings.dedupe_window)
         self.sinks = Sinks(settings, (replies, replies))
         self.dispatcher = Dispatcher(self.sinks.senders, self._verdict, per_destination=settings.per_destination)
         self.dispatcher.max_queued = config.max_queued
@@ -366,6 +369,7 @@ class Worker:
             "a": [],
         }
         state.set("deliveries", state.deliveries, delivery.id, entry, entry)
+        state.open.add(delivery.id)
 
     def keep_letter(self, state: PartitionState, letter: DeadLetter, now: float) -> None:
         letter_id = _letter_id(letter)
@@ -439,6 +443,9 @@ class Worker:
             self._send(self.names["dead_letters"], letter.id, letter.encode(), state.partition)
             state.set("letters", state.letters, letter.id, [letter.stage, verdict.at], [letter.stage, verdict.at])
         state.set("deliveries", state.deliveries, delivery.id, updated, updated)
+        if verdict.next != "retry":
+            state.open.discard(delivery.id)
+            heapq.heappush(state.expiring, (keep, "deliveries", delivery.id))
 
     def _replayed(self, state: PartitionState, value: bytes, now: float) -> None:
         """A dead delivery sent again (``dead-letters replay``): a new round, if not taken yet."""
@@ -464,15 +471,16 @@ class Worker:
     def _expire(self, state: PartitionState, now: float) -> None:
         """Final deliveries and replies past the dedupe window: a provider retry can no longer
         bring their message back."""
-        horizon = now - self.settings.dedupe_window
-        if state.deliveries and now - state.expired_at >= EXPIRE_EVERY:
-            state.expired_at = now
-            for delivery_id in [
-                i for i, e in state.deliveries.items() if e["s"] in ("delivered", "dead") and e["at"] < now
-            ]:
-                state.delete("deliveries", state.deliveries, delivery_id)
-            for message_id in [m for m, e in state.replies.items() if e[3] < horizon]:
-                state.delete("replies", state.replies, message_id)
+        while state.expiring and state.expiring[0][0] < now:
+            at, kind, key = heapq.heappop(state.expiring)
+            if kind == "deliveries":
+                entry = state.deliveries.get(key)
+                if entry is not None and entry["s"] in ("delivered", "dead") and entry["at"] == at:
+                    state.delete(kind, state.deliveries, key)
+            else:
+                reply = state.replies.get(key)
+                if reply is not None and reply[3] + self.settings.dedupe_window == at:
+                    state.delete(kind, state.replies, key)
 
     def _housekeeping_due(self, state: PartitionState, now: float) -> bool:
         pending, dedupe = state.pending.first(), state.dedupe.first()
@@ -494,7 +502,7 @@ class Worker:
     def _tick_due(self, state: PartitionState, now: float) -> bool:
         waiting = state.has_batch() and time.monotonic() - (state.opened or now) >= self.config.batch_interval
         retry = bool(state.due) and state.due[0][0] <= now
-        expiry = bool(state.deliveries) and now - state.expired_at >= EXPIRE_EVERY
+        expiry = bool(state.expiring) and state.expiring[0][0] < now
         return waiting or retry or expiry or self._housekeeping_due(state, now)
 
     async def _gauges(self) -> None:
@@ -510,8 +518,9 @@ class Worker:
         backlog: Counter[tuple[str, str]] = Counter()
         oldest: dict[str, float] = {}
         for state in self.parts.values():
-            for entry in state.deliveries.values():
-                if entry["s"] in ("pending", "retry"):
+            for delivery_id in state.open:
+                entry = state.deliveries.get(delivery_id)
+                if entry is not None and entry["s"] in ("pending", "retry"):
                     sink = entry["d"][2]
                     due = entry["at"] <= now
                     backlog[sink, "due" if due else "scheduled"] += 1
@@ -577,9 +586,15 @@ class Worker:
             state.expected = state.through if state.through >= 0 else None
             for delivery_id, entry in state.deliveries.items():
                 if entry["s"] == "pending":
+                    state.open.add(delivery_id)
                     self.dispatcher.enqueue(Job(state, self._delivery(delivery_id, entry), entry["n"] + 1))
                 elif entry["s"] == "retry":
+                    state.open.add(delivery_id)
                     heapq.heappush(state.due, (entry["at"], delivery_id))
+                else:
+                    heapq.heappush(state.expiring, (entry["at"], "deliveries", delivery_id))
+            for message_id, reply in state.replies.items():
+                heapq.heappush(state.expiring, (reply[3] + self.settings.dedupe_window, "replies", message_id))
             await asyncio.sleep(0)
         self.ticked.clear()
 
