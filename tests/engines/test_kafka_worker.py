@@ -394,12 +394,6 @@ async def test_poison_records_on_the_raw_topic_are_dead_letters_and_the_worker_g
     )
 
 
-@pytest.mark.xfail(
-    reason="faust-streaming 0.15.3 sometimes hands a partition kept or taken over at a rebalance from the wrong"
-    " offset (after the committed one): the worker's hole check stops it rather than skip records, and with no"
-    " supervisor to restart it here the test runs out of workers (docs/engines.md, Known problems)",
-    strict=False,
-)
 async def test_workers_joining_and_leaving_mid_stream_on_rocksdb_lose_nothing(
     kafka_bootstrap: str,
     tmp_path: Path,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import sys
 
 import faust
 import uvloop
@@ -42,6 +44,19 @@ def run(settings: Settings, rules: RulesWatcher) -> None:
     try:
         FaustWorker(worker.app, log_level=settings.log_level, quiet=True).execute_from_commandline()
     except SystemExit as exc:
-        if not exc.code:
-            marker.touch()
-        raise
+        if worker.hole is None:
+            if not exc.code:
+                marker.touch()
+            raise
+    except Exception:  # Faust re-raises what crashed it
+        if worker.hole is None:
+            raise
+    if worker.hole is not None:
+        # Faust handed a partition over from past its committed offset (docs/engines.md, Known
+        # problems): start afresh, as a supervisor would, and read the partitions again from their
+        # committed offsets; the state is rebuilt from the changelog.
+        log.warning(
+            "worker restarting after a hole in a raw partition",
+            extra={"event": "worker_restarting", "error": str(worker.hole)},
+        )
+        os.execv(sys.executable, sys.orig_argv)

@@ -261,6 +261,8 @@ class Worker:
         app.on_rebalance_complete.connect(self._rebalanced)  # type: ignore[arg-type]
         self.ready = False
         """Partitions assigned and their state rebuilt: /readyz answers 200."""
+        self.hole: Hole | None = None
+        """Why the worker stopped, when it was a hole in a raw partition: it then starts again."""
 
     def changelogs(self) -> list[str]:
         return [table.changelog_topic.get_topic_name() for table in self.app.tables.values()]
@@ -279,6 +281,8 @@ class Worker:
                     self._control(event)
             except Exception as exc:
                 log.exception("worker stopped: its partitions are read again", extra={"event": "worker_crashed"})
+                if isinstance(exc, Hole):
+                    self.hole = exc
                 await self.app.crash(exc)
                 return
             if self.dispatcher.queued >= self.config.max_queued:
