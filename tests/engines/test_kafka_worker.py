@@ -18,8 +18,9 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiokafka.partitioner import murmur2
 
-from fake_providers import FakeOpenVoip
+from fake_providers import FakeGateway24, FakeOpenVoip
 from helpers import eventually
 from kafka_broker import LocalBroker
 from kafka_engine import PARTITIONS, KafkaEngine, WorkerProcess
@@ -521,3 +522,169 @@ routes:
         assert value(metrics, "smsroute_pipeline_events_total", provider="agiletelecom", outcome="duplicate") == 1
     finally:
         engine.stop()
+
+
+def partition_of(key: str) -> int:
+    """The raw partition the ingress's producer picks for a record key (Kafka's default partitioner)."""
+    return (murmur2(key.encode()) & 0x7FFFFFFF) % PARTITIONS
+
+
+def shared_reads(worker: WorkerProcess, kind: str) -> list[dict[str, Any]]:
+    """The shared table's records this worker has read from the changelog (its ``shared_read`` log)."""
+    lines = (json.loads(line) for line in worker.stderr().splitlines() if '"shared_read"' in line)
+    return [line for line in lines if line.get("kind") == kind]
+
+
+REPLY_RULES = """
+routes:
+  - name: opt-out
+    match: {{keyword: STOP}}
+    compliance: stop
+    actions:
+      - sms_reply: {{text: "Bye."}}
+  - name: opt-in
+    match: {{keyword: START}}
+    compliance: start
+    actions:
+      - sms_reply: {{text: "Welcome back."}}
+  - name: info
+    match: {{keyword: INFO}}
+    actions:
+      - webhook: {{url: "{url}/info"}}
+      - sms_reply: {{text: "Thanks {{{{ keyword }}}}"}}
+"""
+
+
+async def two_workers_ready(engine: KafkaEngine, http: aiohttp.ClientSession) -> tuple[Any, list[WorkerProcess]]:
+    ingress, workers = engine.start_ingress(), [engine.start_worker(), engine.start_worker()]
+    await engine.wait_ready(http)
+    return ingress, workers
+
+
+async def test_an_opt_out_holds_for_the_number_in_every_conversation_and_on_every_worker(
+    kafka_bootstrap: str,
+    tmp_path: Path,
+    receiver: Receiver,
+    openvoip: FakeOpenVoip,
+) -> None:
+    """A STOP sent to one short code (one raw partition) silences the number's replies in another
+    conversation (another partition, perhaps on the other worker), once every worker has read the
+    opt-out from the shared table's changelog; a START through that other conversation lifts it."""
+    routes = tmp_path / "routes"
+    routes.mkdir()
+    (routes / "rules.yaml").write_text(REPLY_RULES.format(url=receiver.url))
+    first, other = AGILE["destination"], "+393201234570"
+    key = f"agiletelecom:{AGILE['originator']}:{{}}"
+    assert partition_of(key.format(first)) != partition_of(key.format(other))
+    engine = KafkaEngine(
+        tmp_path / "kafka",
+        kafka_bootstrap,
+        routes,
+        sms_reply={"provider": "openvoip", "rate_limit": 10},
+        **{"sms_reply.openvoip": openvoip.settings()},
+    )
+    try:
+        async with aiohttp.ClientSession() as http:
+            ingress, workers = await two_workers_ready(engine, http)
+
+            async def sms(text: str, destination: str) -> None:
+                form = {**AGILE, "destination": destination, "text": text}
+                async with http.post(ingress.url + "/inbound/agiletelecom", data=form) as r:
+                    assert r.status == 200
+
+            async def on_every_worker(kind: str, count: int) -> bool:
+                return all(len(shared_reads(worker, kind)) >= count for worker in workers)
+
+            async def suppressed() -> float:
+                found = [await scrape_url(http, worker.metrics_url) for worker in workers]
+                return sum(value(m, "smsroute_sms_replies_suppressed_total", reason="opted_out") for m in found)
+
+            async def one_suppressed() -> bool:
+                return await suppressed() == 1
+
+            await sms("STOP", first)
+            await eventually(lambda: len(openvoip.requests) == 1, timeout=30)
+            await eventually(lambda: on_every_worker("opt_out", 1), 30, interval=0.1)
+            await sms("INFO hours", other)
+            await eventually(lambda: len(receiver.at("/info")) == 1, timeout=30)
+            await eventually(one_suppressed, 30, interval=0.1)
+            await sms("START", other)
+            await eventually(lambda: len(openvoip.requests) == 2, timeout=30)
+            await eventually(lambda: on_every_worker("opt_out", 2), 30, interval=0.1)
+            await sms("INFO prices", first)
+            await eventually(lambda: len(openvoip.requests) == 3, timeout=30)
+            assert await suppressed() == 1
+        texts = [request["params"]["sms_text"] for request in openvoip.requests]
+        assert texts == ["Bye.", "Welcome back.", "Thanks INFO"]
+    finally:
+        engine.stop()
+
+
+async def test_delivery_reports_are_linked_to_the_reply_they_report_on_across_workers(
+    kafka_bootstrap: str,
+    tmp_path: Path,
+    receiver: Receiver,
+    gateway24: FakeGateway24,
+) -> None:
+    """A report arrives on the partition of the provider's id, not the conversation's: it finds our
+    reply in the shared table, is counted linked, its final status becomes the reply's, once (the
+    provider's repeat of a report counts once)."""
+    routes = tmp_path / "routes"
+    routes.mkdir()
+    (routes / "rules.yaml").write_text(REPLY_RULES.format(url=receiver.url))
+    engine = KafkaEngine(
+        tmp_path / "kafka",
+        kafka_bootstrap,
+        routes,
+        sms_reply={"provider": "smsgateway24"},
+        **{"sms_reply.smsgateway24": gateway24.settings()},
+    )
+    try:
+        async with aiohttp.ClientSession() as http:
+            ingress, workers = await two_workers_ready(engine, http)
+            async with http.post(ingress.url + "/inbound/agiletelecom", data={**AGILE, "text": "INFO"}) as r:
+                assert r.status == 200
+            await eventually(lambda: len(gateway24.requests) == 1, timeout=30)
+
+            async def link_everywhere() -> bool:
+                return all(shared_reads(worker, "reply") for worker in workers)
+
+            await eventually(link_everywhere, 30, interval=0.1)
+            for status_id in (6, 7, 7):  # sent by the phone, delivered, and the provider's repeat
+                report = {
+                    "sms_id": 22074938,
+                    "status_id": status_id,
+                    "status_message": "",
+                    "sendto": AGILE["originator"],
+                    "senttime": "2026-11-21 10:00:05",
+                    "sim": 0,
+                    "device_id": 4242,
+                }
+                async with http.post(ingress.url + "/status/smsgateway24", json=report) as r:
+                    assert r.status == 200
+
+            async def counted() -> Counter[tuple[str, str]]:
+                found: Counter[tuple[str, str]] = Counter()
+                for worker in workers:
+                    metrics = await scrape_url(http, worker.metrics_url)
+                    for status in ("sent", "delivered"):
+                        for linked in ("true", "false"):
+                            labels = {"provider": "smsgateway24", "status": status, "linked": linked}
+                            found[status, linked] += value(metrics, "smsroute_delivery_reports_total", **labels)
+                    for outcome in ("sent", "delivered"):
+                        found["reply", outcome] += value(
+                            metrics, "smsroute_sms_replies_total", provider="smsgateway24", outcome=outcome
+                        )
+                return found
+
+            await eventually(lambda: records_are(engine, 3), 30, interval=0.2)  # all three processed
+            found = await counted()
+        assert found["sent", "true"] == 1 and found["delivered", "true"] == 1
+        assert found["sent", "false"] == 0 and found["delivered", "false"] == 0
+        assert (found["reply", "sent"], found["reply", "delivered"]) == (1, 1)
+    finally:
+        engine.stop()
+
+
+async def records_are(engine: KafkaEngine, count: int) -> bool:
+    return len(await engine.records("delivery_reports")) == count

@@ -7,7 +7,6 @@ from __future__ import annotations
 from typing import Any
 
 from smsroute.engines.kafka.partition import PartitionState, Records, in_order
-from smsroute.streams.optouts import OptOut
 
 
 def write(state: PartitionState, table: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -32,15 +31,15 @@ def rebuilt(table: dict[str, dict[str, Any]]) -> PartitionState:
 def test_a_batch_record_holds_the_changes_since_the_last_one_and_through() -> None:
     state, table = PartitionState(0), {}
     state.dedupe["a"] = 1.0
-    state.opt_outs["+39333"] = OptOut("m1", 1.0)
+    state.set("letters", state.letters, "l1", ["route", 1.0], ["route", 1.0])
     state.last_offset = 41
     first = write(state, table)
-    assert first["through"] == 42 and first["dedupe"] == {"a": 1.0} and first["opt_outs"] == {"+39333": ["m1", 1.0]}
+    assert first["through"] == 42 and first["dedupe"] == {"a": 1.0} and first["letters"] == {"l1": ["route", 1.0]}
     del state.dedupe["a"]
     second = write(state, table)
-    assert second["dedupe"] == {"a": None} and "opt_outs" not in second and second["seq"] == first["seq"] + 1
+    assert second["dedupe"] == {"a": None} and "letters" not in second and second["seq"] == first["seq"] + 1
     again = rebuilt(table)
-    assert (again.through, again.dedupe.get("a"), again.opt_outs.get("+39333")) == (42, None, OptOut("m1", 1.0))
+    assert (again.through, again.dedupe.get("a"), again.letters.get("l1")) == (42, None, ["route", 1.0])
 
 
 def test_superseded_records_are_deleted_and_deleted_keys_stay_deleted() -> None:

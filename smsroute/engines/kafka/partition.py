@@ -1,7 +1,7 @@
 """One raw partition's state on a worker: in memory, changed per event, written to the ``batches``
 table as ONE record per batch of events.
 
-The processing core's stores (dedupe keys, pending parts, opt-outs), the deliveries dispatched from
+The processing core's stores (dedupe keys, pending parts), the deliveries dispatched from
 this partition, the reply ledger of the conversations in it and its dead letters are plain dicts
 here. Every change is also noted in the partition's open batch; the worker writes the batch as one
 table record ``{"through": <offset after its last event>, "<kind>": {key: value or null}, ...}``
@@ -25,14 +25,13 @@ from typing import Any, Generic, TypeVar
 from faust.types import EventT
 
 from ...models.part import Part
-from ...streams.optouts import OptOut
 from ...streams.stitch import Pending
 
 V = TypeVar("V")
 Key = tuple[str, str]
 """An entry of the state: (kind, key)."""
 
-KINDS = ("dedupe", "pending", "opt_outs", "deliveries", "replies", "letters")
+KINDS = ("dedupe", "pending", "deliveries", "replies", "letters")
 """The kinds of entries a batch record holds (besides ``through`` and the actions' settings)."""
 
 _MISSING = object()
@@ -72,12 +71,11 @@ class PartitionState:
         self.undo = Undo()
         self.dedupe: Timed[float] = Timed(self, "dedupe", lambda seen: seen, lambda seen: seen)
         self.pending: Timed[Pending] = Timed(self, "pending", _pending_json, lambda group: group.first_seen)
-        self.opt_outs: Timed[OptOut] = Timed(self, "opt_outs", lambda o: [o.message_id, o.at], lambda o: o.at)
         self.deliveries: dict[str, dict[str, Any]] = {}
         """id -> {"s": pending|retry|delivered|dead, "n": attempts made, "at": due or final time,
         "r": round, "d": the delivery's fields while unfinished, "a": its attempts while unfinished}"""
         self.replies: dict[str, list[Any]] = {}
-        """message id -> [delivery id, status, recipient, at, provider message id] (the reply ledger)"""
+        """message id -> [delivery id, status, recipient, at, provider message id, provider] (the reply ledger)"""
         self.letters: dict[str, list[Any]] = {}
         """dead letter id -> [stage, created at]: letters not replayed"""
         self.through = -1
@@ -141,7 +139,6 @@ class PartitionState:
         actions.update(record.get("actions", {}))
         self.dedupe.load(record.get("dedupe", {}), lambda seen: seen)
         self.pending.load(record.get("pending", {}), _pending_from_json)
-        self.opt_outs.load(record.get("opt_outs", {}), lambda data: OptOut(*data))
         for kind, mapping in (("deliveries", self.deliveries), ("replies", self.replies), ("letters", self.letters)):
             for key, value in record.get(kind, {}).items():
                 if value is None:

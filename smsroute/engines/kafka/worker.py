@@ -48,6 +48,7 @@ from ...models.attempt import AttemptRecord
 from ...models.avro import DecodeError
 from ...models.dead_letter import DeadLetter, DeadLetterRecord
 from ...models.delivery import Delivery
+from ...models.report import FINAL, DeliveryReport
 from ...rules.model import ActionKind
 from ...rules.watch import RulesWatcher
 from ...sinks.build import Sinks
@@ -58,6 +59,7 @@ from ...streams.pipeline import Outcome
 from ...streams.stitch import Pending
 from .dispatch import CURRENT, Dispatcher, Job
 from .partition import PartitionState, Timed, in_order
+from .shared import Shared, SharedOptOuts, reply_key
 
 log = logging.getLogger("smsroute.worker")
 V = TypeVar("V")
@@ -103,7 +105,7 @@ class PartitionBackend:
         # The pipeline holds its stores for good: these follow the partition at hand.
         self.dedupe: Current[float] = Current(self, "dedupe")
         self.pending: Current[Pending] = Current(self, "pending")
-        self.opt_outs: Current[OptOut] = Current(self, "opt_outs")
+        self.opt_outs = SharedOptOuts(worker.shared)
 
     def savepoint(self) -> Any:
         return _Savepoint(self)
@@ -154,6 +156,7 @@ class _Savepoint:
     def __enter__(self) -> None:
         outcome = self.backend.outcome
         self.sizes = len(outcome.deliveries), len(outcome.dead_letters), len(outcome.reports)
+        self.writes = len(self.backend.opt_outs.writes)
         self.undo.__enter__()
 
     def __exit__(self, kind: Any, exc: BaseException | None, tb: Any) -> bool | None:
@@ -161,17 +164,25 @@ class _Savepoint:
             outcome = self.backend.outcome
             deliveries, letters, reports = self.sizes
             del outcome.deliveries[deliveries:], outcome.dead_letters[letters:], outcome.reports[reports:]
+            del self.backend.opt_outs.writes[self.writes :]
         return self.undo.__exit__(kind, exc, tb)
 
 
 class Replies:
-    """The SMS reply sink's opt-out list and reply ledger: those of the partition whose delivery is
-    being attempted (:data:`~smsroute.engines.kafka.dispatch.CURRENT`). A conversation (provider,
-    sender, recipient) lives in one partition, so its STOP, its messages and its replies are there,
-    in order. The ledger's records reach the table with the partition's next batch record."""
+    """The SMS reply sink's opt-out list (the shared table's) and reply ledger (that of the partition
+    whose delivery is being attempted, :data:`~smsroute.engines.kafka.dispatch.CURRENT`). A
+    conversation (provider, sender, recipient) lives in one partition, so its messages and its
+    replies are there, in order. The ledger's records reach the table with the partition's next
+    batch record; a reply the provider took is also noted in the shared table by the provider's id,
+    for the delivery reports on it (which arrive on the partition of that id)."""
+
+    def __init__(self, worker: Worker, keep: float) -> None:
+        self.worker = worker
+        self.keep = keep
+        """Seconds a reply is remembered: the dedupe window (a retry of its message is answered no more)."""
 
     def get(self, number: str) -> OptOut | None:
-        return CURRENT.get()[0].opt_outs.get(number)
+        return self.worker.backend.opt_outs.get(number)
 
     def reply_for(self, message_id: str) -> tuple[str, str] | None:
         entry = CURRENT.get()[0].replies.get(message_id)
@@ -181,18 +192,18 @@ class Replies:
         replies = CURRENT.get()[0].replies.values()
         return sum(1 for entry in replies if entry[2] == recipient and entry[3] >= since and entry[1] != "failed")
 
-    def __init__(self, keep: float) -> None:
-        self.keep = keep
-        """Seconds a reply is remembered: the dedupe window (a retry of its message is answered no more)."""
-
     def reserve(self, delivery_id: str, message_id: str, recipient: str, provider: str, now: float) -> None:
         state = CURRENT.get()[0]
-        entry = [delivery_id, "reserved", recipient, now, None]
+        entry = [delivery_id, "reserved", recipient, now, None, provider]
         state.set("replies", state.replies, message_id, entry, entry)
         heapq.heappush(state.expiring, (now + self.keep, "replies", message_id))
 
     def sent(self, delivery_id: str, provider_message_id: str | None, now: float) -> None:
-        self._status("sent", provider_message_id)
+        entry = self._status("sent", provider_message_id)
+        if entry is not None and provider_message_id and len(entry) > 5:
+            key = reply_key(entry[5], provider_message_id)
+            if self.worker.shared.get(key) is None:  # an attempt made again keeps the reports seen
+                self.worker.shared[key] = [delivery_id, "sent", []]
 
     def failed(self, delivery_id: str, now: float) -> None:
         self._status("failed", None)
@@ -200,12 +211,14 @@ class Replies:
     def sync(self) -> None:
         """Nothing to do here: the record is written with the partition's next batch."""
 
-    def _status(self, status: str, provider_message_id: str | None) -> None:
+    def _status(self, status: str, provider_message_id: str | None) -> list[Any] | None:
         state, delivery = CURRENT.get()
         entry = state.replies.get(delivery.message_id)
-        if entry is not None:
-            updated = [entry[0], status, entry[2], entry[3], provider_message_id or entry[4]]
-            state.set("replies", state.replies, delivery.message_id, updated, updated)
+        if entry is None:
+            return None
+        updated = [entry[0], status, entry[2], entry[3], provider_message_id or entry[4], *entry[5:]]
+        state.set("replies", state.replies, delivery.message_id, updated, updated)
+        return updated
 
 
 class Worker:
@@ -239,13 +252,15 @@ class Worker:
         self.control = _topic(app, names["control"])
         self.table = app.Table("batches", key_type=str, value_type=None)
         self.table.on_recover(self._recovered)
+        self.shared = Shared(app)
+        """Opt-outs by number and our replies by the provider's id, on every worker (a GlobalTable)."""
         self.parts: dict[int, PartitionState] = {}
         self.actions: dict[str, dict[str, Any]] = {}
         """Actions' settings by key (a hash of them): deliveries refer to them."""
         self._action_keys: dict[int, tuple[dict[str, Any], str]] = {}
         self.backend = PartitionBackend(self)
         self.pipeline = build_pipeline(settings, rules, self.backend)
-        replies = Replies(settings.dedupe_window)
+        replies = Replies(self, settings.dedupe_window)
         self.sinks = Sinks(settings, (replies, replies))
         self.dispatcher = Dispatcher(self.sinks.senders, self._verdict, per_destination=settings.per_destination)
         self.dispatcher.max_queued = config.max_queued
@@ -329,7 +344,9 @@ class Worker:
         event.ack()
 
     def _act(self, state: PartitionState, outcome: Outcome, now: float) -> None:
-        """What an event led to: its deliveries started, its dead letters and reports produced."""
+        """What an event led to: its opt-outs written, its deliveries started, its dead letters and
+        reports produced."""
+        self.backend.opt_outs.write()
         for delivery in outcome.deliveries:
             self.dispatcher.enqueue(Job(state, delivery, 1))
         for letter in outcome.dead_letters:
@@ -338,7 +355,34 @@ class Worker:
         for report in outcome.reports:
             key = f"{report.provider}:{report.provider_message_id}"
             self._send(self.names["delivery_reports"], key, report.encode(), None)
-            metrics.DELIVERY_REPORTS.labels(report.provider, report.status, "false").inc()
+            self._link(report)
+
+    def _link(self, report: DeliveryReport) -> None:
+        """A delivery report linked to our reply it reports on (found in the shared table by the
+        provider's id); a final status (delivered, failed) becomes the reply's, once. A report on
+        a reply seen before (the provider's repeat, or the event processed again) counts once."""
+        key = reply_key(report.provider, report.provider_message_id)
+        link = self.shared.get(key)
+        delivery_id = None if link is None else link[0]
+        if link is not None:
+            if report.code in link[2]:
+                return
+            became = report.status if report.status in FINAL and link[1] not in FINAL else None
+            self.shared[key] = [link[0], became or link[1], [*link[2], report.code]]
+            if became is not None:
+                metrics.SMS_REPLIES.labels(report.provider, became).inc()
+        metrics.DELIVERY_REPORTS.labels(report.provider, report.status, str(link is not None).lower()).inc()
+        log.info(
+            f"delivery report: {report.status} ({report.description})",
+            extra={
+                "event": "delivery_report",
+                "provider": report.provider,
+                "provider_message_id": report.provider_message_id,
+                "status": report.status,
+                "code": report.code,
+                "delivery_id": delivery_id,
+            },
+        )
 
     def _send(self, topic: str, key: str, value: bytes, partition: int | None) -> None:
         """Produce without waiting: Faust's commit flushes the producer before it commits offsets."""
@@ -485,6 +529,8 @@ class Worker:
                 reply = state.replies.get(key)
                 if reply is not None and reply[3] + self.settings.dedupe_window == at:
                     state.delete(kind, state.replies, key)
+                    if reply[4] and len(reply) > 5:
+                        self.shared.pop(reply_key(reply[5], reply[4]))
 
     def _housekeeping_due(self, state: PartitionState, now: float) -> bool:
         pending, dedupe = state.pending.first(), state.dedupe.first()
