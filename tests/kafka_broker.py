@@ -245,13 +245,7 @@ def docker_unavailable() -> str | None:
 def _container() -> Iterator[str]:
     from testcontainers.community.kafka import KafkaContainer
 
-    container = (
-        KafkaContainer(KAFKA_IMAGE)
-        .with_kraft()
-        .with_env("KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR", "1")
-        .with_env("KAFKA_TRANSACTION_STATE_LOG_MIN_ISR", "1")
-        .with_env("KAFKA_AUTO_CREATE_TOPICS_ENABLE", "false")
-    )
+    container = KafkaContainer(KAFKA_IMAGE).with_kraft().with_env("KAFKA_AUTO_CREATE_TOPICS_ENABLE", "false")
     with container:
         bootstrap = container.get_bootstrap_server()
         asyncio.run(wait_until_answers(bootstrap, START_TIMEOUT))

@@ -23,22 +23,6 @@ async def create_topic(bootstrap: str, partitions: int = 1) -> str:
     return topic
 
 
-async def test_transactions_work_on_one_broker(kafka_bootstrap: str) -> None:
-    """Faust's exactly_once needs the transaction log, which needs single-broker replication settings."""
-    topic = await create_topic(kafka_bootstrap)
-    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, transactional_id=f"t-{uuid.uuid4().hex}")
-    await producer.start()
-    try:
-        async with producer.transaction():
-            await producer.send(topic, b"committed")
-        await producer.begin_transaction()
-        await producer.send(topic, b"aborted")
-        await producer.abort_transaction()
-    finally:
-        await producer.stop()
-    assert [record.value for record in await read_topic(kafka_bootstrap, topic)] == [b"committed"]
-
-
 async def topics(bootstrap: str) -> list[str]:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
