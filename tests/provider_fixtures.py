@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 from ingress_server import StartIngress
 from smsroute.models.part import Part
 from smsroute.models.report import DeliveryReport
-from smsroute.providers import normalizers
+from smsroute.providers import available, normalizers
 
 ROOT = Path(__file__).resolve().parent / "fixtures" / "providers"
 CHECKED = {"status", "answer", "reason", "messages", "reports"}
@@ -29,6 +29,8 @@ class Fixture:
     kind: str
     settings: dict[str, Any]
     method: str
+    url: str
+    """The URL as the provider called (and signed) it."""
     target: str
     """Path and query of the request as recorded (``/inbound/plivo?x=1``)."""
     headers: dict[str, str]
@@ -59,6 +61,7 @@ def load(path: Path) -> Fixture:
         kind=data["kind"],
         settings=data.get("settings", {}),
         method=request["method"],
+        url=request["url"],
         target=url.path + (f"?{url.query}" if url.query else ""),
         headers=dict(request.get("headers", {})),
         body=body,
@@ -82,7 +85,7 @@ async def run_case(start_ingress: StartIngress, case: Fixture) -> None:
     unchecked = case.expect.keys() - CHECKED
     assert not unchecked, f"{case.name}: expect keys {sorted(unchecked)} are not checked by run_case: teach it"
     clock = None if case.now is None else lambda: case.now
-    ingress = await start_ingress(clock=clock, ingress={case.provider: case.settings})
+    ingress = await start_ingress(clock=clock, ingress={case.provider: settings(case)})
     status, answer, _ = await ingress.request(
         case.method, case.target, data=case.body or None, headers=case.headers, skip_auto_headers=("Content-Type",)
     )
@@ -112,6 +115,15 @@ async def run_case(start_ingress: StartIngress, case: Fixture) -> None:
     assert got == expected, case.name
 
 
+def settings(case: Fixture) -> dict[str, Any]:
+    """The case's settings; for a provider that signs the URL it calls, with that URL (the case's,
+    without its query) as ``public_url``: the ingress under test listens on another."""
+    config = available()[case.provider].receiving.config_class
+    if "public_url" not in config.model_fields or "public_url" in case.settings:
+        return case.settings
+    return {**case.settings, "public_url": case.url.partition("?")[0]}
+
+
 def canonical(part: Part, wanted: dict[str, Any]) -> dict[str, Any]:
     """The fields of ``part`` that ``wanted`` lists, by their names in the fixture format."""
     fields = {
@@ -119,7 +131,8 @@ def canonical(part: Part, wanted: dict[str, Any]) -> dict[str, Any]:
         "to": lambda: part.recipient,
         "text": lambda: part.text,
         "provider_message_ids": lambda: [part.provider_message_id] if part.provider_message_id else [],
-        "parts": lambda: part.concat.total if part.concat else 1,
+        # a part's concatenation total; a message the provider joined itself says how many it took
+        "parts": lambda: part.concat.total if part.concat else part.extra.get("segments", 1),
         "encoding": lambda: part.encoding,
         "media": lambda: [item.url for item in part.media],
         "keyword": lambda: part.extra.get("keyword"),  # the keyword the provider matched, where it sends one

@@ -109,7 +109,35 @@ TWILIO = {
     "ApiVersion": "2010-04-01",
 }
 
+# What Plivo posts for an inbound SMS (the documented attributes; values made up).
+PLIVO = {
+    "From": "14155550123",
+    "To": "14155550100",
+    "Type": "sms",
+    "Text": "INFO please",
+    "MessageUUID": "2a1d5a8e-1c2b-11ef-9f6e-0242ac110003",
+    "Units": "1",
+    "TotalRate": "0.00000",
+    "TotalAmount": "0.00000",
+    "MessageIntent": "",
+    "PowerpackUUID": "",
+}
+
 SEEDS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
+    "plivo": (
+        {"data": PLIVO},
+        {
+            "from": "+14155550123",
+            "to": "+14155550100",
+            "text": "INFO please",
+            "keyword": "INFO",
+            "flags": [],
+            "provider_message_ids": [PLIVO["MessageUUID"]],
+            "provider_time": None,
+            "route": "inbox",
+            "extra": {"Type": "sms", "TotalRate": "0.00000", "TotalAmount": "0.00000"},
+        },
+    ),
     "kaleyra": (
         {"data": KALEYRA.encode(), "headers": {"Content-Type": "application/x-www-form-urlencoded"}},
         {

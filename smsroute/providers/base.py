@@ -19,10 +19,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from typing import Any, ClassVar
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from aiohttp import web
 from multidict import CIMultiDictProxy, MultiDict
+from pydantic import Field, field_validator
 
 from ..config import IngressConfig
 from ..models.part import Part
@@ -45,6 +46,30 @@ class IngressError(Exception):
         self.headers = dict(headers or {})
         self.close = close
         """The connection is closed after the answer (what follows on it cannot be read)."""
+
+
+class SignedUrlConfig(IngressConfig):
+    """Settings of a provider that signs the URL it calls: behind a proxy, that URL is not ours."""
+
+    public_url: str | None = Field(
+        None,
+        description="The URL the provider calls (scheme, host, path), when a proxy stands between; "
+        "the query string is taken from the request as received. Default: the request's own URL.",
+    )
+
+    @field_validator("public_url")
+    @classmethod
+    def _no_query(cls, value: str | None) -> str | None:
+        if value is not None and ("?" in value or "#" in value):
+            raise ValueError("public_url takes no query string or fragment: the request's own query is appended")
+        return value
+
+    def signed_url(self, request: Incoming) -> str:
+        """The URL as the provider called it: the public URL when configured, with the request's query."""
+        if self.public_url is None:
+            return request.url
+        query = urlsplit(request.url).query
+        return f"{self.public_url}?{query}" if query else self.public_url
 
 
 def bad_request(reason: str) -> IngressError:
@@ -260,6 +285,11 @@ class Normalizer:
         """A logged status event as a delivery report; :class:`Unprocessable` when it never can be one."""
         raise Unprocessable(f"{self.provider} sends no delivery reports")
 
+    @staticmethod
+    def received_at(event: RawEvent) -> datetime:
+        """When the ingress received the event."""
+        return datetime.fromtimestamp(event.received_at_us / 1_000_000, UTC)
+
     def part(
         self,
         event: RawEvent,
@@ -278,7 +308,7 @@ class Normalizer:
             source=event.ingress,
             sender=sender,
             recipient=recipient,
-            received_at=datetime.fromtimestamp(event.received_at_us / 1_000_000, UTC),
+            received_at=self.received_at(event),
             flags=sender_flags + recipient_flags + flags,
             **fields,
         )

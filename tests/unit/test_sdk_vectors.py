@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from provider_fixtures import ROOT as FIXTURES
-from smsroute.providers import twilio, vonage
+from smsroute.providers import plivo, twilio, vonage
 
 
 def vectors(provider: str) -> list[Any]:
@@ -35,3 +35,18 @@ def test_vonage(vector: dict[str, Any]) -> None:
     params = dict(vector["params"])
     expected = vonage.signature(params, vector["secret"], vector["signature_method"])
     assert (expected == str(params["sig"]).lower()) is vector["valid"], vector["source"]
+
+
+@pytest.mark.parametrize("vector", vectors("plivo"))
+def test_plivo(vector: dict[str, Any]) -> None:
+    params = [(name, value) for name, value in vector["params"]]
+    headers = vector["headers"]
+    if vector["scheme"] == "v3":
+        nonce = headers["X-Plivo-Signature-V3-Nonce"]
+        given = headers["X-Plivo-Signature-V3"]
+        valid = plivo.valid_v3(vector["secret"], vector["url"], vector["method"], params, given, nonce)
+    else:
+        valid = plivo.valid_v2(
+            vector["secret"], vector["url"], headers["X-Plivo-Signature-V2"], headers["X-Plivo-Signature-V2-Nonce"]
+        )
+    assert valid is vector["valid"], vector["source"]
