@@ -123,7 +123,45 @@ PLIVO = {
     "PowerpackUUID": "",
 }
 
+# A Telnyx message.received event, shaped as the API reference's example (ids made up).
+TELNYX = {
+    "data": {
+        "record_type": "event",
+        "id": "bf6307bd-884d-4c1f-b6ea-c62b8c495d3c",
+        "event_type": "message.received",
+        "occurred_at": "2026-11-21T10:00:00.000Z",
+        "payload": {
+            "record_type": "message",
+            "direction": "inbound",
+            "id": "7ee4241c-f127-47e5-9c34-3aac291f8058",
+            "type": "SMS",
+            "from": {"phone_number": "+18665550001", "carrier": "T-MOBILE USA, INC.", "line_type": "Wireless"},
+            "to": [{"phone_number": "+18445550001", "status": "webhook_delivered"}],
+            "text": "Hello, World!",
+            "media": [],
+            "encoding": "GSM-7",
+            "parts": 1,
+            "received_at": "2026-11-21T10:00:00.000Z",
+        },
+    },
+    "meta": {"attempt": 1},
+}
+
 SEEDS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
+    "telnyx": (
+        {"json": TELNYX},
+        {
+            "from": "+18665550001",
+            "to": "+18445550001",
+            "text": "Hello, World!",
+            "keyword": "HELLO",
+            "flags": [],
+            "provider_message_ids": ["7ee4241c-f127-47e5-9c34-3aac291f8058"],
+            "provider_time": "2026-11-21T10:00:00.000Z",
+            "route": "inbox",
+            "extra": {"type": "SMS"},
+        },
+    ),
     "plivo": (
         {"data": PLIVO},
         {

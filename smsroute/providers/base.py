@@ -30,7 +30,7 @@ from ..models.part import Part
 from ..models.raw import EventKind, RawEvent
 from ..models.report import DeliveryReport
 from . import mail
-from .kit import FORM, JSON, Fields, Unprocessable, parse_form, parse_json, phone
+from .kit import FORM, JSON, Fields, Unprocessable, at, parse_form, parse_json, phone
 
 
 class IngressError(Exception):
@@ -186,7 +186,15 @@ class Incoming:
 
 def require(fields: Fields, names: Sequence[str], where: str = "") -> None:
     """400 naming every required field that is absent."""
-    missing = [name for name in names if fields.get(name) is None]
+    _missing([name for name in names if fields.get(name) is None], where)
+
+
+def require_paths(document: Any, paths: Sequence[str], where: str = "") -> None:
+    """400 naming every dotted path (:func:`~.kit.at`) that leads to nothing or to null."""
+    _missing([path for path in paths if at(document, path) is None], where)
+
+
+def _missing(missing: Sequence[str], where: str) -> None:
     if missing:
         raise bad_request(f"missing required field{'s' if len(missing) > 1 else ''}{where}: {', '.join(missing)}")
 

@@ -215,3 +215,17 @@ def parse_time(value: str | int | float | None, *formats: str) -> datetime | Non
         except ValueError:
             pass
     return None
+
+
+def at(document: Any, path: str) -> Any:
+    """The value at a dotted path of a JSON document (``data.payload.to.0.phone_number``: a number
+    indexes a list), or None where the path does not lead."""
+    value = document
+    for step in path.split("."):
+        if isinstance(value, dict):
+            value = value.get(step)
+        elif isinstance(value, list) and step.isdigit() and int(step) < len(value):
+            value = value[int(step)]
+        else:
+            return None
+    return value
