@@ -147,7 +147,98 @@ TELNYX = {
     "meta": {"attempt": 1},
 }
 
+# A Bandwidth message-received callback: always a JSON array (values from Bandwidth's SDK model test).
+BANDWIDTH = [
+    {
+        "type": "message-received",
+        "time": "2026-11-21T10:00:00.000Z",
+        "description": "Incoming message received",
+        "to": "+15552223333",
+        "message": {
+            "id": "1661365814859loidf7mcwd4qacn7",
+            "owner": "+15552223333",
+            "applicationId": "93de2206-9669-4e07-948d-329f4b722ee2",
+            "time": "2026-11-21T10:00:00.000Z",
+            "segmentCount": 1,
+            "direction": "in",
+            "to": ["+15552223333"],
+            "from": "+15553332222",
+            "text": "Hello world",
+        },
+    }
+]
+# An Infobip MO_JSON_2 request of one result (the documented fields; values made up).
+INFOBIP = {
+    "results": [
+        {
+            "messageId": "817790313235066447",
+            "from": "385916242493",
+            "to": "385921004026",
+            "text": "STOP all messages",
+            "cleanText": "all messages",
+            "keyword": "STOP",
+            "receivedAt": "2026-11-21T10:00:00.000+0000",
+            "smsCount": 1,
+            "price": {"pricePerMessage": 0, "currency": "EUR"},
+        }
+    ],
+    "messageCount": 1,
+    "pendingMessageCount": 0,
+}
+# A Sinch mo_text callback, as the SDKs' mock server sends it.
+SINCH = {
+    "id": "01W4FFL35P4NC4K35SMSBATCH8",
+    "from": "12015555555",
+    "to": "12017777777",
+    "body": "Hello John!",
+    "type": "mo_text",
+    "operator_id": "311071",
+    "received_at": "2026-11-21T10:00:00.000Z",
+}
+
 SEEDS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
+    "bandwidth": (
+        {"json": BANDWIDTH},
+        {
+            "from": "+15553332222",
+            "to": "+15552223333",
+            "text": "Hello world",
+            "keyword": "HELLO",
+            "flags": [],
+            "provider_message_ids": ["1661365814859loidf7mcwd4qacn7"],
+            "provider_time": "2026-11-21T10:00:00.000Z",
+            "route": "inbox",
+            "extra": {"applicationId": "93de2206-9669-4e07-948d-329f4b722ee2"},
+        },
+    ),
+    "infobip": (
+        {"json": INFOBIP},
+        {
+            "from": "+385916242493",
+            "to": "+385921004026",
+            "text": "STOP all messages",
+            "keyword": "STOP",
+            "flags": [],
+            "provider_message_ids": ["817790313235066447"],
+            "provider_time": "2026-11-21T10:00:00.000Z",
+            "route": "opt-out",
+            "extra": {"keyword": "STOP", "cleanText": "all messages"},
+        },
+    ),
+    "sinch": (
+        {"json": SINCH},
+        {
+            "from": "+12015555555",
+            "to": "+12017777777",
+            "text": "Hello John!",
+            "keyword": "HELLO",
+            "flags": [],
+            "provider_message_ids": ["01W4FFL35P4NC4K35SMSBATCH8"],
+            "provider_time": "2026-11-21T10:00:00.000Z",
+            "route": "inbox",
+            "extra": {"type": "mo_text", "operator_id": "311071"},
+        },
+    ),
     "telnyx": (
         {"json": TELNYX},
         {

@@ -13,6 +13,7 @@ per provider type.
 
 from __future__ import annotations
 
+import hmac
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -21,11 +22,11 @@ from email.message import EmailMessage
 from typing import Any, ClassVar
 from urllib.parse import urlencode, urlsplit
 
-from aiohttp import web
+from aiohttp import BasicAuth, web
 from multidict import CIMultiDictProxy, MultiDict
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
-from ..config import IngressConfig
+from ..config import IngressConfig, Secret
 from ..models.part import Part
 from ..models.raw import EventKind, RawEvent
 from ..models.report import DeliveryReport
@@ -70,6 +71,46 @@ class SignedUrlConfig(IngressConfig):
             return request.url
         query = urlsplit(request.url).query
         return f"{self.public_url}?{query}" if query else self.public_url
+
+
+class BasicAuthConfig(IngressConfig):
+    """Settings of a provider that logs in with HTTP Basic auth (RFC 7617) set on its side."""
+
+    username: str | None = Field(
+        None, description="Basic auth user name the provider sends; with password, every request must carry both."
+    )
+    password: Secret | None = Field(None, description="Basic auth password, with username; never logged.")
+
+    @model_validator(mode="after")
+    def _both(self) -> BasicAuthConfig:
+        if (self.username is None) != (self.password is None):
+            raise ValueError("username and password go together: set both, or neither")
+        return self
+
+    @property
+    def basic(self) -> bool:
+        return self.password is not None
+
+    def check_basic(self, request: Incoming) -> None:
+        """401 with a Basic challenge unless the request logs in with the configured user and password."""
+        if self.username is None or self.password is None:
+            return
+        challenge = {"WWW-Authenticate": 'Basic realm="smsroute", charset="UTF-8"'}
+        header = request.headers.get("Authorization")
+        if header is None:
+            raise IngressError(401, "unauthorized", "missing Basic credentials", challenge)
+        try:
+            given = BasicAuth.decode(header, encoding="utf-8")
+        except ValueError:
+            raise IngressError(401, "unauthorized", "malformed Basic credentials", challenge) from None
+        checks = [
+            hmac.compare_digest(given.login.encode("utf-8", "surrogateescape"), self.username.encode()),
+            hmac.compare_digest(
+                given.password.encode("utf-8", "surrogateescape"), self.password.get_secret_value().encode()
+            ),
+        ]
+        if not all(checks):
+            raise IngressError(401, "unauthorized", "wrong Basic credentials", challenge)
 
 
 def bad_request(reason: str) -> IngressError:
@@ -266,8 +307,12 @@ class Receiver:
         if not request.batched:
             content_type = request.content_type + (f"; charset={request.charset}" if request.charset else "")
             return [Message(request.body, self.key(request.kind, messages[0]), content_type)]
+        return self.each(request.kind, messages)
+
+    def each(self, kind: EventKind, messages: list[Fields]) -> list[Message]:
+        """One JSON payload per message of a batch."""
         return [
-            Message(json.dumps(fields, ensure_ascii=False).encode(), self.key(request.kind, fields), JSON)
+            Message(json.dumps(fields, ensure_ascii=False).encode(), self.key(kind, fields), JSON)
             for fields in messages
         ]
 

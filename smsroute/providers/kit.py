@@ -229,3 +229,10 @@ def at(document: Any, path: str) -> Any:
         else:
             return None
     return value
+
+
+def international(number: str) -> str:
+    """A number a provider documents as international without its ``+`` (``385916242493``), with
+    it: else a default region would read it as a national number of its own. Anything but digits
+    (an alphanumeric sender) is kept as given."""
+    return "+" + number if number.isascii() and number.isdigit() else number

@@ -33,7 +33,7 @@ from ..models.part import Part
 from ..models.raw import EventKind, RawEvent
 from ..models.report import DeliveryReport, ReportStatus
 from .base import Incoming, Message, Normalizer, Receiver, SignedUrlConfig, bad_request, require, unauthorized
-from .kit import Fields, fields_of, parse_time, phone
+from .kit import Fields, fields_of, international, parse_time, phone
 
 V3, V3_NONCE = "X-Plivo-Signature-V3", "X-Plivo-Signature-V3-Nonce"
 V2, V2_NONCE = "X-Plivo-Signature-V2", "X-Plivo-Signature-V2-Nonce"
@@ -168,8 +168,8 @@ class Normalizing(Normalizer):
         return self.part(
             event,
             region,
-            sender=fields.get("From", ""),
-            recipient=fields.get("To", ""),
+            sender=international(str(fields.get("From", ""))),
+            recipient=international(str(fields.get("To", ""))),
             text=fields.get("Text") or fields.get("Body") or "",
             encoding="text",
             dedupe_key=f"{self.provider}:{uuid}",
@@ -190,7 +190,7 @@ class Normalizing(Normalizer):
             status=status,
             code=str(fields.get("ErrorCode") or ""),
             description=given,
-            recipient=phone(str(fields.get("To", "")), region, "to")[0],
+            recipient=phone(international(str(fields.get("To", ""))), region, "to")[0],
             received_at=self.received_at(event),
             provider_time=parse_time(fields.get("DeliveryReportTime") or fields.get("SentTime"), TIME_FORMAT),
         )

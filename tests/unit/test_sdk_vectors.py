@@ -9,7 +9,13 @@ from typing import Any
 import pytest
 
 from provider_fixtures import ROOT as FIXTURES
-from smsroute.providers import plivo, twilio, vonage
+from smsroute.providers import plivo, sinch, twilio, vonage
+
+
+def signed_bodies(provider: str) -> list[Any]:
+    """The provider's vectors of signed raw bodies (JSON webhooks)."""
+    found = json.loads((FIXTURES / provider / "sdk_signatures.json").read_text())
+    return [pytest.param(vector, id=f"{i}-{vector['description'][:60]}") for i, vector in enumerate(found)]
 
 
 def vectors(provider: str) -> list[Any]:
@@ -50,3 +56,11 @@ def test_plivo(vector: dict[str, Any]) -> None:
             vector["secret"], vector["url"], headers["X-Plivo-Signature-V2"], headers["X-Plivo-Signature-V2-Nonce"]
         )
     assert valid is vector["valid"], vector["source"]
+
+
+@pytest.mark.parametrize("vector", signed_bodies("sinch"))
+def test_sinch(vector: dict[str, Any]) -> None:
+    headers = vector["headers"]
+    nonce, timestamp = headers["x-sinch-webhook-signature-nonce"], headers["x-sinch-webhook-signature-timestamp"]
+    given = headers["x-sinch-webhook-signature"]
+    assert sinch.valid(vector["secret"], vector["body"].encode(), nonce, timestamp, given) is vector["valid"]
