@@ -196,7 +196,38 @@ SINCH = {
     "received_at": "2026-11-21T10:00:00.000Z",
 }
 
+# Bird's documented sms.inbound (Channels API), in its documented envelope.
+BIRD = {
+    "service": "channels",
+    "event": "sms.inbound",
+    "payload": {
+        "id": "96a0b5fa-a986-453d-be5c-3117f989f025",
+        "channelId": "614208aa-b153-4d5d-9989-2fddfc0ce4c3",
+        "sender": {"contact": {"identifierKey": "phonenumber", "identifierValue": "+31612345678"}},
+        "receiver": {"connector": {"id": "86cc4dc0-3dc0-41b7-ac43-8ec829ead56f"}},
+        "body": {"type": "text", "text": {"text": "Sample incoming text message"}},
+        "parts": [{"platformReference": "e8077d803532c0b5937c639b60216938"}],
+        "status": "delivered",
+        "direction": "incoming",
+        "createdAt": "2026-11-21T10:00:00.000Z",
+    },
+}
+
 SEEDS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
+    "bird": (
+        {"json": BIRD},
+        {
+            "from": "+31612345678",
+            "to": "614208aa-b153-4d5d-9989-2fddfc0ce4c3",  # no channel_numbers configured: the channel, flagged
+            "text": "Sample incoming text message",
+            "keyword": "SAMPLE",
+            "flags": ["to_not_e164"],
+            "provider_message_ids": ["96a0b5fa-a986-453d-be5c-3117f989f025"],
+            "provider_time": "2026-11-21T10:00:00.000Z",
+            "route": "inbox",
+            "extra": {"channelId": "614208aa-b153-4d5d-9989-2fddfc0ce4c3"},
+        },
+    ),
     "bandwidth": (
         {"json": BANDWIDTH},
         {

@@ -236,3 +236,8 @@ def international(number: str) -> str:
     it: else a default region would read it as a national number of its own. Anything but digits
     (an alphanumeric sender) is kept as given."""
     return "+" + number if number.isascii() and number.isdigit() else number
+
+
+def mapping(value: Any) -> dict[str, Any]:
+    """``value`` when it is a JSON object, else an empty one: for optional objects of a payload."""
+    return value if isinstance(value, dict) else {}

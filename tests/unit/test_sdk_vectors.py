@@ -4,12 +4,13 @@ in tests/fixtures/providers/<provider>/sdk_signatures.json), checked against our
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any
 
 import pytest
 
 from provider_fixtures import ROOT as FIXTURES
-from smsroute.providers import plivo, sinch, twilio, vonage
+from smsroute.providers import bird, plivo, sinch, twilio, vonage
 
 
 def signed_bodies(provider: str) -> list[Any]:
@@ -64,3 +65,19 @@ def test_sinch(vector: dict[str, Any]) -> None:
     nonce, timestamp = headers["x-sinch-webhook-signature-nonce"], headers["x-sinch-webhook-signature-timestamp"]
     given = headers["x-sinch-webhook-signature"]
     assert sinch.valid(vector["secret"], vector["body"].encode(), nonce, timestamp, given) is vector["valid"]
+
+
+@pytest.mark.parametrize("vector", signed_bodies("bird"))
+def test_bird(vector: dict[str, Any]) -> None:
+    body, headers = (
+        (vector["body"] or "").encode("latin-1" if vector["scheme"] == "legacy" else "utf-8"),
+        vector["headers"],
+    )
+    if vector["scheme"] == "jwt":
+        now = datetime.fromisoformat(vector["timestamp"]).timestamp()
+        problem = bird.jwt_problem(vector["secret"], headers["MessageBird-Signature-JWT"], vector["url"], body, now)
+        assert (problem is None) is vector["valid"], (vector["source"], problem)
+    else:
+        params = [(name, value) for name, value in vector["params"]]
+        timestamp, given = headers["MessageBird-Request-Timestamp"], headers["MessageBird-Signature"]
+        assert bird.valid_hmac(vector["secret"], timestamp, vector["url"], params, body, given) is vector["valid"]
