@@ -4,6 +4,7 @@ cannot be processed."""
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -213,7 +214,45 @@ BIRD = {
     },
 }
 
+# An SNS Notification carrying AWS End User Messaging's documented two-way SMS (unsigned: no topic_arns).
+AWS_SMS = {
+    "originationNumber": "+14255550182",
+    "destinationNumber": "+12125550101",
+    "messageKeyword": "JOIN",
+    "messageBody": "JOIN the club",
+    "inboundMessageId": "cae173d2-66b9-564c-8309-21f858e9fb84",
+    "previousPublishedMessageId": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+}
+AWS = {
+    "Type": "Notification",
+    "MessageId": "165545c9-2a5c-472c-8df2-7ff2be2b3b1b",
+    "TopicArn": "arn:aws:sns:us-east-1:123456789012:inbound-sms",
+    "Message": json.dumps(AWS_SMS),
+    "Timestamp": "2026-11-21T10:00:00.000Z",
+    "SignatureVersion": "1",
+    "Signature": "",
+    "SigningCertURL": "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-0000.pem",
+}
+
 SEEDS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
+    "aws": (
+        {"data": json.dumps(AWS), "headers": {"Content-Type": "text/plain; charset=UTF-8"}},
+        {
+            "from": "+14255550182",
+            "to": "+12125550101",
+            "text": "JOIN the club",
+            "keyword": "JOIN",
+            "flags": [],
+            "provider_message_ids": ["cae173d2-66b9-564c-8309-21f858e9fb84"],
+            "provider_time": "2026-11-21T10:00:00.000Z",
+            "route": "inbox",
+            "extra": {
+                "previousPublishedMessageId": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+                "keyword": "JOIN",
+                "sns_message_id": "165545c9-2a5c-472c-8df2-7ff2be2b3b1b",
+            },
+        },
+    ),
     "bird": (
         {"json": BIRD},
         {

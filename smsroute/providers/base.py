@@ -2,7 +2,9 @@
 
 :class:`Receiver`, the HTTP half, is four small steps called in this order by the ingress for each
 request: ``authenticate`` (signatures), ``validate`` (content type, required fields), ``split``
-(one raw event per message) and ``answer`` (the provider's idea of "received"). Access rules
+(one raw event per message) and ``answer`` (the provider's idea of "received"), and two rarely
+needed asynchronous hooks around them: ``prepare`` (before ``authenticate``: fetch what it needs)
+and ``settle`` (after the events are durable, before the answer). Access rules
 common to all providers (IP allow-list, shared token) are applied before, by
 :mod:`smsroute.ingress.access`. One receiver is made per configured ingress, with its settings.
 
@@ -283,6 +285,9 @@ class Receiver:
         """True when the receiver verifies a provider signature."""
         return False
 
+    async def prepare(self, request: Incoming) -> None:
+        """Fetch what ``authenticate`` needs and cannot know yet (SNS: the signing certificate)."""
+
     def authenticate(self, request: Incoming) -> None:
         """Check the provider's signature, if it has one and it is configured (401 if wrong)."""
 
@@ -315,6 +320,10 @@ class Receiver:
             Message(json.dumps(fields, ensure_ascii=False).encode(), self.key(kind, fields), JSON)
             for fields in messages
         ]
+
+    async def settle(self, request: Incoming, messages: list[Message]) -> None:
+        """What a request asks for beyond logging it (SNS: confirming a subscription), once its events
+        are durable and before the answer; an :class:`IngressError` answers instead."""
 
     def answer(self, request: Incoming, messages: list[Message]) -> web.Response:
         """The provider's "received": sent only after the events are durable."""

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from provider_fixtures import ROOT as FIXTURES
-from smsroute.providers import bird, plivo, sinch, twilio, vonage
+from smsroute.providers import aws, bird, plivo, sinch, twilio, vonage
 
 
 def signed_bodies(provider: str) -> list[Any]:
@@ -81,3 +81,10 @@ def test_bird(vector: dict[str, Any]) -> None:
         params = [(name, value) for name, value in vector["params"]]
         timestamp, given = headers["MessageBird-Request-Timestamp"], headers["MessageBird-Signature"]
         assert bird.valid_hmac(vector["secret"], timestamp, vector["url"], params, body, given) is vector["valid"]
+
+
+@pytest.mark.parametrize("vector", signed_bodies("aws"))
+def test_aws(vector: dict[str, Any]) -> None:
+    envelope = json.loads(vector["body"])
+    key = aws.public_key(vector["certificate"].encode())
+    assert aws.valid(envelope, key) is vector["valid"], vector["source"]
