@@ -167,6 +167,8 @@ class _Resolver(AbstractResolver):
 
 class Receiving(Receiver):
     provider = "aws"
+    auth_scheme = "SNS signature v1/v2 with the allow-listed signing certificate; topic_arns"
+    answer_summary = "200, empty; SubscriptionConfirmation confirmed first"
     config_class = AwsConfig
     headers = ("x-amz-sns-message-type", "x-amz-sns-subscription-arn")
     config: AwsConfig

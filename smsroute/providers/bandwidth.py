@@ -41,6 +41,8 @@ class BandwidthConfig(BasicAuthConfig):
 
 class Receiving(Receiver):
     provider = "bandwidth"
+    auth_scheme = "Basic (username/password)"
+    answer_summary = "200, empty"
     kinds = frozenset({"inbound", "status"})
     config_class = BandwidthConfig
     config: BandwidthConfig

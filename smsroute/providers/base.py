@@ -272,6 +272,10 @@ class Receiver:
     provider sends no email."""
     email_text_label: ClassVar[str] = ""
     """The label of the SMS text, which may run over several lines."""
+    auth_scheme: ClassVar[str] = "none of its own (shared token or IP allow-list)"
+    """How the provider proves a request is its own, for ``smsroute providers list``."""
+    answer_summary: ClassVar[str] = "200 OK"
+    """What it is answered once its events are durable, for ``smsroute providers list``."""
     strict_text: ClassVar[bool] = True
     """False for a provider whose real traffic carries undecodable bytes in form fields: they are
     replaced (and the message flagged) rather than refused, since a refusal only buys retries."""

@@ -129,6 +129,8 @@ def jwt_problem(key: str, token: str, url: str, body: bytes, now: float) -> str 
 
 class Receiving(Receiver):
     provider = "bird"
+    auth_scheme = "MessageBird-Signature-JWT or messagebird-signature HMAC-SHA256 with signing_key, 300 s window"
+    answer_summary = "200, empty"
     kinds = frozenset({"inbound", "status"})
     methods = frozenset({"GET", "POST"})
     config_class = BirdConfig

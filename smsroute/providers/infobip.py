@@ -40,6 +40,8 @@ class InfobipConfig(BasicAuthConfig):
 
 class Receiving(Receiver):
     provider = "infobip"
+    auth_scheme = "Basic (username/password)"
+    answer_summary = "200, empty"
     kinds = frozenset({"inbound", "status"})
     config_class = InfobipConfig
     config: InfobipConfig

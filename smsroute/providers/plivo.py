@@ -106,6 +106,8 @@ def valid_v2(auth_token: str, url: str, given: str, nonce: str) -> bool:
 
 class Receiving(Receiver):
     provider = "plivo"
+    auth_scheme = "X-Plivo-Signature-V3 (else V2) HMAC-SHA256 with auth_token"
+    answer_summary = "200 <Response></Response> (application/xml)"
     kinds = frozenset({"inbound", "status"})
     methods = frozenset({"GET", "POST"})
     config_class = PlivoConfig

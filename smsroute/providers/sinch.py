@@ -98,6 +98,8 @@ def valid(secret: str, body: bytes, nonce: str, timestamp: str, given: str, algo
 
 class Receiving(Receiver):
     provider = "sinch"
+    auth_scheme = "Basic (username/password) or Bearer (bearer_token); x-sinch-webhook-signature HMAC with hmac_secret"
+    answer_summary = "200, empty; 503 for what may succeed later (Sinch retries no other 4xx)"
     kinds = frozenset({"inbound", "status"})
     config_class = SinchConfig
     headers = (NONCE, TIMESTAMP)

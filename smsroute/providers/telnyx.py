@@ -87,6 +87,8 @@ def valid(key: Ed25519PublicKey, timestamp: str, body: bytes, given: str) -> boo
 
 class Receiving(Receiver):
     provider = "telnyx"
+    auth_scheme = "telnyx-signature-ed25519 over timestamp|body with public_key, 300 s window"
+    answer_summary = "200, empty"
     kinds = frozenset({"inbound", "status"})
     config_class = TelnyxConfig
     headers = (TIMESTAMP_HEADER,)

@@ -77,6 +77,8 @@ def port_variants(url: str) -> tuple[str, str]:
 
 class Receiving(Receiver):
     provider = "twilio"
+    auth_scheme = "X-Twilio-Signature HMAC-SHA1 with auth_token"
+    answer_summary = "200 empty TwiML <Response></Response> (text/xml)"
     config_class = TwilioConfig
     headers = (SIGNATURE_HEADER,)
     config: TwilioConfig
