@@ -61,7 +61,11 @@ def describe() -> list[dict[str, Any]]:
         found.append(
             {
                 "type": name,
-                "paths": [f"/{kind}/{name}" for kind in ("inbound", "status") if kind in receiving.kinds],
+                "paths": [
+                    f"/{kind}/{name if receiving.default_mount else 'NAME'}"
+                    for kind in ("inbound", "status")
+                    if kind in receiving.kinds
+                ],
                 "methods": sorted(receiving.methods),
                 "auth": receiving.auth_scheme,
                 "answer": receiving.answer_summary,

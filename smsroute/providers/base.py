@@ -272,6 +272,8 @@ class Receiver:
     provider sends no email."""
     email_text_label: ClassVar[str] = ""
     """The label of the SMS text, which may run over several lines."""
+    default_mount: ClassVar[bool] = True
+    """Mounted under its own name when no ingress is configured; False for a type that needs settings."""
     auth_scheme: ClassVar[str] = "none of its own (shared token or IP allow-list)"
     """How the provider proves a request is its own, for ``smsroute providers list``."""
     answer_summary: ClassVar[str] = "200 OK"
