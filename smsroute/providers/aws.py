@@ -181,7 +181,10 @@ class Receiving(Receiver):
         """The signing certificate, fetched when it is allowed and not cached yet."""
         if not self.signed:
             return
-        url = str(_envelope(request).get("SigningCertURL") or "")
+        envelope = _envelope(request)
+        url = str(envelope.get("SigningCertURL") or "")
+        if envelope.get("TopicArn") not in self.config.topic_arns:
+            return  # refused by authenticate: no fetch on behalf of someone else's topic
         if not sns_url(url, certificate=True) or CERTIFICATES.get(url) is not None:
             return  # a URL not allowed is refused by authenticate, with the reason
         try:

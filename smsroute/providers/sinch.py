@@ -39,7 +39,6 @@ from ..models.report import DeliveryReport, ReportStatus
 from .base import (
     BasicAuthConfig,
     Incoming,
-    IngressError,
     Message,
     Normalizer,
     Receiver,
@@ -191,13 +190,7 @@ def _per_recipient(report: Fields) -> list[Fields]:
             raise bad_request("statuses recipients must be a list")
         entry = {name: value for name, value in item.items() if name != "recipients"}
         found += [{**common, **entry, "recipient": recipient} for recipient in recipients]
-    if len(found) > MAX_REPORTS:
-        raise IngressError(413, "too_many_reports", f"a batch report may list at most {MAX_REPORTS} recipients")
     return found
-
-
-MAX_REPORTS = 10_000
-"""Recipients one batch report may expand to: Sinch batches hold at most 1000 recipients by default."""
 
 
 class Normalizing(Normalizer):
