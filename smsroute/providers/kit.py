@@ -7,7 +7,6 @@ from __future__ import annotations
 import codecs
 import hashlib
 import json
-import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -17,7 +16,6 @@ from urllib.parse import parse_qsl
 import gsm0338  # noqa: F401  (registers the "gsm03.38" codec)
 import phonenumbers
 from multidict import MultiDict
-from phonenumbers import phonenumberutil as pnu
 
 from ..models.message import Encoding
 from ..models.part import Concat
@@ -140,8 +138,6 @@ def phone(number: str, region: str | None, role: str) -> tuple[str, tuple[str, .
     Without a leading +, a number is tried as a valid national number of the default ``region``
     first, then as international (providers often drop the +)."""
     raw = number.strip()
-    if _PLUS_DIGITS.fullmatch(raw) and (e164 := _plus_digits(raw)) is not None:
-        return e164, ()
     attempts = [(raw, None)] if raw.startswith("+") else [(raw, region), ("+" + raw, None)]
     for candidate, country in attempts:
         try:
@@ -152,38 +148,6 @@ def phone(number: str, region: str | None, role: str) -> tuple[str, tuple[str, .
         if usable:
             return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164), ()
     return number, (f"{role}_not_e164",)
-
-
-_PLUS_DIGITS = re.compile(r"\+[1-9][0-9]{2,16}")
-_NOT_NATIONAL = (
-    pnu.ValidationResult.TOO_SHORT,
-    pnu.ValidationResult.IS_POSSIBLE_LOCAL_ONLY,
-    pnu.ValidationResult.INVALID_LENGTH,
-)
-
-
-def _plus_digits(raw: str) -> str | None:
-    """E.164 of a number that is a + and digits alone (what most providers send), or None to leave it
-    to :func:`phone`'s general path. The steps ``phonenumbers.parse(raw, None)`` takes for such a
-    number, in its order and with its own functions, without the text handling (extensions,
-    punctuation, letters, RFC 3966) that is a no-op for it: about a third of the CPU a new sender
-    costs. tests/unit/test_normalize.py holds it to phonenumbers' result for every country code."""
-    country_code, national = pnu._extract_country_code(raw[1:])
-    if country_code == 0 or len(national) < pnu._MIN_LENGTH_FOR_NSN:
-        return None
-    region = pnu.region_code_for_country_code(country_code)
-    metadata = phonenumbers.PhoneMetadata.metadata_for_region_or_calling_code(country_code, region)
-    if metadata is not None:
-        _, stripped, _ = pnu._maybe_strip_national_prefix_carrier_code(national, metadata)
-        if pnu._test_number_length(stripped, metadata) not in _NOT_NATIONAL:
-            national = stripped
-    if not pnu._MIN_LENGTH_FOR_NSN <= len(national) <= pnu._MAX_LENGTH_FOR_NSN:
-        return None
-    parsed = phonenumbers.PhoneNumber(country_code=country_code, national_number=int(national))
-    pnu._set_italian_leading_zeros_for_phone_number(national, parsed)
-    if not phonenumbers.is_possible_number(parsed):
-        return None
-    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
 
 
 def parse_udh(udh: bytes) -> tuple[Concat | None, int]:

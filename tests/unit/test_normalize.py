@@ -4,18 +4,14 @@ tests/integration/test_normalize_providers.py)."""
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-import phonenumbers
 import pytest
 
 from smsroute.models.part import Concat
-from smsroute.providers.kit import Unprocessable, _plus_digits, decode_user_data, parse_time, parse_udh, phone
+from smsroute.providers.kit import Unprocessable, decode_user_data, parse_time, parse_udh, phone
 
-FIXTURES = Path(__file__).parents[1] / "fixtures" / "providers"
 TEN_UTC = datetime(2026, 11, 21, 10, 0, tzinfo=UTC)
 
 
@@ -53,56 +49,6 @@ def test_unparseable_numbers_are_kept_as_given_and_flagged(number: str, region: 
 
 
 # --- user data headers and payloads -------------------------------------------------------------
-
-
-def _parsed_by_phonenumbers(number: str) -> str | None:
-    """What phonenumbers' general path makes of a number with a +: E.164 when possible, else None."""
-    try:
-        parsed = phonenumbers.parse(number, None)
-    except phonenumbers.NumberParseException:
-        return None
-    if not phonenumbers.is_possible_number(parsed):
-        return None
-    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
-
-
-def _plus_numbers() -> list[str]:
-    """+ and digits: every country calling code with national parts of every length from 1 to 17
-    digits, starting with 0 (national prefixes, Italian leading zeros), 1 or 3, or repeating an
-    example number's digits; and every region's example numbers of every type."""
-    numbers = []
-    for code in phonenumbers.COUNTRY_CODE_TO_REGION_CODE:
-        for length in range(1, 18):
-            for digits in ("0" * length, "0" + "123456789" * 2, "1" * length, "3" + "3123456789" * 2):
-                numbers.append(f"+{code}{digits[:length]}")
-    for region in phonenumbers.SUPPORTED_REGIONS:
-        for kind in range(12):
-            example = phonenumbers.example_number_for_type(region, kind)
-            if example is not None:
-                e164 = phonenumbers.format_number(example, phonenumbers.PhoneNumberFormat.E164)
-                numbers += [
-                    e164,
-                    e164[:-1],
-                    e164 + "0",
-                    f"+{example.country_code}0{e164[1 + len(str(example.country_code)) :]}",
-                ]
-    return numbers
-
-
-def test_plus_and_digits_fast_path_is_phonenumbers_result() -> None:
-    """The fast path for a + and digits gives what phonenumbers.parse does, possible or not: over the
-    provider fixtures' numbers and every country code."""
-    fixtures = {
-        number.replace("%2B", "+")
-        for path in FIXTURES.rglob("*")
-        if path.is_file()
-        for number in re.findall(r"(?:\+|%2B)[0-9]{3,17}(?![0-9])", path.read_text(errors="replace"))
-    }
-    assert len(fixtures) > 20
-    numbers = _plus_numbers() + sorted(fixtures)
-    assert len(numbers) > 20_000
-    differ = [n for n in numbers if _plus_digits(n) != _parsed_by_phonenumbers(n)]
-    assert differ == []
 
 
 @pytest.mark.parametrize(
