@@ -154,8 +154,11 @@ async def _read(request: web.Request, receiver: Receiver, kind: EventKind, recei
     if request.content_length is not None and request.content_length > limit:
         raise IngressError(413, "too_large", f"body larger than the {limit}-byte limit")
     try:
-        async with asyncio.timeout(settings.body_timeout):
+        if request.content.is_eof():  # the whole body came with the headers (most requests): no timer
             body = await request.read()
+        else:
+            async with asyncio.timeout(settings.body_timeout):
+                body = await request.read()
     except web.HTTPRequestEntityTooLarge:
         raise IngressError(413, "too_large", f"body larger than the {limit}-byte limit") from None
     except TimeoutError:
