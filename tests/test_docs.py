@@ -64,6 +64,11 @@ def test_reference_has_every_table_and_shows_no_secret_default() -> None:
         assert f"\n{section}\n" in text, section
 
 
+def test_reference_names_the_allowed_values_of_a_list() -> None:
+    """A list whose items are a choice reads as the choice, not as 'list of one of ...s'."""
+    assert '| `methods` | — | list of `"GET"` or `"POST"` | `["POST"]` |' in reference()
+
+
 def slug(heading: str) -> str:
     """The anchor GitHub gives a heading: its text without markup, lower case, punctuation dropped,
     spaces as hyphens."""
