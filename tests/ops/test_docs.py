@@ -13,7 +13,7 @@ import pytest
 from smsroute.cli import main
 from smsroute.cli.config import BEGIN, END, generated_part, reference, splice
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CONFIGURATION = ROOT / "docs" / "configuration.md"
 GUIDES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 REGENERATE = ".venv/bin/smsroute config reference --write docs/configuration.md"
