@@ -12,6 +12,7 @@ import pytest
 from engines import Running, StartEngine
 from helpers import eventually
 from local_server import Receiver
+from provider_fixtures import ROOT, load
 from samples import AGILE, GATEWAY24_INCOMING, GATEWAY24_STATUS, SEEDS, VONAGE
 from scraping import moved, scrape
 from smsroute.models.raw import RawEvent
@@ -24,10 +25,13 @@ PATHS = {"inbox": "/inbox", "opt-out": "/optout"}
 def test_every_http_provider_has_an_end_to_end_case() -> None:
     """A provider added without a sample here (in tests/samples.py's SEEDS) fails: every provider that
     receives over HTTP runs end to end through both engines. Providers without HTTP kinds (an SMPP
-    bind, say) are not posted to the ingress, so they have no case here."""
-    http = {name for name, provider in available().items() if provider.receiving.kinds}
+    bind, say) are not posted to the ingress, nor are those mounted only when configured (generic, whose
+    end-to-end case is in tests/engines/test_generic_end_to_end.py), so they have no case here."""
+    http = {
+        name for name, provider in available().items() if provider.receiving.kinds and provider.receiving.default_mount
+    }
     assert sorted(http - SEEDS.keys()) == [], "providers with no end-to-end case in tests/samples.py SEEDS"
-    assert sorted(SEEDS.keys() - available().keys()) == [], "end-to-end cases of providers that do not exist"
+    assert sorted(SEEDS.keys() - http) == [], "end-to-end cases of providers that are not mounted by default"
 
 
 async def only(receiver: Receiver, path: str) -> dict[str, Any]:
@@ -164,6 +168,32 @@ async def test_smsgateway24_status_is_stored_as_a_report_not_delivered(
     await eventually(lambda: reports(run, 1), interval=0.1)
     [report] = await run.reports()
     assert (report.provider_message_id, report.code, report.status) == ("555001", "7", "delivered")
+    assert (await run.dead_letters(), receiver.received) == ([], [])
+
+
+async def test_aws_sms_event_is_stored_as_a_report_not_delivered(
+    start_engine: StartEngine,
+    receiver: Receiver,
+) -> None:
+    """An End User Messaging SMS event from an SNS event destination (the ingress mounted with no
+    topic_arns, so nothing is verified: the recorded signed case checks the signature)."""
+    case = load(ROOT / "aws" / "status_blocked.json")
+    run = await start_engine()
+    before = await scrape(run)
+    assert await run.post("/status/aws", data=case.body, headers=case.headers) == 200
+    await moved(
+        run,
+        before,
+        ("smsroute_pipeline_events_total", {"provider": "aws", "outcome": "report"}, 1),
+        ("smsroute_delivery_reports_total", {"provider": "aws", "status": "failed", "linked": "false"}, 1),
+    )
+    await eventually(lambda: reports(run, 1), interval=0.1)
+    [report] = await run.reports()
+    assert (report.provider_message_id, report.code, report.status) == (
+        case.expect["reports"][0]["provider_message_id"],
+        "TEXT_BLOCKED",
+        "failed",
+    )
     assert (await run.dead_letters(), receiver.received) == ([], [])
 
 
