@@ -41,6 +41,7 @@ _PROBE_INTERVAL = 1.0
 def connect(path: Path, busy_timeout: float) -> sqlite3.Connection:
     """A connection with the log's durability settings (WAL, fsync on every commit)."""
     conn = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA auto_vacuum=INCREMENTAL")  # takes on a new file: retention gives pages back
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")
     conn.execute(f"PRAGMA wal_autocheckpoint={WAL_RESTART_PAGES}")
