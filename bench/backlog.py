@@ -1,4 +1,4 @@
-"""The backlog gauges' cost: one :func:`smsroute.backlog.export` (the queries the embedded engine
+"""The backlog gauges' cost: one :func:`smsroute.engines.embedded.backlog.export` (the queries the embedded engine
 runs every 2 s on its event loop) against state dbs holding 1,000 to 100,000 unfinished deliveries,
 as many finished ones, and a dead letter for every tenth. The fastest of ``--repeat`` runs is kept.
 

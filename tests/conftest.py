@@ -11,11 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
 
 from engines import Running, StartEngine, rules_yaml, start_embedded, start_kafka
 from kafka_broker import Broker, LocalBroker, NoBroker, session_broker
-from local_server import Receiver, served
+from local_server import Receiver, serving
 
 pytest_plugins = ["ingress_server", "fake_providers", "smtp_server", "smsc"]
 
@@ -88,9 +87,7 @@ def local_kafka(kafka_broker: Broker, request: pytest.FixtureRequest) -> Iterato
 async def receiver() -> AsyncIterator[Receiver]:
     """A real webhook receiver on 127.0.0.1 (tests/local_server.py): it records every request."""
     rec = Receiver()
-    app = web.Application()
-    app.router.add_post("/{tail:.*}", rec.handle)
-    async with served(app) as rec.url:
+    async with serving(rec.handle) as rec.url:
         yield rec
 
 

@@ -15,7 +15,7 @@ from urllib.parse import parse_qsl
 import pytest
 from aiohttp import web
 
-from local_server import served
+from local_server import serving
 
 OPENVOIP_SECRET = "s3cr3t-Contratto"
 ID_CALL_GR = "9999"
@@ -114,16 +114,12 @@ class FakeGateway24:
 @pytest.fixture
 async def openvoip() -> AsyncIterator[FakeOpenVoip]:
     fake = FakeOpenVoip()
-    app = web.Application()
-    app.router.add_get("/sms_send_soa.php", fake.handle)
-    async with served(app) as fake.url:
+    async with serving(fake.handle, "/sms_send_soa.php", "GET") as fake.url:
         yield fake
 
 
 @pytest.fixture
 async def gateway24() -> AsyncIterator[FakeGateway24]:
     fake = FakeGateway24()
-    app = web.Application()
-    app.router.add_post("/getdata/addsms", fake.handle)
-    async with served(app) as fake.url:
+    async with serving(fake.handle, "/getdata/addsms") as fake.url:
         yield fake

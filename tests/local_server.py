@@ -3,7 +3,7 @@ fake providers; and the webhook receiver most tests deliver to (fixture ``receiv
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +21,17 @@ async def served(app: web.Application) -> AsyncIterator[str]:
         yield f"http://127.0.0.1:{runner.addresses[0][1]}"
     finally:
         await runner.cleanup()
+
+
+@asynccontextmanager
+async def serving(
+    handler: Callable[[web.Request], Awaitable[web.StreamResponse]], path: str = "/{tail:.*}", method: str = "POST"
+) -> AsyncIterator[str]:
+    """One route (by default every POST) served for the length of a block: yield its base URL."""
+    app = web.Application()
+    app.router.add_route(method, path, handler)
+    async with served(app) as url:
+        yield url
 
 
 @dataclass

@@ -70,19 +70,23 @@ def load(path: Path) -> RuleSet | None:
         return None
 
 
+def counted(count: int, noun: str, plural: str = "") -> str:
+    """``1 route``, ``2 routes``: a count with its noun in the right number."""
+    return f"{count} {noun if count == 1 else plural or noun + 's'}"
+
+
 def print_problems(path: Path, error: RuleError) -> None:
     for problem in error.problems:
         print(problem, file=sys.stderr)
-    count = len(error.problems)
-    print(f"{path}: {count} problem{'s' if count > 1 else ''}: rules not valid", file=sys.stderr)
+    print(f"{path}: {counted(len(error.problems), 'problem')}: rules not valid", file=sys.stderr)
 
 
 def _rules_check(args: argparse.Namespace) -> int:
     rules = load(args.path)
     if rules is None:
         return 1
-    aliased = f" (+{len(rules.aliases)} aliases)" if rules.aliases else ""
-    counts = f"{len(rules.routes)} routes, {len(rules.keywords)} keywords{aliased}"
+    aliased = f" (+{counted(len(rules.aliases), 'alias', 'aliases')})" if rules.aliases else ""
+    counts = f"{counted(len(rules.routes), 'route')}, {counted(len(rules.keywords), 'keyword')}{aliased}"
     print(f"{args.path}: ok: {counts}, version {rules.version}")
     return 0
 

@@ -1,5 +1,5 @@
 """The ingress served over HTTP, over whatever log it writes to: SQLite in the embedded engine,
-Kafka in ``smsroute ingress`` (:mod:`smsroute.ingress.kafka`)."""
+Kafka in ``smsroute ingress`` (:mod:`smsroute.engines.kafka.ingress`)."""
 
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ from aiohttp import web
 
 from engine_process import EngineProcess, form
 from helpers import eventually
-from local_server import served
+from local_server import serving
 from samples import VONAGE
 from smsroute.logs import REDACTED
 
@@ -31,9 +31,7 @@ async def echoing_receiver() -> AsyncIterator[str]:
     async def fail(request: web.Request) -> web.Response:
         return web.Response(status=500, text=f"cannot handle {request.url} ({request.headers.get('Authorization')})")
 
-    app = web.Application()
-    app.router.add_post("/{tail:.*}", fail)
-    async with served(app) as url:
+    async with serving(fail) as url:
         yield url
 
 

@@ -27,7 +27,7 @@ from yarl import URL
 
 from engine_process import EngineProcess
 from helpers import eventually
-from local_server import served
+from local_server import serving
 from provider_fixtures import Fixture, fixtures
 from samples import poison_events
 from smsroute.engines.embedded.log import SQLiteLog
@@ -239,9 +239,7 @@ async def test_fuzzing_the_ingress_finds_no_5xx_no_exit_and_loses_no_valid_messa
     assert {fixture.provider for fixture in valid} == providers, "every HTTP provider needs a valid fixture"
     requests = plan(rng, templates, valid)
     receiver = Receiver(Counter())
-    app = web.Application()
-    app.router.add_post("/inbox", receiver.handle)
-    async with served(app) as url:
+    async with serving(receiver.handle, "/inbox") as url:
         routes = tmp_path / "routes"
         routes.mkdir()
         (routes / "r.yaml").write_text(

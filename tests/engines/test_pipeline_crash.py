@@ -28,7 +28,7 @@ from aiohttp import web
 from engine_process import EngineProcess as Engine
 from engine_process import form
 from helpers import eventually
-from local_server import served
+from local_server import serving
 from smsroute.config import Settings
 
 PATH = "/inbound/agiletelecom"
@@ -65,9 +65,7 @@ class Receiver:
 @pytest.fixture
 async def receiver() -> AsyncIterator[Receiver]:
     rec = Receiver()
-    app = web.Application()
-    app.router.add_post("/{tail:.*}", rec.handle)
-    async with served(app) as rec.url:
+    async with serving(rec.handle) as rec.url:
         yield rec
 
 

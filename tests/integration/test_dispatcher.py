@@ -15,7 +15,7 @@ import pytest
 from aiohttp import web
 
 from helpers import eventually
-from local_server import served
+from local_server import serving
 from smsroute.engines.embedded.dispatcher import Dispatcher
 from smsroute.engines.embedded.state import State
 from smsroute.models.delivery import Delivery
@@ -62,9 +62,7 @@ class CountingState(State):
 @pytest.fixture
 async def holding() -> AsyncIterator[tuple[Holding, str]]:
     receiver = Holding()
-    app = web.Application()
-    app.router.add_post("/inbox", receiver.handle)
-    async with served(app) as url:
+    async with serving(receiver.handle, "/inbox") as url:
         yield receiver, url
         receiver.release.set()
 

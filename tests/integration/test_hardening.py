@@ -22,7 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from engine_process import EngineProcess
 from helpers import eventually
 from ingress_server import Ingress, StartIngress
-from local_server import served
+from local_server import serving
 from samples import poison_events
 from smsroute.config import ConfigError, load_settings
 from smsroute.engines.embedded.consumer import LogConsumer, StateBackend
@@ -286,9 +286,7 @@ async def test_poison_events_in_the_log_become_dead_letters_and_the_stream_goes_
         received.append(await request.json())
         return web.Response(status=204)
 
-    app = web.Application()
-    app.router.add_post("/inbox", receive)
-    async with served(app) as url:
+    async with serving(receive, "/inbox") as url:
         routes = tmp_path / "routes"
         routes.mkdir()
         (routes / "r.yaml").write_text(

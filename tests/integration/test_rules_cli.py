@@ -24,6 +24,15 @@ def test_check_summarises_valid_rules() -> None:
     assert result.stdout.startswith("routing_rules: ok: 9 routes, 6 keywords (+39 aliases), version ")
 
 
+def test_check_counts_one_of_each_in_the_singular(tmp_path: Path) -> None:
+    (tmp_path / "one.yaml").write_text(
+        "routes:\n  - name: info\n    match: {keyword: INFO}\n    actions: [{webhook: {url: 'http://127.0.0.1:9/'}}]\n"
+    )
+    result = smsroute("rules", "check", tmp_path)
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout.startswith(f"{tmp_path}: ok: 1 route, 1 keyword, version ")
+
+
 def test_check_lists_every_problem_and_exits_1(tmp_path: Path) -> None:
     (tmp_path / "a.yaml").write_text("routes:\n  - name: a\n    match: {keywrd: STOP}\n    actions: []\n")
     (tmp_path / "b.yaml").write_text(

@@ -19,7 +19,7 @@ from aiohttp import web
 
 from engine_process import EngineProcess, form, free_port
 from helpers import eventually
-from local_server import served
+from local_server import serving
 from metrics_contract import RULE_FILES
 from tools import tool
 
@@ -33,9 +33,7 @@ async def failing_receiver() -> AsyncIterator[str]:
         await request.read()
         return web.Response(status=500, text="receiver broken")
 
-    app = web.Application()
-    app.router.add_post("/{tail:.*}", fail)
-    async with served(app) as url:
+    async with serving(fail) as url:
         yield url
 
 

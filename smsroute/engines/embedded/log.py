@@ -3,7 +3,7 @@
 One writer thread owns the write connection. Requests queue their records; the thread takes
 everything queued so far and writes it in one transaction, so a burst of concurrent requests
 shares a single fsync. Each request's future resolves only after its transaction committed.
-Checkpoints run in a thread of their own (:mod:`smsroute.checkpoint`); a commit only finishes one
+Checkpoints run in a thread of their own (:mod:`smsroute.engines.embedded.checkpoint`); a commit only finishes one
 once the WAL has grown large, so that it starts over.
 """
 
