@@ -33,7 +33,8 @@ def run(settings: Settings, rules: RulesWatcher) -> None:
     worker = Worker(settings, rules)
     # Every topic before the first worker joins, or its first assignment could miss a changelog.
     assert settings.kafka is not None
-    asyncio.run(ensure_topics(settings.kafka, list(topic_names(settings).values()), compacted=worker.changelogs()))
+    names = list(topic_names(settings).values())
+    asyncio.run(ensure_topics(settings.kafka, names, compacted=worker.changelogs(), retention=settings.retention))
     try:
         FaustWorker(worker.app, log_level=settings.log_level, quiet=True).execute_from_commandline()
     except SystemExit as exc:
