@@ -88,8 +88,6 @@ class Pruner:
             self._vacuum(raw)
         finally:
             raw.close()
-        for table, count in pruned.items():
-            metrics.RETENTION_PRUNED.labels(table).inc(count)
         self.measure()
         if any(pruned.values()):
             log.info("retention pass", extra={"event": "retention_pruned", "pruned": pruned})
@@ -119,6 +117,7 @@ class Pruner:
                     f"DELETE FROM {table} WHERE rowid IN (SELECT rowid FROM {table} WHERE {where} LIMIT ?)",
                     (*params, self.config.batch),
                 ).rowcount
+            metrics.RETENTION_PRUNED.labels(table).inc(count)  # as it goes: a long pass shows its progress
             total += count
             if count < self.config.batch:
                 break
@@ -137,9 +136,14 @@ class Pruner:
                     " (SELECT 1 FROM dead_letters WHERE delivery_id = deliveries.id)) LIMIT ?) RETURNING id",
                     (cut, self.config.batch),
                 ).fetchall()
-                for (delivery_id,) in ids:
-                    attempts += conn.execute("DELETE FROM attempts WHERE delivery_id = ?", (delivery_id,)).rowcount
+                gone = sum(
+                    conn.execute("DELETE FROM attempts WHERE delivery_id = ?", (delivery_id,)).rowcount
+                    for (delivery_id,) in ids
+                )
+            metrics.RETENTION_PRUNED.labels("deliveries").inc(len(ids))
+            metrics.RETENTION_PRUNED.labels("attempts").inc(gone)
             deliveries += len(ids)
+            attempts += gone
             if len(ids) < self.config.batch:
                 break
             time.sleep(PAUSE)
