@@ -161,6 +161,9 @@ def lines(found: dict[str, Any]) -> list[str]:
 def _erase(args: argparse.Namespace) -> int:
     from ..engines.embedded.erasure import erase
 
+    if not (args.data_dir / "state.db").exists():
+        print(f"smsroute: {args.data_dir}: no state.db (is it the engine's --data-dir?)", file=sys.stderr)
+        return 2
     try:
         deleted = erase(args.data_dir, args.number)
     except ValueError as exc:

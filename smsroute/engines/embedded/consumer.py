@@ -54,10 +54,11 @@ class StateBackend:
     def record(self, outcome: Outcome, now: float) -> None:
         self.state.deliveries.add(outcome.deliveries, now)
         self.state.dead_letters.add(outcome.dead_letters, now)
+        seen = outcome.seen
         if outcome.messages:
-            self.state.messages.add(outcome.messages)
-        if outcome.seen is not None:
-            self.state.messages.seen(self.offset, outcome.seen, now)
+            self.state.messages.add(outcome.messages, self.offset if seen is not None else None)
+        if seen is not None and seen.decision != "message":
+            self.state.messages.seen(self.offset, seen, now)
         for report in outcome.reports:
             self._report(report, now)
         self.delivering = self.delivering or bool(outcome.deliveries)

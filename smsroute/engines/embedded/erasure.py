@@ -39,12 +39,12 @@ def erase(data_dir: Path, number: str) -> dict[str, int]:
         conn.execute(SCHEMA)
         with state.transaction():
             found = conn.execute(
-                "SELECT id, grp FROM messages WHERE sender IN (?, ?) OR recipient IN (?, ?)", forms * 2
+                'SELECT id, grp, "offset" FROM messages WHERE sender IN (?, ?) OR recipient IN (?, ?)', forms * 2
             ).fetchall()
-            ids, groups = [row[0] for row in found], [row[1] for row in found]
-            offsets = [
+            ids = [row[0] for row in found]
+            offsets = [row[2] for row in found if row[2] is not None] + [
                 row[0]
-                for group in groups
+                for _, group, _ in found
                 for row in conn.execute('SELECT "offset" FROM events WHERE grp = ?', (group,)).fetchall()
             ]
             deliveries = [

@@ -30,7 +30,7 @@ def trace(state: State, log_path: Path, rules: RuleSet | None, message_id: str) 
     found = state.messages.get(message_id)
     if found is None:
         return None
-    events = state.messages.events(found["group"])
+    events = state.messages.events(found["group"], found["offset"])
     raw = _raw_events(log_path, [event["offset"] for event in events])
     for event in events:
         event["explained"] = DECISIONS.get(event["decision"], event["decision"])

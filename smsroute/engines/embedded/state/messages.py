@@ -22,14 +22,15 @@ CREATE TABLE IF NOT EXISTS messages (
     source TEXT NOT NULL,
     routes TEXT NOT NULL,           -- the routes it hit, comma-separated; '' when unrouted
     grp TEXT NOT NULL,              -- the Seen.group of its raw events
-    message TEXT NOT NULL           -- the canonical message JSON, as routed
+    message TEXT NOT NULL,          -- the canonical message JSON, as routed
+    "offset" INTEGER                -- of the raw event that made it (none: released at the stitch timeout)
 );
 CREATE INDEX IF NOT EXISTS messages_received ON messages (received_at);
 CREATE INDEX IF NOT EXISTS messages_sender ON messages (sender);
-CREATE TABLE IF NOT EXISTS events (
+CREATE TABLE IF NOT EXISTS events (  -- the raw events that did not make a message by themselves
     "offset" INTEGER PRIMARY KEY,   -- of the raw event in log.db
     grp TEXT NOT NULL,
-    decision TEXT NOT NULL,         -- message, part, duplicate, duplicate_part
+    decision TEXT NOT NULL,         -- part, duplicate, duplicate_part
     at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS events_grp ON events (grp);
@@ -59,11 +60,13 @@ class Messages:
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
 
-    def add(self, routed: Sequence[Routed]) -> None:
-        """Messages as routed; a message routed again (a re-done batch) replaces its row."""
+    def add(self, routed: Sequence[Routed], offset: int | None) -> None:
+        """Messages as routed, made by the raw event at ``offset``. A message routed again (a re-done
+        batch, a replay) takes the new routes and keeps the raw event it was made of."""
         self.conn.executemany(
-            "INSERT OR REPLACE INTO messages (id, received_at, sender, recipient, provider, source, routes, grp,"
-            " message) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO messages (id, received_at, sender, recipient, provider, source, routes, grp, message,"
+            ' "offset") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET routes = excluded.routes,'
+            ' message = excluded.message, "offset" = coalesce(excluded."offset", messages."offset")',
             [
                 (
                     m.id,
@@ -75,6 +78,7 @@ class Messages:
                     ",".join(r.routes),
                     r.group,
                     json.dumps(m.to_json(), ensure_ascii=False),
+                    offset,
                 )
                 for r in routed
                 for m in (r.message,)
@@ -82,23 +86,28 @@ class Messages:
         )
 
     def seen(self, offset: int, seen: Seen, now: float) -> None:
+        """What became of a raw event that did not make a message by itself (the one that did is the
+        message's ``offset``: most messages cost one row, not two)."""
         self.conn.execute(
             'INSERT OR REPLACE INTO events ("offset", grp, decision, at) VALUES (?, ?, ?, ?)',
             (offset, seen.group, seen.decision, now),
         )
 
     def get(self, message_id: str) -> dict[str, Any] | None:
-        row = self.conn.execute("SELECT routes, grp, message FROM messages WHERE id = ?", (message_id,)).fetchone()
+        row = self.conn.execute(
+            'SELECT routes, grp, message, "offset" FROM messages WHERE id = ?', (message_id,)
+        ).fetchone()
         if row is None:
             return None
-        return {"routes": _routes(row[0]), "group": row[1], "message": json.loads(row[2])}
+        return {"routes": _routes(row[0]), "group": row[1], "message": json.loads(row[2]), "offset": row[3]}
 
-    def events(self, group: str) -> list[dict[str, Any]]:
-        """The raw events of a message's group, oldest first."""
-        cursor = self.conn.execute(
-            'SELECT "offset", decision, at FROM events WHERE grp = ? ORDER BY "offset"', (group,)
-        )
-        return [{"offset": row[0], "decision": row[1], "at": row[2]} for row in cursor]
+    def events(self, group: str, made: int | None) -> list[dict[str, Any]]:
+        """The raw events of a message's group, oldest first: the one that ``made`` the message (its
+        offset), and the others (its other parts, the provider's retries)."""
+        rows = self.conn.execute('SELECT "offset", decision FROM events WHERE grp = ?', (group,)).fetchall()
+        if made is not None:
+            rows.append((made, "message"))
+        return [{"offset": offset, "decision": decision} for offset, decision in sorted(rows)]
 
     def search(self, query: Query) -> list[dict[str, Any]]:
         """Messages matching ``query``, newest first, each with its routes and its deliveries' states."""
