@@ -35,6 +35,8 @@ PAUSE = 0.02
 """Seconds between two delete transactions: the writers that waited for one go first."""
 VACUUM_PAGES = 256
 """Pages given back per transaction (1 MiB of 4 KiB pages)."""
+VACUUM_MIN_PAGES = 2560
+"""Free pages (10 MiB) worth giving back; in a smaller file, a tenth of it is."""
 
 
 class Pruner:
@@ -150,11 +152,19 @@ class Pruner:
         return deliveries, attempts
 
     def _vacuum(self, conn: sqlite3.Connection) -> None:
-        """Give the free pages back to the file system, a few per transaction."""
-        while not self._stop.is_set() and conn.execute("PRAGMA freelist_count").fetchone()[0] > 0:
-            if conn.execute("PRAGMA auto_vacuum").fetchone()[0] != 2:
-                return  # a file made before incremental vacuum: its free pages are reused, not given back
-            conn.execute(f"PRAGMA incremental_vacuum({VACUUM_PAGES})")
+        """Give the free pages back to the file system, a few per transaction, once there are enough
+        of them to matter; only as many as were free at the start: the engine's own churn (dedupe keys
+        expiring, parts stitched) frees and reuses pages all the time, and chasing those would move
+        pages about under every commit for nothing."""
+        if conn.execute("PRAGMA auto_vacuum").fetchone()[0] != 2:
+            return  # a file made before incremental vacuum: its free pages are reused, not given back
+        free = conn.execute("PRAGMA freelist_count").fetchone()[0]
+        if free < min(VACUUM_MIN_PAGES, conn.execute("PRAGMA page_count").fetchone()[0] // 10):
+            return
+        for _ in range(-(-free // VACUUM_PAGES)):
+            if self._stop.is_set():
+                return
+            conn.executescript(f"PRAGMA incremental_vacuum({VACUUM_PAGES});")  # stepped to the end: a page a step
             time.sleep(PAUSE)
 
 
