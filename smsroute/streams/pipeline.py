@@ -16,7 +16,7 @@ import json
 import logging
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Protocol
 
@@ -60,12 +60,15 @@ class Seen:
 
 @dataclass(frozen=True, slots=True)
 class Routed:
-    """A message as it was routed (keyword and rules version set), with the routes it hit (none:
-    unrouted): what search, trace and replay read back."""
+    """A message as it was routed, with the routes it hit (none: unrouted): what search, trace and
+    replay read back."""
 
     message: InboundMessage
     routes: tuple[str, ...]
     group: str
+    body: str
+    """Its JSON as routed (keyword, rules version, its first route): the text its deliveries or
+    its dead letter already hold, not made again."""
 
 
 @dataclass(slots=True)
@@ -230,18 +233,15 @@ class Pipeline:
         ``group``: the :attr:`Seen.group` of the message's events."""
         rules = self.rules()
         match = rules.match(message)
-        kept = Routed(
-            replace(message, keyword=match.keyword, rules_version=rules.version),
-            tuple(route.name for route in match.routes),
-            group,
-        )
+        fields = message.to_json() | {"keyword": match.keyword, "rules_version": rules.version}
+        names = tuple(route.name for route in match.routes)
         if not match.routes:
             metrics.MESSAGES_UNROUTED.inc()
-            payload = json.dumps(kept.message.to_json(), ensure_ascii=False).encode("utf-8", "backslashreplace")
+            body = json.dumps(fields, ensure_ascii=False)
+            payload = body.encode("utf-8", "backslashreplace")
             outcome = self._dead("route", "unrouted", "no route matched", payload, message.provider, message.id)
-            outcome.messages.append(kept)
+            outcome.messages.append(Routed(message, names, group, body))
             return outcome
-        fields = message.to_json() | {"keyword": match.keyword, "rules_version": rules.version}
         bodies: dict[str, str] = {}
         for route in match.routes:
             _routed(route.name).inc()
@@ -249,7 +249,7 @@ class Pipeline:
             if route.compliance is not None and message.sender:
                 self.opt_outs.apply(route.compliance, message.sender, message.id, message.received_at.timestamp())
         return Outcome(
-            messages=[kept],
+            messages=[Routed(message, names, group, bodies[names[0]])],
             deliveries=[
                 Delivery.of(
                     message,

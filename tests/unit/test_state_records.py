@@ -3,6 +3,7 @@ digests only (a data directory from before them converted once), messages as rou
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
@@ -57,7 +58,7 @@ def test_a_message_round_trips_through_its_stored_json(tmp_path: Path) -> None:
         extra={"parts_received": [1]},
     )
     state = State(tmp_path / "state.db")
-    state.messages.add([Routed(message, ("inbox", "audit"), "g1")], 7)
+    state.messages.add([Routed(message, ("inbox", "audit"), "g1", json.dumps(message.to_json()))], 7)
     found = state.messages.get("abc")
     assert (
         found is not None and found["routes"] == ["inbox", "audit"] and (found["group"], found["offset"]) == ("g1", 7)

@@ -77,7 +77,7 @@ class Messages:
                     m.source,
                     ",".join(r.routes),
                     r.group,
-                    json.dumps(m.to_json(), ensure_ascii=False),
+                    r.body,
                     offset,
                 )
                 for r in routed
