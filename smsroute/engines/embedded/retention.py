@@ -32,9 +32,12 @@ from .state.offsets import Offsets
 log = logging.getLogger("smsroute.retention")
 
 PAUSE = 0.02
-"""Seconds between two delete transactions: the writers that waited for one go first."""
-VACUUM_PAGES = 256
-"""Pages given back per transaction (1 MiB of 4 KiB pages)."""
+"""Seconds between two transactions at least: the writers that waited for one go first."""
+REST = 2.0
+"""And twice as long as the transaction took: a pass takes at most a third of a core from the
+ingress and the processing (the machine may have two)."""
+VACUUM_PAGES = 64
+"""Pages given back per transaction (256 KiB of 4 KiB pages): each moves pages under the write lock."""
 VACUUM_MIN_PAGES = 2560
 """Free pages (10 MiB) worth giving back; in a smaller file, a tenth of it is."""
 
@@ -114,6 +117,7 @@ class Pruner:
         """Delete the rows of ``table`` matching ``where``, ``batch`` per transaction."""
         total = 0
         while not self._stop.is_set():
+            started = time.perf_counter()
             with _write(conn):
                 count = conn.execute(
                     f"DELETE FROM {table} WHERE rowid IN (SELECT rowid FROM {table} WHERE {where} LIMIT ?)",
@@ -123,7 +127,7 @@ class Pruner:
             total += count
             if count < self.config.batch:
                 break
-            time.sleep(PAUSE)
+            _rest(started)
         return total
 
     def _deliveries(self, conn: sqlite3.Connection, cut: float) -> tuple[int, int]:
@@ -131,6 +135,7 @@ class Pruner:
         while its dead letter does (it is what a replay makes due again)."""
         deliveries = attempts = 0
         while not self._stop.is_set():
+            started = time.perf_counter()
             with _write(conn):
                 ids = conn.execute(
                     "DELETE FROM deliveries WHERE rowid IN (SELECT rowid FROM deliveries WHERE state IN"
@@ -148,7 +153,7 @@ class Pruner:
             attempts += gone
             if len(ids) < self.config.batch:
                 break
-            time.sleep(PAUSE)
+            _rest(started)
         return deliveries, attempts
 
     def _vacuum(self, conn: sqlite3.Connection) -> None:
@@ -164,14 +169,20 @@ class Pruner:
         for _ in range(-(-free // VACUUM_PAGES)):
             if self._stop.is_set():
                 return
+            started = time.perf_counter()
             conn.executescript(f"PRAGMA incremental_vacuum({VACUUM_PAGES});")  # stepped to the end: a page a step
-            time.sleep(PAUSE)
+            _rest(started)
 
 
 def _open(path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, timeout=10.0)
     conn.execute("PRAGMA journal_mode=WAL")
     return conn
+
+
+def _rest(started: float) -> None:
+    """Pause after a transaction that began at ``started`` (``time.perf_counter``)."""
+    time.sleep(max(PAUSE, REST * (time.perf_counter() - started)))
 
 
 @contextmanager
