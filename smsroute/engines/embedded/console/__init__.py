@@ -22,7 +22,7 @@ from aiohttp import web
 
 from ....config import Settings
 from ....models.message import InboundMessage
-from ....rules import RuleError, load_rules
+from ....rules import RuleError, RuleSet, load_rules
 from ..state import State
 from ..state.messages import OUTCOMES, Query
 from ..tracing import trace
@@ -75,7 +75,8 @@ class Console:
         app.on_cleanup.append(self._close)
 
     async def _close(self, app: web.Application) -> None:
-        await self._run(lambda state: state.close())
+        if self._state is not None:
+            await self._run(lambda state: state.close())
         self._executor.shutdown()
 
     def _guarded(self, handler: Handler, api: bool) -> Handler:
@@ -131,7 +132,7 @@ class Console:
         return web.json_response({"replayed": await self._run(lambda state: _replay(state, ids))})
 
     async def api_rules_test(self, request: web.Request) -> web.Response:
-        return web.json_response(self._explain(await _json_body(request)))
+        return web.json_response(await self._explain(await _json_body(request)))
 
     # --- the console's pages ---
 
@@ -170,30 +171,30 @@ class Console:
 
     async def page_playground(self, request: web.Request) -> web.Response:
         form = dict(request.query)
-        result = self._explain(form) if form.get("text") else None
+        result = await self._explain(form) if form.get("text") else None
         return _page("playground.html", form=form, result=result)
 
     # --- shared ---
 
     async def _trace(self, message_id: str) -> dict[str, Any] | None:
-        rules = self._rules()
         log_path = self.settings.data_dir / "log.db"
-        return await self._run(lambda state: trace(state, log_path, rules, message_id))
+        return await self._run(lambda state: trace(state, log_path, self._rules(), message_id))
 
-    def _rules(self) -> Any:
+    def _rules(self) -> RuleSet | None:
+        """The rules in force, read on the console's thread (a large rule set takes a while to load)."""
         try:
             return load_rules(self.settings.routes)
         except RuleError:
             return None
 
-    def _explain(self, form: dict[str, Any]) -> dict[str, Any]:
+    async def _explain(self, form: dict[str, Any]) -> dict[str, Any]:
         """``rules test`` for a message given as a form or JSON (text, from, to, provider, source)."""
-        rules = self._rules()
-        if rules is None:
-            raise web.HTTPConflict(text="the routing rules do not load: see `smsroute rules check`\n")
         fields = {name: form.get(name, "") for name in ("text", "from", "to", "provider", "source")}
         if not all(isinstance(value, str) for value in fields.values()):
             raise web.HTTPBadRequest(text="text, from, to, provider and source are strings\n")
+        rules = await self._run(lambda state: self._rules())
+        if rules is None:
+            raise web.HTTPConflict(text="the routing rules do not load: see `smsroute rules check`\n")
         message = InboundMessage(
             id="playground",
             provider=fields["provider"],

@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ..checkpoint import WAL_RESTART_PAGES, Checkpointer
+from ..log import incremental_vacuum
 from . import dead_letters, deliveries, messages, offsets, replies, reports, stores
 
 
@@ -28,7 +29,7 @@ class State:
         self.path = path
         self._wal = path.with_name(path.name + "-wal")
         self.conn = conn = sqlite3.connect(path, isolation_level=None, timeout=10.0)
-        conn.execute("PRAGMA auto_vacuum=INCREMENTAL")  # takes on a new file: retention gives pages back
+        incremental_vacuum(conn)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute(f"PRAGMA wal_autocheckpoint={WAL_RESTART_PAGES}")
