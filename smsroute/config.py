@@ -291,7 +291,7 @@ class WorkerConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     app_id: str | None = Field(
-        None, description="Consumer group, internal topic and transactional-id prefix; default <topic_prefix>.worker."
+        None, description="Consumer group and internal topic prefix; default <topic_prefix>.worker."
     )
     store: Literal["rocksdb", "memory"] = Field(
         "rocksdb", description="Where tables live locally: RocksDB files under state_dir, or memory (tests)."
@@ -303,10 +303,20 @@ class WorkerConfig(BaseModel):
     )
     metrics_port: int = Field(9108, ge=0, le=65535, description="GET /metrics on this port; 0 picks a free one.")
     tick_interval: float = Field(
-        0.5, gt=0, le=60, description="Seconds between stitch-timeout and retry checks (the precision of both)."
+        0.5, gt=0, le=60, description="Seconds between looks for stitch timeouts, due retries and batches to write."
+    )
+    batch_size: int = Field(
+        500, ge=1, description="Raw events of a partition written to its state table as one record (at most)."
+    )
+    batch_interval: float = Field(
+        0.5,
+        gt=0,
+        le=60,
+        description="Seconds a partition's changes may wait before they are written: what a crash makes the next "
+        "owner process again. Deliveries never wait for it.",
     )
     commit_interval: float = Field(
-        0.2, gt=0, le=60, description="Seconds between transaction commits: what is processed becomes visible then."
+        1.0, gt=0, le=60, description="Seconds between offset commits (of events whose state is written)."
     )
     session_timeout: float = Field(
         10.0, ge=6, le=300, description="Seconds without heartbeats before a worker's partitions move to the others."

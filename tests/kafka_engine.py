@@ -1,5 +1,5 @@
 """The Kafka engine for tests: ingress and worker processes (``smsroute ingress``, ``smsroute
-worker``) on the session's broker, with topics, consumer group and transactional ids of their own."""
+worker``) on the session's broker, with topics and consumer group of their own."""
 
 from __future__ import annotations
 
@@ -41,7 +41,8 @@ def write_config(path: Path, bootstrap: str, prefix: str, data_dir: Path, routes
         "worker": {
             "store": "memory",
             "tick_interval": 0.1,
-            "commit_interval": 0.1,
+            "batch_interval": 0.1,
+            "commit_interval": 0.2,
             "session_timeout": 6.0,
             **overrides.pop("worker", {}),
         },

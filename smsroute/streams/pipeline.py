@@ -80,6 +80,14 @@ class Outcome:
     seen: Seen | None = None
     """What the event at hand came to, when it was a message or part of one."""
 
+    def extend(self, other: Outcome) -> None:
+        """Add ``other``'s outputs (an engine gathering several events' outcomes; ``seen`` is each
+        event's own, so it is not gathered)."""
+        self.deliveries += other.deliveries
+        self.dead_letters += other.dead_letters
+        self.reports += other.reports
+        self.messages += other.messages
+
 
 class Backend(Protocol):
     """What an engine gives the core."""

@@ -403,28 +403,22 @@ async def test_an_event_failing_past_normalization_is_undone_and_dead_lettered(t
         log.stop()
 
 
-def test_a_kafka_table_savepoint_undoes_the_failed_events_writes(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The worker's counterpart of the SQLite savepoint: a failed event leaves its tables (and their
-    changelogs) as they were before it."""
-    from smsroute.engines.kafka import tables as stores
+def test_a_kafka_partition_savepoint_undoes_the_failed_events_writes() -> None:
+    """The worker's counterpart of the SQLite savepoint: a failed event leaves its partition's state
+    (and the batch record to be written) as they were before it."""
+    from smsroute.engines.kafka.partition import PartitionState
 
-    class Table:  # what TableStore uses of a Faust table: its local data
-        data: dict[bytes, bytes] = {}
-
-        def on_recover(self, callback: object) -> None:
-            pass
-
-    monkeypatch.setattr(stores, "_partition", lambda: 0)
-    store = stores.TableStore[float](Table(), float, float, lambda seen: seen)
-    store["kept"] = 1.0
-    store["gone"] = 2.0
-    with pytest.raises(RuntimeError), store.savepoint():
-        store["kept"] = 10.0
-        store["new"] = 3.0
-        del store["gone"]
+    state = PartitionState(0)
+    state.dedupe["kept"] = 1.0
+    state.dedupe["gone"] = 2.0
+    written = dict(state.batch["dedupe"])
+    with pytest.raises(RuntimeError), state.undo.savepoint():
+        state.dedupe["kept"] = 10.0
+        state.dedupe["new"] = 3.0
+        del state.dedupe["gone"]
         raise RuntimeError("the event failed")
-    assert (store.get("kept"), store.get("gone"), store.get("new")) == (1.0, 2.0, None)
-    assert [key for _, key, _ in store._unsent] == [b"kept", b"gone"]  # nothing of the failed event to send
-    with store.savepoint():
-        store["new"] = 3.0
-    assert store.get("new") == 3.0
+    assert (state.dedupe.get("kept"), state.dedupe.get("gone"), state.dedupe.get("new")) == (1.0, 2.0, None)
+    assert state.batch["dedupe"] == written  # nothing of the failed event to write
+    with state.undo.savepoint():
+        state.dedupe["new"] = 3.0
+    assert state.dedupe.get("new") == 3.0 and state.batch["dedupe"]["new"] == 3.0

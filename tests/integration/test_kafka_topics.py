@@ -31,9 +31,8 @@ async def topic_configs(bootstrap: str, names: list[str]) -> dict[str, dict[str,
 
 async def test_topics_are_created_with_the_retention_windows(kafka_bootstrap: str) -> None:
     kafka = KafkaConfig(bootstrap_servers=kafka_bootstrap, topic_prefix=f"t{uuid.uuid4().hex[:8]}", partitions=1)
-    retention = RetentionConfig(raw_events=3600, messages=7200, dead_letters=86400, replies=43200)
-    names = [kafka.raw_topic, kafka.topic("deliveries.v1"), kafka.topic("dead_letters.v1")]
-    names.append(kafka.topic("delivery_reports.v1"))
+    retention = RetentionConfig(raw_events=3600, messages=7200, replies=43200)
+    names = [kafka.raw_topic, kafka.topic("attempts.v1"), kafka.topic("delivery_reports.v1")]
     changelog = f"{kafka.topic_prefix}.worker-dedupe-changelog"
     await ensure_topics(kafka, names, compacted=[changelog], retention=retention)
 
@@ -41,8 +40,7 @@ async def test_topics_are_created_with_the_retention_windows(kafka_bootstrap: st
     assert {name: configs[name]["retention.ms"] for name in names} == {
         names[0]: "3600000",
         names[1]: "7200000",
-        names[2]: "86400000",
-        names[3]: "43200000",
+        names[2]: "43200000",
     }
     assert {configs[name]["cleanup.policy"] for name in names} == {"delete"}
     assert configs[changelog]["cleanup.policy"] == "compact"

@@ -131,6 +131,7 @@ async def test_kafka_engine_exports_exactly_the_documented_metrics(
     kafka_bootstrap: str,
     tmp_path: Path,
     receiver: Receiver,
+    openvoip: FakeOpenVoip,
     smsc: Smsc,
 ) -> None:
     """The ingress and a worker together: what both export, as Prometheus would scrape them."""
@@ -140,7 +141,8 @@ async def test_kafka_engine_exports_exactly_the_documented_metrics(
         kafka_bootstrap,
         write_routes(tmp_path, receiver),
         stitch_timeout=2.0,
-        **{"smpp.operator": bind_settings(smsc.port)},
+        sms_reply={"provider": "openvoip"},
+        **{"smpp.operator": bind_settings(smsc.port), "sms_reply.openvoip": openvoip.settings()},
     )
     try:
         ingress, worker = engine.start_ingress(), engine.start_worker()

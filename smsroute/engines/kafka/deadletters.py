@@ -1,9 +1,11 @@
-"""Dead letters of the Kafka engine: read from their topic, replayed into the delivery topic.
+"""Dead letters of the Kafka engine: read from their topic, replayed through the workers' control topic.
 
-The topic is keyed by dead-letter id and the latest record of an id is its state: a replay sends
-the dead delivery again with its round raised (a fresh set of retries; the sink takes a delivery
-whose round is newer than the one it finished) and appends the letter again with ``replayed_at``.
-Replaying twice is harmless: the sink ignores a round it has already taken."""
+The topic is compacted and keyed by dead-letter id: the latest record of an id is its state. A
+letter is in the partition of the raw partition it came from. A replay sends the dead delivery
+again, with its round raised (a fresh set of retries), to that partition of the control topic,
+where the worker serving it takes the new round into the partition's state and dispatches it; and
+appends the letter again with ``replayed_at``. Replaying twice is harmless: a worker ignores a
+round it has already taken."""
 
 from __future__ import annotations
 
@@ -23,12 +25,19 @@ from .worker import topic_names
 
 async def latest(settings: Settings) -> list[DeadLetterRecord]:
     """Every dead letter's latest record, in the order the letters first appeared."""
+    return [letter for letter, _ in await _latest(settings)]
+
+
+async def _latest(settings: Settings) -> list[tuple[DeadLetterRecord, int]]:
+    """Every dead letter's latest record and its partition."""
     assert settings.kafka is not None
-    letters: dict[str, DeadLetterRecord] = {}
+    letters: dict[str, tuple[DeadLetterRecord, int]] = {}
     for record in await read_all(settings.kafka, topic_names(settings)["dead_letters"]):
+        if record.value is None:
+            continue
         letter = DeadLetterRecord.decode(record.value)
-        letters[letter.id] = letter
-    return sorted(letters.values(), key=lambda letter: letter.created_at)
+        letters[letter.id] = (letter, record.partition)
+    return sorted(letters.values(), key=lambda found: found[0].created_at)
 
 
 async def read_all(kafka: KafkaConfig, topic: str) -> list[ConsumerRecord[bytes, bytes]]:
@@ -86,8 +95,8 @@ async def replay(settings: Settings, ids: list[str] | None) -> int:
     assert kafka is not None
     names = topic_names(settings)
     chosen = [
-        letter
-        for letter in await latest(settings)
+        (letter, partition)
+        for letter, partition in await _latest(settings)
         if letter.stage == "deliver"
         and letter.replayed_at is None
         and letter.delivery is not None
@@ -99,13 +108,15 @@ async def replay(settings: Settings, ids: list[str] | None) -> int:
     await producer.start()
     try:
         now = time.time()
-        for letter in chosen:
+        for letter, partition in chosen:
             assert letter.delivery is not None
             delivery = Delivery.decode(letter.delivery)
             again = dataclasses.replace(delivery, round=delivery.round + 1)
-            await producer.send_and_wait(names["deliveries"], again.encode(), key=again.destination.encode())
+            await producer.send_and_wait(names["control"], again.encode(), key=again.id.encode(), partition=partition)
             marked = dataclasses.replace(letter, replayed_at=now)
-            await producer.send_and_wait(names["dead_letters"], marked.encode(), key=letter.id.encode())
+            await producer.send_and_wait(
+                names["dead_letters"], marked.encode(), key=letter.id.encode(), partition=partition
+            )
     finally:
         await producer.stop()
     return len(chosen)

@@ -86,12 +86,10 @@ async def ensure_topics(
 
 def retention_ms(topic: str, retention: RetentionConfig) -> int:
     """A topic's ``retention.ms`` from the embedded engine's windows, by what it holds (its name's
-    ``.<what>.v1`` part): raw events, dead letters, delivery reports as replies, the rest (deliveries,
-    attempts, ticks) as messages."""
+    ``.<what>.v1`` part): raw events, delivery reports as replies, the rest (attempts, the workers'
+    control topic) as messages. Dead letters are compacted: each stays until replayed."""
     if topic.endswith(".raw.v1"):
         seconds = retention.raw_events
-    elif topic.endswith(".dead_letters.v1"):
-        seconds = retention.dead_letters
     elif topic.endswith(".delivery_reports.v1"):
         seconds = retention.replies
     else:
