@@ -208,9 +208,16 @@ def load(
 ) -> tuple[Mode, str]:
     """wrk with ``script`` against the engine for ``--duration``, waited out at the receiver: the
     mode's figures, and wrk's output."""
+    profiler = (
+        profile(engine, int(args.duration[:-1]), args.profile.with_name(f"{args.profile.stem}-{run}.folded"))
+        if args.profile and isinstance(engine, Smsroute)
+        else None
+    )
     cpu_before, started = cpu_times(engine), time.time()
     output = wrk(engine, script, run, args.duration, args)
     ended = time.time()
+    if profiler is not None:
+        profiler.wait()
     if args.verbose:
         print(f"--- wrk against {engine.name}, {mode}\n{output}", file=sys.stderr)
     result = parse_wrk(output, engine.name, 0.0)
@@ -308,18 +315,20 @@ def rules(receiver: Server) -> str:
 """
 
 
-def profile(engine: Server, duration: int, output: Path) -> subprocess.Popen[bytes]:
-    """py-spy sampling the engine for ``duration`` seconds (folded stacks, all threads, idle frames left out)."""
+def profile(engine: Engine, duration: int, output: Path) -> subprocess.Popen[bytes]:
+    """py-spy sampling the engine for ``duration`` seconds (folded stacks, both processes, all threads,
+    idle frames left out)."""
     command = [
         str(Path(sys.executable).parent / "py-spy"),
         "record",
         "-p",
-        str(engine.process.pid),
+        str(engine.pids()["ingress"]),
         "-d",
         str(duration),
         "-r",
         "200",
         "--threads",
+        "--subprocesses",
         "-f",
         "raw",
         "-o",
@@ -511,7 +520,11 @@ def options(argv: list[str] | None) -> argparse.Namespace:
         help="rounds of every mode, the engines alternating; medians reported (default 1)",
     )
     parser.add_argument("--drain-timeout", type=float, default=120.0, help="longest wait for deliveries (s)")
-    parser.add_argument("--profile", type=Path, help="py-spy folded stacks of smsroute at full speed, to this file")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="py-spy folded stacks of smsroute, both processes, during each of its modes: FILE-<run>.folded",
+    )
     parser.add_argument("--workers", default="1,2", help="Kafka engine runs, workers each (default 1,2; '' for none)")
     parser.add_argument(
         "--kafka-rate",
@@ -585,10 +598,7 @@ def measure_all(workdir: Path, args: argparse.Namespace) -> tuple[float, list[li
         ceiling.stop()
         for engine, engine_receiver in peers:
             warm_up(engine, engine_receiver, script, args)
-        profiler = profile(smsroute, int(args.duration[:-1]), args.profile) if args.profile and smsroute else None
         rounds = compared_modes(peers, script, workdir, args)
-        if profiler is not None:
-            profiler.wait()
         for engine, _ in peers:
             engine.stop()
         kafka = kafka_modes(receiver, script, workdir, args) if "kafka" in args.engines else []

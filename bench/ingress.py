@@ -145,7 +145,7 @@ def parse_wrk(output: str, server: str, cpu_percent: float) -> Result:
         return match.group(1)
 
     def latency(percent: int) -> float:
-        match = re.search(rf"^\s+{percent}%\s+([\d.]+)(us|ms|s|m)$", output, re.MULTILINE)
+        match = re.search(rf"^\s+{percent}%\s+([\d.]+)(us|ms|s|m) *$", output, re.MULTILINE)
         if match is None:
             raise RuntimeError(f"wrk output has no {percent}% latency (was --latency given?):\n{output}")
         return float(match.group(1)) * _UNITS_MS[match.group(2)]

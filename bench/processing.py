@@ -29,7 +29,8 @@ from smsroute.engines.embedded.processing import InProcess
 from smsroute.models.raw import RawEvent
 from smsroute.rules.watch import RulesWatcher
 
-BODY = "originator=%2B393331234567&destination=%2B393201234567&date_time=2026-11-21+10%3A00%3A00&text={run}-{n}+hello"
+# a new sender each message, as in bench/e2e.py's load (each new number is parsed once)
+BODY = "originator=%2B39333{n:07d}&destination=%2B393201234567&date_time=2026-11-21+10%3A00%3A00&text={run}-{n}+hello"
 
 
 @dataclass

@@ -61,7 +61,8 @@ class IngressConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     provider: str = Field(
-        description="Provider type this ingress receives (agiletelecom, kaleyra, smsgateway24, twilio, vonage)."
+        description="Provider type this ingress receives (`smsroute providers list`: agiletelecom, aws, bandwidth, "
+        "bird, generic, infobip, kaleyra, plivo, sinch, smsgateway24, telnyx, twilio, vonage)."
     )
     token: Secret | None = Field(
         None,

@@ -6,19 +6,26 @@ from __future__ import annotations
 
 import base64
 import json
+import ssl
+import tempfile
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import trustme
+from aiohttp import web
+
 from ingress_server import StartIngress
 from smsroute.models.part import Part
 from smsroute.models.report import DeliveryReport
-from smsroute.providers import normalizers
+from smsroute.providers import available, normalizers
 
 ROOT = Path(__file__).resolve().parent / "fixtures" / "providers"
-CHECKED = {"status", "answer", "reason", "messages", "reports"}
+CHECKED = {"status", "answer", "reason", "messages", "reports", "subscribe_url"}
 """The ``expect`` keys :func:`run_case` checks; a case with any other fails, rather than pass unchecked."""
 
 
@@ -29,6 +36,8 @@ class Fixture:
     kind: str
     settings: dict[str, Any]
     method: str
+    url: str
+    """The URL as the provider called (and signed) it."""
     target: str
     """Path and query of the request as recorded (``/inbound/plivo?x=1``)."""
     headers: dict[str, str]
@@ -59,6 +68,7 @@ def load(path: Path) -> Fixture:
         kind=data["kind"],
         settings=data.get("settings", {}),
         method=request["method"],
+        url=request["url"],
         target=url.path + (f"?{url.query}" if url.query else ""),
         headers=dict(request.get("headers", {})),
         body=body,
@@ -82,11 +92,14 @@ async def run_case(start_ingress: StartIngress, case: Fixture) -> None:
     unchecked = case.expect.keys() - CHECKED
     assert not unchecked, f"{case.name}: expect keys {sorted(unchecked)} are not checked by run_case: teach it"
     clock = None if case.now is None else lambda: case.now
-    ingress = await start_ingress(clock=clock, ingress={case.provider: case.settings})
-    status, answer, _ = await ingress.request(
-        case.method, case.target, data=case.body or None, headers=case.headers, skip_auto_headers=("Content-Type",)
-    )
+    async with sns_host(case) as sns:
+        ingress = await start_ingress(clock=clock, ingress={case.provider: {**settings(case), **sns.settings}})
+        status, answer, _ = await ingress.request(
+            case.method, case.target, data=case.body or None, headers=case.headers, skip_auto_headers=("Content-Type",)
+        )
     expect = case.expect
+    if "subscribe_url" in expect:
+        assert sns.confirmed == [expect["subscribe_url"]], f"{case.name}: confirmed {sns.confirmed}"
     assert status == expect["status"], f"{case.name}: answered {status} {answer!r}"
     if "answer" in expect:
         assert answer == expect["answer"], case.name
@@ -112,6 +125,62 @@ async def run_case(start_ingress: StartIngress, case: Fixture) -> None:
     assert got == expected, case.name
 
 
+@dataclass
+class SnsHost:
+    """What a case's stand-in SNS host saw, and the settings that point the ingress at it."""
+
+    settings: dict[str, Any]
+    confirmed: list[str]
+
+
+@asynccontextmanager
+async def sns_host(case: Fixture) -> AsyncIterator[SnsHost]:
+    """For an AWS case (settings ``test_certificate`` and ``test_certificate_url``): a local HTTPS
+    server standing for the certificate URL's SNS host (a trustme certificate for that name, the
+    ingress told to connect there with ``resolve`` and to trust the test CA with ``ca_file``),
+    serving the certificate and recording subscription confirmations. Other cases: nothing."""
+    pem, url = case.settings.get("test_certificate"), case.settings.get("test_certificate_url")
+    if pem is None or url is None:
+        yield SnsHost({}, [])
+        return
+    host = urlsplit(url).hostname or ""
+    ca = trustme.CA()
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert(host).configure_cert(context)
+    confirmed: list[str] = []
+
+    async def handle(request: web.Request) -> web.Response:
+        if request.path == urlsplit(url).path:
+            return web.Response(text=pem)
+        confirmed.append(f"https://{host}{request.path_qs}")
+        return web.Response(text="<ConfirmSubscriptionResponse/>")
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", handle)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    with tempfile.TemporaryDirectory() as folder:
+        ca_file = Path(folder) / "ca.pem"
+        ca.cert_pem.write_to_path(str(ca_file))
+        try:
+            await web.TCPSite(runner, "127.0.0.1", 0, ssl_context=context).start()
+            port = runner.addresses[0][1]
+            plain = {name: value for name, value in case.settings.items() if not name.startswith("test_")}
+            yield SnsHost({**plain, "resolve": {host: f"127.0.0.1:{port}"}, "ca_file": str(ca_file)}, confirmed)
+        finally:
+            await runner.cleanup()
+
+
+def settings(case: Fixture) -> dict[str, Any]:
+    """The case's settings; for a provider that signs the URL it calls, with that URL (the case's,
+    without its query) as ``public_url``: the ingress under test listens on another."""
+    plain = {name: value for name, value in case.settings.items() if not name.startswith("test_")}
+    config = available()[case.provider].receiving.config_class
+    if "public_url" not in config.model_fields or "public_url" in plain:
+        return plain
+    return {**plain, "public_url": case.url.partition("?")[0]}
+
+
 def canonical(part: Part, wanted: dict[str, Any]) -> dict[str, Any]:
     """The fields of ``part`` that ``wanted`` lists, by their names in the fixture format."""
     fields = {
@@ -119,7 +188,8 @@ def canonical(part: Part, wanted: dict[str, Any]) -> dict[str, Any]:
         "to": lambda: part.recipient,
         "text": lambda: part.text,
         "provider_message_ids": lambda: [part.provider_message_id] if part.provider_message_id else [],
-        "parts": lambda: part.concat.total if part.concat else 1,
+        # a part's concatenation total; a message the provider joined itself says how many it took
+        "parts": lambda: part.concat.total if part.concat else part.extra.get("segments", 1),
         "encoding": lambda: part.encoding,
         "media": lambda: [item.url for item in part.media],
         "keyword": lambda: part.extra.get("keyword"),  # the keyword the provider matched, where it sends one

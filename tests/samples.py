@@ -4,6 +4,7 @@ cannot be processed."""
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -109,7 +110,233 @@ TWILIO = {
     "ApiVersion": "2010-04-01",
 }
 
+# What Plivo posts for an inbound SMS (the documented attributes; values made up).
+PLIVO = {
+    "From": "14155550123",
+    "To": "14155550100",
+    "Type": "sms",
+    "Text": "INFO please",
+    "MessageUUID": "2a1d5a8e-1c2b-11ef-9f6e-0242ac110003",
+    "Units": "1",
+    "TotalRate": "0.00000",
+    "TotalAmount": "0.00000",
+    "MessageIntent": "",
+    "PowerpackUUID": "",
+}
+
+# A Telnyx message.received event, shaped as the API reference's example (ids made up).
+TELNYX = {
+    "data": {
+        "record_type": "event",
+        "id": "bf6307bd-884d-4c1f-b6ea-c62b8c495d3c",
+        "event_type": "message.received",
+        "occurred_at": "2026-11-21T10:00:00.000Z",
+        "payload": {
+            "record_type": "message",
+            "direction": "inbound",
+            "id": "7ee4241c-f127-47e5-9c34-3aac291f8058",
+            "type": "SMS",
+            "from": {"phone_number": "+18665550001", "carrier": "T-MOBILE USA, INC.", "line_type": "Wireless"},
+            "to": [{"phone_number": "+18445550001", "status": "webhook_delivered"}],
+            "text": "Hello, World!",
+            "media": [],
+            "encoding": "GSM-7",
+            "parts": 1,
+            "received_at": "2026-11-21T10:00:00.000Z",
+        },
+    },
+    "meta": {"attempt": 1},
+}
+
+# A Bandwidth message-received callback: always a JSON array (values from Bandwidth's SDK model test).
+BANDWIDTH = [
+    {
+        "type": "message-received",
+        "time": "2026-11-21T10:00:00.000Z",
+        "description": "Incoming message received",
+        "to": "+15552223333",
+        "message": {
+            "id": "1661365814859loidf7mcwd4qacn7",
+            "owner": "+15552223333",
+            "applicationId": "93de2206-9669-4e07-948d-329f4b722ee2",
+            "time": "2026-11-21T10:00:00.000Z",
+            "segmentCount": 1,
+            "direction": "in",
+            "to": ["+15552223333"],
+            "from": "+15553332222",
+            "text": "Hello world",
+        },
+    }
+]
+# An Infobip MO_JSON_2 request of one result (the documented fields; values made up).
+INFOBIP = {
+    "results": [
+        {
+            "messageId": "817790313235066447",
+            "from": "385916242493",
+            "to": "385921004026",
+            "text": "STOP all messages",
+            "cleanText": "all messages",
+            "keyword": "STOP",
+            "receivedAt": "2026-11-21T10:00:00.000+0000",
+            "smsCount": 1,
+            "price": {"pricePerMessage": 0, "currency": "EUR"},
+        }
+    ],
+    "messageCount": 1,
+    "pendingMessageCount": 0,
+}
+# A Sinch mo_text callback, as the SDKs' mock server sends it.
+SINCH = {
+    "id": "01W4FFL35P4NC4K35SMSBATCH8",
+    "from": "12015555555",
+    "to": "12017777777",
+    "body": "Hello John!",
+    "type": "mo_text",
+    "operator_id": "311071",
+    "received_at": "2026-11-21T10:00:00.000Z",
+}
+
+# Bird's documented sms.inbound (Channels API), in its documented envelope.
+BIRD = {
+    "service": "channels",
+    "event": "sms.inbound",
+    "payload": {
+        "id": "96a0b5fa-a986-453d-be5c-3117f989f025",
+        "channelId": "614208aa-b153-4d5d-9989-2fddfc0ce4c3",
+        "sender": {"contact": {"identifierKey": "phonenumber", "identifierValue": "+31612345678"}},
+        "receiver": {"connector": {"id": "86cc4dc0-3dc0-41b7-ac43-8ec829ead56f"}},
+        "body": {"type": "text", "text": {"text": "Sample incoming text message"}},
+        "parts": [{"platformReference": "e8077d803532c0b5937c639b60216938"}],
+        "status": "delivered",
+        "direction": "incoming",
+        "createdAt": "2026-11-21T10:00:00.000Z",
+    },
+}
+
+# An SNS Notification carrying AWS End User Messaging's documented two-way SMS (unsigned: no topic_arns).
+AWS_SMS = {
+    "originationNumber": "+14255550182",
+    "destinationNumber": "+12125550101",
+    "messageKeyword": "JOIN",
+    "messageBody": "JOIN the club",
+    "inboundMessageId": "cae173d2-66b9-564c-8309-21f858e9fb84",
+    "previousPublishedMessageId": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+}
+AWS = {
+    "Type": "Notification",
+    "MessageId": "165545c9-2a5c-472c-8df2-7ff2be2b3b1b",
+    "TopicArn": "arn:aws:sns:us-east-1:123456789012:inbound-sms",
+    "Message": json.dumps(AWS_SMS),
+    "Timestamp": "2026-11-21T10:00:00.000Z",
+    "SignatureVersion": "1",
+    "Signature": "",
+    "SigningCertURL": "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-0000.pem",
+}
+
 SEEDS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
+    "aws": (
+        {"data": json.dumps(AWS), "headers": {"Content-Type": "text/plain; charset=UTF-8"}},
+        {
+            "from": "+14255550182",
+            "to": "+12125550101",
+            "text": "JOIN the club",
+            "keyword": "JOIN",
+            "flags": [],
+            "provider_message_ids": ["cae173d2-66b9-564c-8309-21f858e9fb84"],
+            "provider_time": "2026-11-21T10:00:00.000Z",
+            "route": "inbox",
+            "extra": {
+                "previousPublishedMessageId": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+                "keyword": "JOIN",
+                "sns_message_id": "165545c9-2a5c-472c-8df2-7ff2be2b3b1b",
+            },
+        },
+    ),
+    "bird": (
+        {"json": BIRD},
+        {
+            "from": "+31612345678",
+            "to": "614208aa-b153-4d5d-9989-2fddfc0ce4c3",  # no channel_numbers configured: the channel, flagged
+            "text": "Sample incoming text message",
+            "keyword": "SAMPLE",
+            "flags": ["to_not_e164"],
+            "provider_message_ids": ["96a0b5fa-a986-453d-be5c-3117f989f025"],
+            "provider_time": "2026-11-21T10:00:00.000Z",
+            "route": "inbox",
+            "extra": {"channelId": "614208aa-b153-4d5d-9989-2fddfc0ce4c3"},
+        },
+    ),
+    "bandwidth": (
+        {"json": BANDWIDTH},
+        {
+            "from": "+15553332222",
+            "to": "+15552223333",
+            "text": "Hello world",
+            "keyword": "HELLO",
+            "flags": [],
+            "provider_message_ids": ["1661365814859loidf7mcwd4qacn7"],
+            "provider_time": "2026-11-21T10:00:00.000Z",
+            "route": "inbox",
+            "extra": {"applicationId": "93de2206-9669-4e07-948d-329f4b722ee2"},
+        },
+    ),
+    "infobip": (
+        {"json": INFOBIP},
+        {
+            "from": "+385916242493",
+            "to": "+385921004026",
+            "text": "STOP all messages",
+            "keyword": "STOP",
+            "flags": [],
+            "provider_message_ids": ["817790313235066447"],
+            "provider_time": "2026-11-21T10:00:00.000Z",
+            "route": "opt-out",
+            "extra": {"keyword": "STOP", "cleanText": "all messages"},
+        },
+    ),
+    "sinch": (
+        {"json": SINCH},
+        {
+            "from": "+12015555555",
+            "to": "+12017777777",
+            "text": "Hello John!",
+            "keyword": "HELLO",
+            "flags": [],
+            "provider_message_ids": ["01W4FFL35P4NC4K35SMSBATCH8"],
+            "provider_time": "2026-11-21T10:00:00.000Z",
+            "route": "inbox",
+            "extra": {"type": "mo_text", "operator_id": "311071"},
+        },
+    ),
+    "telnyx": (
+        {"json": TELNYX},
+        {
+            "from": "+18665550001",
+            "to": "+18445550001",
+            "text": "Hello, World!",
+            "keyword": "HELLO",
+            "flags": [],
+            "provider_message_ids": ["7ee4241c-f127-47e5-9c34-3aac291f8058"],
+            "provider_time": "2026-11-21T10:00:00.000Z",
+            "route": "inbox",
+            "extra": {"type": "SMS"},
+        },
+    ),
+    "plivo": (
+        {"data": PLIVO},
+        {
+            "from": "+14155550123",
+            "to": "+14155550100",
+            "text": "INFO please",
+            "keyword": "INFO",
+            "flags": [],
+            "provider_message_ids": [PLIVO["MessageUUID"]],
+            "provider_time": None,
+            "route": "inbox",
+            "extra": {"Type": "sms", "TotalRate": "0.00000", "TotalAmount": "0.00000"},
+        },
+    ),
     "kaleyra": (
         {"data": KALEYRA.encode(), "headers": {"Content-Type": "application/x-www-form-urlencoded"}},
         {

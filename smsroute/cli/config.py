@@ -205,6 +205,12 @@ def _type(annotation: Any, metadata: list[Any]) -> tuple[str, bool, bool]:
         item, _ = get_args(annotation)
         name, _, _ = _type(item, [])
         return _bounded("list of " + _plural(name), metadata, "items"), secret, False
+    if get_origin(annotation) is dict:
+        _, item = get_args(annotation)
+        return "table of " + _plural(_type(item, [])[0]), secret, False
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        keys = (field.alias or name for name, field in annotation.model_fields.items())
+        return "table of " + ", ".join(f"`{key}`" for key in keys), secret, False
     if get_origin(annotation) is Literal:
         values = get_args(annotation)
         from_text = all(isinstance(value, str) for value in values)

@@ -115,6 +115,7 @@ async def _accept(request: web.Request, receiver: Receiver, kind: EventKind, rec
         raise IngressError(405, "method_not_allowed", f"method must be {allowed}", {"Allow": allowed})
     incoming = await _read(request, receiver, kind, received_at_us)
     check_access(incoming, receiver.config)
+    await receiver.prepare(incoming)
     receiver.authenticate(incoming)
     messages = receiver.split(incoming, receiver.validate(incoming))
     headers = _kept_headers(receiver, incoming)
@@ -141,11 +142,13 @@ async def _accept(request: web.Request, receiver: Receiver, kind: EventKind, rec
     settings = request.app[SETTINGS]
     try:
         async with asyncio.timeout(settings.log_timeout):
-            await request.app[EVENT_LOG].append(records)
+            if records:  # a request may carry no message (SNS: a subscription confirmation)
+                await request.app[EVENT_LOG].append(records)
     except (LogUnavailable, TimeoutError) as exc:
         log.error("log unavailable", extra={"event": "log_unavailable", "source": receiver.name, "error": str(exc)})
         raise IngressError(503, "log_unavailable", "temporarily unable to store the message; retry later") from None
     _events(receiver.name, kind).inc(len(events))
+    await receiver.settle(incoming, messages)
     return receiver.answer(incoming, messages)
 
 
@@ -155,8 +158,11 @@ async def _read(request: web.Request, receiver: Receiver, kind: EventKind, recei
     if request.content_length is not None and request.content_length > limit:
         raise IngressError(413, "too_large", f"body larger than the {limit}-byte limit")
     try:
-        async with asyncio.timeout(settings.body_timeout):
+        if request.content.is_eof():  # the whole body came with the headers (most requests): no timer
             body = await request.read()
+        else:
+            async with asyncio.timeout(settings.body_timeout):
+                body = await request.read()
     except web.HTTPRequestEntityTooLarge:
         raise IngressError(413, "too_large", f"body larger than the {limit}-byte limit") from None
     except TimeoutError:

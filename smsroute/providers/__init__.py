@@ -44,7 +44,11 @@ def normalizers() -> dict[str, Normalizer]:
 def build_receivers(settings: Settings) -> dict[str, Receiver]:
     """One receiver per configured ingress; with none configured, every provider under its own name."""
     providers = available()
-    configured = settings.ingress or {name: {} for name, provider in providers.items() if provider.receiving.kinds}
+    configured = settings.ingress or {
+        name: {}
+        for name, provider in providers.items()
+        if provider.receiving.kinds and provider.receiving.default_mount
+    }
     receivers: dict[str, Receiver] = {}
     for name, options in configured.items():
         provider = options.get("provider", name)

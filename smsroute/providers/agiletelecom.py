@@ -25,6 +25,7 @@ EMAIL_LABELS = {"From": "originator", "To": "destination", "Date/Time": "date_ti
 
 class Receiving(Receiver):
     provider = "agiletelecom"
+    answer_summary = "200 +OK (text/plain)"
     email_labels = EMAIL_LABELS
     email_text_label = "Body"
 

@@ -2,7 +2,9 @@
 
 :class:`Receiver`, the HTTP half, is four small steps called in this order by the ingress for each
 request: ``authenticate`` (signatures), ``validate`` (content type, required fields), ``split``
-(one raw event per message) and ``answer`` (the provider's idea of "received"). Access rules
+(one raw event per message) and ``answer`` (the provider's idea of "received"), and two rarely
+needed asynchronous hooks around them: ``prepare`` (before ``authenticate``: fetch what it needs)
+and ``settle`` (after the events are durable, before the answer). Access rules
 common to all providers (IP allow-list, shared token) are applied before, by
 :mod:`smsroute.ingress.access`. One receiver is made per configured ingress, with its settings.
 
@@ -13,23 +15,25 @@ per provider type.
 
 from __future__ import annotations
 
+import hmac
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from typing import Any, ClassVar
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
-from aiohttp import web
+from aiohttp import BasicAuth, web
 from multidict import CIMultiDictProxy, MultiDict
+from pydantic import Field, field_validator, model_validator
 
-from ..config import IngressConfig
+from ..config import IngressConfig, Secret
 from ..models.part import Part
 from ..models.raw import EventKind, RawEvent
 from ..models.report import DeliveryReport
 from . import mail
-from .kit import FORM, JSON, Fields, Unprocessable, parse_form, parse_json, phone
+from .kit import FORM, JSON, Fields, Unprocessable, at, parse_form, parse_json, phone
 
 
 class IngressError(Exception):
@@ -45,6 +49,70 @@ class IngressError(Exception):
         self.headers = dict(headers or {})
         self.close = close
         """The connection is closed after the answer (what follows on it cannot be read)."""
+
+
+class SignedUrlConfig(IngressConfig):
+    """Settings of a provider that signs the URL it calls: behind a proxy, that URL is not ours."""
+
+    public_url: str | None = Field(
+        None,
+        description="The URL the provider calls (scheme, host, path), when a proxy stands between; "
+        "the query string is taken from the request as received. Default: the request's own URL.",
+    )
+
+    @field_validator("public_url")
+    @classmethod
+    def _no_query(cls, value: str | None) -> str | None:
+        if value is not None and ("?" in value or "#" in value):
+            raise ValueError("public_url takes no query string or fragment: the request's own query is appended")
+        return value
+
+    def signed_url(self, request: Incoming) -> str:
+        """The URL as the provider called it: the public URL when configured, with the request's query."""
+        if self.public_url is None:
+            return request.url
+        query = urlsplit(request.url).query
+        return f"{self.public_url}?{query}" if query else self.public_url
+
+
+class BasicAuthConfig(IngressConfig):
+    """Settings of a provider that logs in with HTTP Basic auth (RFC 7617) set on its side."""
+
+    username: str | None = Field(
+        None, description="Basic auth user name the provider sends; with password, every request must carry both."
+    )
+    password: Secret | None = Field(None, description="Basic auth password, with username; never logged.")
+
+    @model_validator(mode="after")
+    def _both(self) -> BasicAuthConfig:
+        if (self.username is None) != (self.password is None):
+            raise ValueError("username and password go together: set both, or neither")
+        return self
+
+    @property
+    def basic(self) -> bool:
+        return self.password is not None
+
+    def check_basic(self, request: Incoming) -> None:
+        """401 with a Basic challenge unless the request logs in with the configured user and password."""
+        if self.username is None or self.password is None:
+            return
+        challenge = {"WWW-Authenticate": 'Basic realm="smsroute", charset="UTF-8"'}
+        header = request.headers.get("Authorization")
+        if header is None:
+            raise IngressError(401, "unauthorized", "missing Basic credentials", challenge)
+        try:
+            given = BasicAuth.decode(header, encoding="utf-8")
+        except ValueError:
+            raise IngressError(401, "unauthorized", "malformed Basic credentials", challenge) from None
+        checks = [
+            hmac.compare_digest(given.login.encode("utf-8", "surrogateescape"), self.username.encode()),
+            hmac.compare_digest(
+                given.password.encode("utf-8", "surrogateescape"), self.password.get_secret_value().encode()
+            ),
+        ]
+        if not all(checks):
+            raise IngressError(401, "unauthorized", "wrong Basic credentials", challenge)
 
 
 def bad_request(reason: str) -> IngressError:
@@ -161,7 +229,15 @@ class Incoming:
 
 def require(fields: Fields, names: Sequence[str], where: str = "") -> None:
     """400 naming every required field that is absent."""
-    missing = [name for name in names if fields.get(name) is None]
+    _missing([name for name in names if fields.get(name) is None], where)
+
+
+def require_paths(document: Any, paths: Sequence[str], where: str = "") -> None:
+    """400 naming every dotted path (:func:`~.kit.at`) that leads to nothing or to null."""
+    _missing([path for path in paths if at(document, path) is None], where)
+
+
+def _missing(missing: Sequence[str], where: str) -> None:
     if missing:
         raise bad_request(f"missing required field{'s' if len(missing) > 1 else ''}{where}: {', '.join(missing)}")
 
@@ -196,6 +272,12 @@ class Receiver:
     provider sends no email."""
     email_text_label: ClassVar[str] = ""
     """The label of the SMS text, which may run over several lines."""
+    default_mount: ClassVar[bool] = True
+    """Mounted under its own name when no ingress is configured; False for a type that needs settings."""
+    auth_scheme: ClassVar[str] = "none of its own (shared token or IP allow-list)"
+    """How the provider proves a request is its own, for ``smsroute providers list``."""
+    answer_summary: ClassVar[str] = "200 OK"
+    """What it is answered once its events are durable, for ``smsroute providers list``."""
     strict_text: ClassVar[bool] = True
     """False for a provider whose real traffic carries undecodable bytes in form fields: they are
     replaced (and the message flagged) rather than refused, since a refusal only buys retries."""
@@ -208,6 +290,9 @@ class Receiver:
     def signed(self) -> bool:
         """True when the receiver verifies a provider signature."""
         return False
+
+    async def prepare(self, request: Incoming) -> None:
+        """Fetch what ``authenticate`` needs and cannot know yet (SNS: the signing certificate)."""
 
     def authenticate(self, request: Incoming) -> None:
         """Check the provider's signature, if it has one and it is configured (401 if wrong)."""
@@ -233,10 +318,18 @@ class Receiver:
         if not request.batched:
             content_type = request.content_type + (f"; charset={request.charset}" if request.charset else "")
             return [Message(request.body, self.key(request.kind, messages[0]), content_type)]
+        return self.each(request.kind, messages)
+
+    def each(self, kind: EventKind, messages: list[Fields]) -> list[Message]:
+        """One JSON payload per message of a batch."""
         return [
-            Message(json.dumps(fields, ensure_ascii=False).encode(), self.key(request.kind, fields), JSON)
+            Message(json.dumps(fields, ensure_ascii=False).encode(), self.key(kind, fields), JSON)
             for fields in messages
         ]
+
+    async def settle(self, request: Incoming, messages: list[Message]) -> None:
+        """What a request asks for beyond logging it (SNS: confirming a subscription), once its events
+        are durable and before the answer; an :class:`IngressError` answers instead."""
 
     def answer(self, request: Incoming, messages: list[Message]) -> web.Response:
         """The provider's "received": sent only after the events are durable."""
@@ -260,6 +353,11 @@ class Normalizer:
         """A logged status event as a delivery report; :class:`Unprocessable` when it never can be one."""
         raise Unprocessable(f"{self.provider} sends no delivery reports")
 
+    @staticmethod
+    def received_at(event: RawEvent) -> datetime:
+        """When the ingress received the event."""
+        return datetime.fromtimestamp(event.received_at_us / 1_000_000, UTC)
+
     def part(
         self,
         event: RawEvent,
@@ -278,7 +376,7 @@ class Normalizer:
             source=event.ingress,
             sender=sender,
             recipient=recipient,
-            received_at=datetime.fromtimestamp(event.received_at_us / 1_000_000, UTC),
+            received_at=self.received_at(event),
             flags=sender_flags + recipient_flags + flags,
             **fields,
         )

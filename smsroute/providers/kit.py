@@ -215,3 +215,29 @@ def parse_time(value: str | int | float | None, *formats: str) -> datetime | Non
         except ValueError:
             pass
     return None
+
+
+def at(document: Any, path: str) -> Any:
+    """The value at a dotted path of a JSON document (``data.payload.to.0.phone_number``: a number
+    indexes a list), or None where the path does not lead."""
+    value = document
+    for step in path.split("."):
+        if isinstance(value, dict):
+            value = value.get(step)
+        elif isinstance(value, list) and step.isdigit() and int(step) < len(value):
+            value = value[int(step)]
+        else:
+            return None
+    return value
+
+
+def international(number: str) -> str:
+    """A number a provider documents as international without its ``+`` (``385916242493``), with
+    it: else a default region would read it as a national number of its own. Anything but digits
+    (an alphanumeric sender) is kept as given."""
+    return "+" + number if number.isascii() and number.isdigit() else number
+
+
+def mapping(value: Any) -> dict[str, Any]:
+    """``value`` when it is a JSON object, else an empty one: for optional objects of a payload."""
+    return value if isinstance(value, dict) else {}

@@ -16,13 +16,13 @@ from collections.abc import Iterable
 from urllib.parse import urlsplit
 
 from aiohttp import web
-from pydantic import Field, field_validator
+from pydantic import Field
 
-from ..config import IngressConfig, Secret
+from ..config import Secret
 from ..models.message import Media
 from ..models.part import Part
 from ..models.raw import EventKind, RawEvent
-from .base import Incoming, Message, Normalizer, Receiver, bad_request, require, unauthorized
+from .base import Incoming, Message, Normalizer, Receiver, SignedUrlConfig, bad_request, require, unauthorized
 from .kit import Fields, fields_of
 
 REQUIRED = ("MessageSid", "AccountSid", "From", "To")
@@ -30,24 +30,12 @@ SIGNATURE_HEADER = "X-Twilio-Signature"
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
 
 
-class TwilioConfig(IngressConfig):
+class TwilioConfig(SignedUrlConfig):
     """Twilio signs every request with the account's auth token (``X-Twilio-Signature``, HMAC-SHA1)."""
 
     auth_token: Secret | None = Field(
         None, description="Account auth token; when set, every request must carry a valid signature."
     )
-    public_url: str | None = Field(
-        None,
-        description="The URL Twilio calls (scheme, host, path), when a proxy stands between; "
-        "the query string is taken from the request as received. Default: the request's own URL.",
-    )
-
-    @field_validator("public_url")
-    @classmethod
-    def _no_query(cls, value: str | None) -> str | None:
-        if value is not None and ("?" in value or "#" in value):
-            raise ValueError("public_url takes no query string or fragment: the request's own query is appended")
-        return value
 
 
 def signature(auth_token: str, url: str, params: Iterable[tuple[str, str]]) -> str:
@@ -89,6 +77,8 @@ def port_variants(url: str) -> tuple[str, str]:
 
 class Receiving(Receiver):
     provider = "twilio"
+    auth_scheme = "X-Twilio-Signature HMAC-SHA1 with auth_token"
+    answer_summary = "200 empty TwiML <Response></Response> (text/xml)"
     config_class = TwilioConfig
     headers = (SIGNATURE_HEADER,)
     config: TwilioConfig
@@ -104,15 +94,8 @@ class Receiving(Receiver):
         if given is None:
             raise unauthorized(f"missing {SIGNATURE_HEADER}")
         token = self.config.auth_token.get_secret_value()
-        if not valid(token, self._signed_url(request), list(request.form().items()), given):
+        if not valid(token, self.config.signed_url(request), list(request.form().items()), given):
             raise unauthorized("bad signature")
-
-    def _signed_url(self, request: Incoming) -> str:
-        """The URL as Twilio called it: the public URL when configured, with the request's query."""
-        if self.config.public_url is None:
-            return request.url
-        query = urlsplit(request.url).query
-        return f"{self.config.public_url}?{query}" if query else self.config.public_url
 
     def validate(self, request: Incoming) -> list[Fields]:
         fields = request.form()

@@ -72,6 +72,8 @@ def _signed_value(value: object) -> str:
 
 class Receiving(Receiver):
     provider = "vonage"
+    auth_scheme = "sig (md5hash or HMAC) with signature_secret and a timestamp window"
+    answer_summary = "204"
     methods = frozenset({"GET", "POST"})
     config_class = VonageConfig
     config: VonageConfig

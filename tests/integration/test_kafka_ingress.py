@@ -46,6 +46,13 @@ KEYS = {
     "vonage": f"vonage:{VONAGE['msisdn']}:{VONAGE['to']}",
     "smsgateway24": f"smsgateway24:{INCOMING['address']}:{INCOMING['device_id']}",
     "twilio": f"twilio:{TWILIO['From']}:{TWILIO['To']}",
+    "plivo": "plivo:14155550123:14155550100",
+    "telnyx": "telnyx:+18665550001:+18445550001",
+    "sinch": "sinch:12015555555:12017777777",
+    "infobip": "infobip:385916242493:385921004026",
+    "bandwidth": "bandwidth:+15553332222:+15552223333",
+    "bird": "bird:+31612345678:614208aa-b153-4d5d-9989-2fddfc0ce4c3",
+    "aws": "aws:+14255550182:+12125550101",
 }
 SENDERS = {
     "agiletelecom": "+393331234567",
@@ -53,6 +60,13 @@ SENDERS = {
     "vonage": "+447700900123",
     "smsgateway24": "+393331234567",
     "twilio": "+14155550123",
+    "plivo": "+14155550123",
+    "telnyx": "+18665550001",
+    "sinch": "+12015555555",
+    "infobip": "+385916242493",
+    "bandwidth": "+15553332222",
+    "bird": "+31612345678",
+    "aws": "+14255550182",
 }
 
 

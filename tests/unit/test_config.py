@@ -66,7 +66,11 @@ def test_configured_ingress_names_replace_the_defaults() -> None:
 
 def test_no_ingress_configured_mounts_every_provider_under_its_own_name() -> None:
     receivers = build_receivers(load_settings())
-    http = {name: name for name, provider in available().items() if provider.receiving.kinds}  # smpp: over binds
+    http = {  # smpp: over binds; generic: only with its mapping
+        name: name
+        for name, provider in available().items()
+        if provider.receiving.kinds and provider.receiving.default_mount
+    }
     assert {name: receiver.provider for name, receiver in receivers.items()} == http
     assert {"agiletelecom", "smsgateway24"} <= set(receivers) and "smpp" not in receivers and "smpp" in available()
 
