@@ -203,11 +203,10 @@ def _type(annotation: Any, metadata: list[Any]) -> tuple[str, bool, bool]:
     secret = annotation is SecretStr
     if get_origin(annotation) is tuple:
         item, _ = get_args(annotation)
-        name, _, _ = _type(item, [])
-        return _bounded("list of " + _plural(name), metadata, "items"), secret, False
+        return _bounded("list of " + _items(item), metadata, "items"), secret, False
     if get_origin(annotation) is dict:
         _, item = get_args(annotation)
-        return "table of " + _plural(_type(item, [])[0]), secret, False
+        return "table of " + _items(item), secret, False
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         keys = (field.alias or name for name, field in annotation.model_fields.items())
         return "table of " + ", ".join(f"`{key}`" for key in keys), secret, False
@@ -217,6 +216,14 @@ def _type(annotation: Any, metadata: list[Any]) -> tuple[str, bool, bool]:
         return "one of " + ", ".join(f"`{_toml(value)}`" for value in values), secret, from_text
     from_text = isinstance(annotation, type) and issubclass(annotation, FROM_TEXT)
     return _bounded(_name(annotation, metadata), metadata, "characters"), secret, from_text
+
+
+def _items(item: Any) -> str:
+    """The items of a list or table: their allowed values (`"GET"` or `"POST"`), else their type's plural."""
+    if get_origin(item) is Literal:
+        *rest, last = (f"`{_toml(value)}`" for value in get_args(item))
+        return f"{', '.join(rest)} or {last}" if rest else last
+    return _plural(_type(item, [])[0])
 
 
 def _strip_none(annotation: Any) -> Any:

@@ -16,9 +16,14 @@ and the topic must be one of ``topic_arns``, since SNS signs for anyone's topic.
 before the 200; an ``UnsubscribeConfirmation`` is acknowledged and nothing more. Without
 ``topic_arns`` nothing is verified and no subscription is confirmed: use an IP allow-list.
 
+Delivery reports: End User Messaging SMS publishes SMS events (``eventType`` ``TEXT_DELIVERED``,
+``TEXT_BLOCKED``..., ``messageId``, ``messageStatus``, ``destinationPhoneNumber``, ``eventTimestamp``
+in ms) to a configuration set's event destination; an SNS topic one arrives in the same envelope,
+on ``/status/<name>`` (its topic among ``topic_arns`` too). Events of other channels (``VOICE_*``,
+``MEDIA_*``) are refused with a 400: choose the ``TEXT_*`` event types for that destination.
+
 SNS retries a 5xx (three times, 20 s apart by default) but drops a 4xx: a certificate or a
-confirmation that cannot be fetched now answers 503. End User Messaging delivery events are not
-received here (they go to event destinations, not researched).
+confirmation that cannot be fetched now answers 503.
 """
 
 from __future__ import annotations
@@ -47,8 +52,9 @@ from pydantic import Field, FilePath
 from ..config import IngressConfig
 from ..models.part import Part
 from ..models.raw import EventKind, RawEvent
+from ..models.report import DeliveryReport, ReportStatus
 from .base import Incoming, IngressError, Message, Normalizer, Receiver, bad_request, require, unauthorized
-from .kit import JSON, Fields, Unprocessable, parse_json, parse_time
+from .kit import JSON, Fields, Unprocessable, parse_json, parse_time, phone
 
 SNS_HOST = re.compile(r"^sns\.[a-zA-Z0-9\-]{3,}\.amazonaws\.com(\.cn)?$")
 SIGNED: dict[str, tuple[str, ...]] = {
@@ -59,6 +65,7 @@ SIGNED: dict[str, tuple[str, ...]] = {
 """The fields each message type signs, in order; an absent one (a Notification's Subject) is skipped."""
 HASHES: dict[str, type[hashes.HashAlgorithm]] = {"1": hashes.SHA1, "2": hashes.SHA256}
 SMS_FIELDS = ("originationNumber", "destinationNumber", "messageBody", "inboundMessageId")
+EVENT_FIELDS = ("eventType", "messageId")
 CONTENT_TYPES = (JSON, "text/plain")
 
 
@@ -169,6 +176,7 @@ class Receiving(Receiver):
     provider = "aws"
     auth_scheme = "SNS signature v1/v2 with the allow-listed signing certificate; topic_arns"
     answer_summary = "200, empty; SubscriptionConfirmation confirmed first"
+    kinds = frozenset({"inbound", "status"})
     config_class = AwsConfig
     headers = ("x-amz-sns-message-type", "x-amz-sns-subscription-arn")
     config: AwsConfig
@@ -212,7 +220,7 @@ class Receiving(Receiver):
         kind = envelope.get("Type")
         if kind == "Notification":
             require(envelope, ("MessageId", "Message"))
-            require(_sms(envelope), SMS_FIELDS, " in Message")
+            self._check_message(request.kind, _sms(envelope))
             return [envelope]
         if kind == "SubscriptionConfirmation":
             if not self.signed:
@@ -225,6 +233,23 @@ class Receiving(Receiver):
             return []
         raise bad_request(f"Type {str(kind)[:60]!r} is not an SNS message type")
 
+    def _check_message(self, kind: EventKind, sms: dict[str, Any]) -> None:
+        """An inbound SMS on /inbound, an SMS event on /status; the other on the wrong path is told where it goes."""
+        event = "eventType" in sms
+        if kind == "status" and not event and "originationNumber" in sms:
+            raise bad_request(f"Message is an inbound SMS, not an SMS event: it goes to /inbound/{self.name}")
+        if kind == "inbound" and event and "originationNumber" not in sms:
+            raise bad_request(f"Message is an SMS event, not an inbound SMS: it goes to /status/{self.name}")
+        if kind == "inbound":
+            require(sms, SMS_FIELDS, " in Message")
+            return
+        require(sms, EVENT_FIELDS, " in Message")
+        given = sms["eventType"]
+        if not isinstance(given, str) or not given.startswith("TEXT_"):
+            raise bad_request(
+                f"eventType {str(given)[:60]!r} is not an SMS event (TEXT_*): send only SMS events to this destination"
+            )
+
     def split(self, request: Incoming, messages: list[Fields]) -> list[Message]:
         return super().split(request, messages) if messages else []
 
@@ -235,6 +260,8 @@ class Receiving(Receiver):
 
     def key(self, kind: EventKind, fields: Fields) -> str:
         sms = _sms(fields)
+        if kind == "status":
+            return f"{self.provider}:status:{sms['messageId']}"
         return f"{self.provider}:{sms['originationNumber']}:{sms['destinationNumber']}"
 
     def answer(self, request: Incoming, messages: list[Message]) -> web.Response:
@@ -280,9 +307,9 @@ def _sms(envelope: Fields) -> dict[str, Any]:
     try:
         sms = json.loads(str(envelope.get("Message")))
     except ValueError:
-        raise bad_request("Message is not JSON: not an End User Messaging SMS") from None
+        raise bad_request("Message is not JSON: not an End User Messaging SMS or SMS event") from None
     if not isinstance(sms, dict):
-        raise bad_request("Message is not a JSON object: not an End User Messaging SMS")
+        raise bad_request("Message is not a JSON object: not an End User Messaging SMS or SMS event")
     return sms
 
 
@@ -290,15 +317,9 @@ class Normalizing(Normalizer):
     provider = "aws"
 
     def normalize(self, event: RawEvent, region: str | None) -> Part:
-        envelope = parse_json(event.body)
-        if not isinstance(envelope, dict):
-            raise Unprocessable("the SNS envelope is not a JSON object")
-        try:
-            sms = json.loads(str(envelope.get("Message")))
-        except ValueError:
-            raise Unprocessable("the SNS Message is not JSON") from None
-        if not isinstance(sms, dict):
-            raise Unprocessable("the SNS Message is not a JSON object")
+        if event.kind != "inbound":
+            return super().normalize(event, region)
+        envelope, sms = _logged(event)
         message_id = str(sms.get("inboundMessageId") or "")
         extra = {name: sms[name] for name in ("previousPublishedMessageId",) if sms.get(name)}
         if sms.get("messageKeyword"):
@@ -315,3 +336,61 @@ class Normalizing(Normalizer):
             provider_time=parse_time(str(envelope.get("Timestamp") or "")),
             extra=extra,
         )
+
+    def report(self, event: RawEvent, region: str | None) -> DeliveryReport:
+        if event.kind != "status":
+            return super().report(event, region)
+        _, sms = _logged(event)
+        given = str(sms.get("eventType") or "")
+        moment = sms.get("eventTimestamp")
+        return DeliveryReport(
+            provider=self.provider,
+            provider_message_id=str(sms.get("messageId") or ""),
+            status=STATUSES.get(given, "unknown"),
+            code=given,
+            description=str(sms.get("messageStatusDescription") or sms.get("messageStatus") or given),
+            recipient=phone(str(sms.get("destinationPhoneNumber") or ""), region, "to")[0],
+            received_at=self.received_at(event),
+            provider_time=parse_time(moment) if _number(moment) else None,
+        )
+
+
+def _number(value: object) -> bool:
+    """Whether ``value`` is a JSON number (``eventTimestamp``, Unix ms), not a boolean."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _logged(event: RawEvent) -> tuple[Fields, dict[str, Any]]:
+    """A logged SNS envelope and the JSON object inside its Message."""
+    envelope = parse_json(event.body)
+    if not isinstance(envelope, dict):
+        raise Unprocessable("the SNS envelope is not a JSON object")
+    try:
+        sms = json.loads(str(envelope.get("Message")))
+    except ValueError:
+        raise Unprocessable("the SNS Message is not JSON") from None
+    if not isinstance(sms, dict):
+        raise Unprocessable("the SNS Message is not a JSON object")
+    return envelope, sms
+
+
+STATUSES: dict[str, ReportStatus] = {
+    "TEXT_QUEUED": "pending",
+    "TEXT_PENDING": "pending",
+    "TEXT_SUCCESSFUL": "sent",
+    "TEXT_DELIVERED": "delivered",
+    "TEXT_BLOCKED": "failed",
+    "TEXT_TTL_EXPIRED": "failed",
+    "TEXT_CARRIER_UNREACHABLE": "failed",
+    "TEXT_INVALID": "failed",
+    "TEXT_INVALID_MESSAGE": "failed",
+    "TEXT_CARRIER_BLOCKED": "failed",
+    "TEXT_UNREACHABLE": "failed",
+    "TEXT_SPAM": "failed",
+    "TEXT_UNKNOWN": "failed",
+    "TEXT_PROTECT_BLOCKED": "failed",
+}
+"""An SMS event's ``eventType`` -> ours. ``TEXT_SUCCESSFUL`` is the recipient's carrier accepting it
+(final where the country gives no handset receipt): sent, not delivered. ``TEXT_UNKNOWN`` is
+documented as not delivered for a reason no other type covers (also what AWS gives after 72 h
+without a final carrier event): failed. A type not listed here is kept as ``unknown``."""

@@ -12,6 +12,7 @@ import pytest
 from engines import Running, StartEngine
 from helpers import eventually
 from local_server import Receiver
+from provider_fixtures import ROOT, load
 from samples import AGILE, GATEWAY24_INCOMING, GATEWAY24_STATUS, SEEDS, VONAGE
 from scraping import moved, scrape
 from smsroute.models.raw import RawEvent
@@ -167,6 +168,32 @@ async def test_smsgateway24_status_is_stored_as_a_report_not_delivered(
     await eventually(lambda: reports(run, 1), interval=0.1)
     [report] = await run.reports()
     assert (report.provider_message_id, report.code, report.status) == ("555001", "7", "delivered")
+    assert (await run.dead_letters(), receiver.received) == ([], [])
+
+
+async def test_aws_sms_event_is_stored_as_a_report_not_delivered(
+    start_engine: StartEngine,
+    receiver: Receiver,
+) -> None:
+    """An End User Messaging SMS event from an SNS event destination (the ingress mounted with no
+    topic_arns, so nothing is verified: the recorded signed case checks the signature)."""
+    case = load(ROOT / "aws" / "status_blocked.json")
+    run = await start_engine()
+    before = await scrape(run)
+    assert await run.post("/status/aws", data=case.body, headers=case.headers) == 200
+    await moved(
+        run,
+        before,
+        ("smsroute_pipeline_events_total", {"provider": "aws", "outcome": "report"}, 1),
+        ("smsroute_delivery_reports_total", {"provider": "aws", "status": "failed", "linked": "false"}, 1),
+    )
+    await eventually(lambda: reports(run, 1), interval=0.1)
+    [report] = await run.reports()
+    assert (report.provider_message_id, report.code, report.status) == (
+        case.expect["reports"][0]["provider_message_id"],
+        "TEXT_BLOCKED",
+        "failed",
+    )
     assert (await run.dead_letters(), receiver.received) == ([], [])
 
 

@@ -1,13 +1,15 @@
 """AWS through SNS: recorded requests (signature versions, certificate URL rules, topics, the
 subscription confirmed against a stand-in SNS host) are cases in tests/fixtures/providers/aws/;
-here, what a case cannot say: SNS retries a 5xx and drops a 4xx, so what fails for now is a 503."""
+here, what a case cannot say: SNS retries a 5xx and drops a 4xx, so what fails for now is a 503; an
+SMS event's log key, time and description."""
 
 from __future__ import annotations
 
 import socket
+from datetime import UTC, datetime
 
 from ingress_server import StartIngress
-from provider_fixtures import ROOT, load, settings
+from provider_fixtures import ROOT, load, settings, sns_host
 from smsroute.providers import aws
 
 
@@ -41,3 +43,16 @@ def test_the_certificate_cache_keeps_the_most_recent() -> None:
     for url in ("a", "b", "a", "c"):
         cache.put(url, key)
     assert list(cache.keys) == ["a", "c"]
+
+
+async def test_an_sms_event_is_keyed_by_message_and_keeps_its_time_and_description(start_ingress: StartIngress) -> None:
+    case = load(ROOT / "aws" / "status_delivered.json")
+    async with sns_host(case) as sns:
+        ingress = await start_ingress(clock=lambda: case.now, ingress={"aws": sns.settings})
+        status, _, _ = await ingress.request("POST", case.target, data=case.body, headers=case.headers)
+    assert status == 200
+    [event] = ingress.events()
+    assert (event.kind, event.key) == ("status", "aws:status:9c00e1f0-3b2a-4c5d-8e7f-6a5b4c3d2e1f")
+    report = aws.Normalizing().report(event, None)
+    assert report.provider_time == datetime(2026, 11, 21, 10, 0, 0, 123000, tzinfo=UTC)  # eventTimestamp, Unix ms
+    assert (report.status, report.description) == ("delivered", "Message has been delivered")

@@ -17,7 +17,7 @@ def test_list_names_every_http_provider_with_its_paths_auth_and_answer(capsys: p
     listed = {entry["type"]: entry for entry in json.loads(capsys.readouterr().out)}
     assert sorted(listed) == sorted(name for name, provider in available().items() if provider.receiving.kinds)
     assert listed["telnyx"]["paths"] == ["/inbound/telnyx", "/status/telnyx"]
-    assert listed["aws"]["paths"] == ["/inbound/aws"]
+    assert listed["aws"]["paths"] == ["/inbound/aws", "/status/aws"]
     assert "ed25519" in listed["telnyx"]["auth"]
     assert listed["vonage"]["answer"] == "204"
 
@@ -28,6 +28,7 @@ def test_list_names_every_http_provider_with_its_paths_auth_and_answer(capsys: p
         ("telnyx", "inbound_doc_sample", 0, {"messages": 1}),  # signed, checked at the fixture's now
         ("sinch", "status_batch_delivered", 0, {"reports": 2}),
         ("aws", "inbound_doc_sample_sv2", 0, {"messages": 1}),  # the fixture's certificate, as if fetched
+        ("aws", "status_blocked", 0, {"reports": 1}),  # an SMS event of an SNS event destination
         ("bird", "refuse_stale_timestamp", 0, {}),  # refused, as the fixture expects
     ],
 )

@@ -13,7 +13,7 @@ import pytest
 from smsroute.cli import main
 from smsroute.cli.config import BEGIN, END, generated_part, reference, splice
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CONFIGURATION = ROOT / "docs" / "configuration.md"
 GUIDES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 REGENERATE = ".venv/bin/smsroute config reference --write docs/configuration.md"
@@ -62,6 +62,11 @@ def test_reference_has_every_table_and_shows_no_secret_default() -> None:
         "### `[inbound_email]`",
     ):
         assert f"\n{section}\n" in text, section
+
+
+def test_reference_names_the_allowed_values_of_a_list() -> None:
+    """A list whose items are a choice reads as the choice, not as 'list of one of ...s'."""
+    assert '| `methods` | — | list of `"GET"` or `"POST"` | `["POST"]` |' in reference()
 
 
 def slug(heading: str) -> str:
