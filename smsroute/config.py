@@ -190,6 +190,41 @@ class InboundEmailConfig(BaseModel):
     max_message_bytes: int = Field(256 * 1024, ge=1024, description="Larger emails get 552.")
 
 
+DAY = 86400.0
+
+
+class RetentionConfig(BaseModel):
+    """How long the embedded engine keeps what it is done with; the Kafka engine's topics get the same
+    windows (``retention.ms``) when they are created. Pruned in the background in small batches,
+    the space given back to the file system. Dedupe keys, pending parts and the reply rate-limit
+    state are never pruned by it: they keep their own windows."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    raw_events: float = Field(
+        3 * DAY, gt=0, description="Seconds raw events are kept once processed (the trace's 'as received')."
+    )
+    messages: float = Field(
+        7 * DAY,
+        gt=0,
+        description="Seconds messages are kept for search, trace and replay, and finished deliveries with "
+        "their attempts (delivered, suppressed, or dead and dead-lettered).",
+    )
+    dead_letters: float = Field(30 * DAY, gt=0, description="Seconds dead letters are kept, replayed or not.")
+    replies: float = Field(
+        30 * DAY,
+        gt=0,
+        description="Seconds SMS replies and delivery reports are kept (at least sms_reply.rate_window).",
+    )
+    batch: int = Field(
+        500,
+        ge=10,
+        le=100_000,
+        description="Rows deleted per transaction: small, so the log and processing never wait long.",
+    )
+    interval: float = Field(60.0, gt=0, le=86400, description="Seconds between two pruning passes.")
+
+
 class KafkaConfig(BaseModel):
     """The Kafka engine: where the brokers are, the topics' shape, and how the ingress publishes.
 
@@ -355,6 +390,14 @@ class Settings(BaseSettings):
     smpp: dict[str, SmppConfig] = Field(
         default_factory=dict, description="SMPP bind name -> an ESME bind to an SMSC; the name is its ingress name."
     )
+    retention: RetentionConfig = Field(
+        RetentionConfig(), description="How long raw events, messages, deliveries, dead letters and replies are kept."
+    )
+    operator_token: Secret | None = Field(
+        None,
+        description="Bearer token of the operators' /api/ and /console (same port as the ingress); never logged. "
+        "Unset: they are served only when host is a loopback address, without a token.",
+    )
 
     @field_validator("ingress")
     @classmethod
@@ -390,6 +433,8 @@ class Settings(BaseSettings):
         if self.kafka is not None and self.kafka.request_timeout >= self.log_timeout:
             # Same reason: the publish must fail (and flip /readyz) before the request gives up.
             raise ValueError("kafka.request_timeout must be shorter than log_timeout")
+        if self.retention.replies < self.sms_reply.rate_window:
+            raise ValueError("retention.replies must be at least sms_reply.rate_window (the replies are its count)")
         if clash := sorted(self.smpp.keys() & self.ingress.keys()):
             raise ValueError(
                 f"{', '.join(clash)}: the same name for an [ingress.*] and an [smpp.*]: messages' source would be ambiguous"

@@ -229,3 +229,20 @@ def exposition(others: Iterable[str] = ()) -> bytes:
                 else:
                     mine.samples[i] = mine.samples[i]._replace(value=mine.samples[i].value + sample.value)
     return generate_latest(_Families(families.values()))
+
+
+RETENTION_PRUNED = Counter(
+    "smsroute_retention_pruned_total",
+    "Rows deleted by retention, by table (raw_events, messages, events, deliveries, attempts, dead_letters, "
+    "replies, delivery_reports).",
+    ["table"],
+)
+DATA_BYTES = Gauge(
+    "smsroute_data_bytes",
+    "Bytes the embedded engine keeps on disk, by file (log, state; their WAL included).",
+    ["file"],
+)
+DATA_FREE_BYTES = Gauge(
+    "smsroute_data_free_bytes",
+    "Bytes free for the embedded engine on the file system of its data directory.",
+)

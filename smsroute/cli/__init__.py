@@ -6,13 +6,13 @@ import argparse
 import sys
 
 from ..config import ConfigError
-from . import config, dead_letters, engines, providers, rules
+from . import config, dead_letters, engines, messages, providers, rules
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="smsroute", description="Inbound-SMS routing engine.")
     commands = parser.add_subparsers(dest="command", required=True)
-    for group in (engines, rules, providers, dead_letters, config):
+    for group in (engines, rules, messages, providers, dead_letters, config):
         group.add(commands)
     args = parser.parse_args(argv)
     try:

@@ -5,11 +5,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+from ..config import load_settings
 from ..models.message import InboundMessage
 from ..rules import RuleError, RuleSet, load_rules
+from .messages import moment
 
 EXIT_UNROUTED = 3
 
@@ -37,6 +41,24 @@ def add(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     test.add_argument("--at", type=_moment, help="receive time, ISO 8601 with an offset (default: now)")
     test.add_argument("--json", action="store_true", help="print the explanation as JSON")
     test.set_defaults(run=_rules_test)
+    replay = rules_commands.add_parser(
+        "replay",
+        help="run a window of stored traffic through new rules and show what would change (nothing delivered)",
+        description="Run the messages the embedded engine kept in a window through a new rule set, delivering "
+        "nothing, and print what would change. With --deliver, route the unrouted messages (dead letters of "
+        "stage route) again through the rules in force (--config/--routes), which delivers them.",
+    )
+    replay.add_argument("--rules", type=Path, help="the new rules file or directory to compare")
+    replay.add_argument("--since", type=moment, default="24h", help="window start: 24h, 7d ago, or ISO 8601")
+    replay.add_argument("--until", type=moment, help="window end (default now)")
+    replay.add_argument(
+        "--deliver", action="store_true", help="re-route the unrouted messages through the rules in force"
+    )
+    replay.add_argument("--config", type=Path, help="TOML configuration file (data_dir, routes)")
+    replay.add_argument("--data-dir", type=Path, help="the embedded engine's data directory (default ./data)")
+    replay.add_argument("--routes", type=Path, help="the rules in force, for --deliver (default routing_rules/)")
+    replay.add_argument("--json", action="store_true", help="print JSON")
+    replay.set_defaults(run=_rules_replay)
 
 
 def load(path: Path) -> RuleSet | None:
@@ -99,3 +121,53 @@ def _moment(value: str) -> datetime:
     if moment.tzinfo is None:
         raise argparse.ArgumentTypeError(f"{value!r} has no UTC offset (e.g. 2026-11-21T10:00:00+01:00)")
     return moment
+
+
+def _rules_replay(args: argparse.Namespace) -> int:
+    from ..engines.embedded import replay
+    from ..engines.embedded.consumer import StateBackend
+    from ..engines.embedded.state import State
+    from ..rules.watch import RulesWatcher
+    from ..streams.build import build_pipeline
+
+    if args.rules is None and not args.deliver:
+        print("smsroute: rules replay needs --rules NEW_DIR (compare) or --deliver (re-route)", file=sys.stderr)
+        return 2
+    settings = load_settings(args.config, data_dir=args.data_dir, routes=args.routes)
+    if not (settings.data_dir / "state.db").exists():
+        print(f"smsroute: {settings.data_dir}: no state.db (is it the engine's --data-dir?)", file=sys.stderr)
+        return 2
+    state = State(settings.data_dir / "state.db")
+    try:
+        if args.rules is not None:
+            rules = load(args.rules)
+            if rules is None:
+                return 1
+            report = replay.compare(state, rules, args.since, args.until or time.time())
+            print(json.dumps(report, ensure_ascii=False, indent=2) if args.json else "\n".join(_replay_lines(report)))
+        if args.deliver:
+            if load(settings.routes) is None:
+                return 1
+            backend = StateBackend(state)
+            pipeline = build_pipeline(settings, RulesWatcher(settings.routes), backend)
+            rerouted, still = replay.reroute(state, pipeline, backend, time.time())
+            print(f"{rerouted} unrouted message{'s' if rerouted != 1 else ''} routed again; {still} still unrouted")
+    finally:
+        state.close()
+    return 0
+
+
+def _replay_lines(report: dict[str, Any]) -> list[str]:
+    out = [
+        f"{report['messages']} messages replayed through rules {report['rules_version']}: "
+        f"{report['changed']} would go elsewhere, {report['newly_unrouted']} newly unrouted"
+    ]
+    for move in report["moves"]:
+        out.append(f"  {move['count']:>6}  {move['from']} -> {move['to']}")
+        out.extend(
+            f"          e.g. {example['id']} from {example['from']}: {example['text']!r}"
+            for example in move["examples"]
+        )
+    out.append("by route (before -> after):")
+    out.extend(f"  {route}: {counts['before']} -> {counts['after']}" for route, counts in report["routes"].items())
+    return out

@@ -41,8 +41,10 @@ def create_app(
     event_log: EventLog,
     more_metrics: MoreMetrics | None = None,
     clock: Callable[[], int] = time.time_ns,
+    operators: Callable[[web.Application], None] | None = None,
 ) -> web.Application:
     """``more_metrics``: the text exposition of the engine's other processes, added into ``/metrics``.
+    ``operators``: adds the engine's operator API and console (the embedded engine's) to the app.
     ``clock``: the time a request is received, in nanoseconds since the epoch: its events'
     ``received_at``, and the "now" that signature timestamps are checked against (tests of recorded,
     timestamp-signed requests give the moment they were signed)."""
@@ -56,6 +58,8 @@ def create_app(
     # answered and counted as an unknown source like any other name.
     app.router.add_route("*", "/inbound/{source:.*}", _inbound)
     app.router.add_route("*", "/status/{source:.*}", _status)
+    if operators is not None:
+        operators(app)
     return app
 
 

@@ -4,7 +4,7 @@ Kafka in ``smsroute ingress`` (:mod:`smsroute.engines.kafka.ingress`)."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from aiohttp import web
@@ -27,11 +27,14 @@ class IngressServer:
         receivers: Mapping[str, Receiver],
         event_log: EventLog,
         more_metrics: MoreMetrics | None = None,
+        operators: Callable[[web.Application], None] | None = None,
     ) -> None:
         self.settings = settings
         self.receivers = receivers
         self.port = settings.port
-        self._runner = web.AppRunner(create_app(settings, receivers, event_log, more_metrics), access_log=None)
+        self._runner = web.AppRunner(
+            create_app(settings, receivers, event_log, more_metrics, operators=operators), access_log=None
+        )
 
     @property
     def running(self) -> bool:

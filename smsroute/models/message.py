@@ -81,6 +81,30 @@ class InboundMessage:
             "extra": self.extra,
         }
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> InboundMessage:
+        """The message again from :meth:`to_json` (as the embedded engine keeps it for search and replay)."""
+        return cls(
+            id=data["id"],
+            provider=data["provider"],
+            source=data["source"],
+            sender=data["from"],
+            recipient=data["to"],
+            text=data["text"],
+            received_at=datetime.fromisoformat(data["received_at"]),
+            keyword=data["keyword"],
+            provider_message_ids=tuple(data["provider_message_ids"]),
+            provider_time=datetime.fromisoformat(data["provider_time"]) if data["provider_time"] else None,
+            parts=data["parts"],
+            complete=data["complete"],
+            encoding=data["encoding"],
+            flags=tuple(data["flags"]),
+            media=tuple(Media(**item) for item in data["media"]),
+            route=data["route"],
+            rules_version=data["rules_version"],
+            extra=data["extra"],
+        )
+
 
 def encode_message(message: dict[str, Any]) -> bytes:
     """The canonical message JSON (``InboundMessage.to_json()``) as a ``message`` record."""

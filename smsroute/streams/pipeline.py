@@ -11,11 +11,12 @@ anything in its path raises, its state writes are undone and it becomes a dead l
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import logging
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Protocol
 
@@ -45,16 +46,47 @@ _dead_letters = functools.cache(metrics.DEAD_LETTERS.labels)
 _routed = functools.cache(metrics.MESSAGES_ROUTED.labels)
 
 
+@dataclass(frozen=True, slots=True)
+class Seen:
+    """What the core made of one raw event, kept by engines that answer "where did it go"."""
+
+    group: str
+    """The message the event is (a part of): a digest of its stitch key, or of its dedupe key. The
+    events of one message share it, so a trace finds its parts and the provider's retries of them."""
+    decision: str
+    """``message`` (it made a message), ``part`` (held until the others come), ``duplicate`` (a
+    retry, dropped by dedupe) or ``duplicate_part`` (a part already held)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Routed:
+    """A message as it was routed, with the routes it hit (none: unrouted): what search, trace and
+    replay read back."""
+
+    message: InboundMessage
+    routes: tuple[str, ...]
+    group: str
+    body: str
+    """Its JSON as routed (keyword, rules version, its first route): the text its deliveries or
+    its dead letter already hold, not made again."""
+
+
 @dataclass(slots=True)
 class Outcome:
     deliveries: list[Delivery] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
     reports: list[DeliveryReport] = field(default_factory=list)
+    messages: list[Routed] = field(default_factory=list)
+    seen: Seen | None = None
+    """What the event at hand came to, when it was a message or part of one."""
 
     def extend(self, other: Outcome) -> None:
+        """Add ``other``'s outputs (an engine gathering several events' outcomes; ``seen`` is each
+        event's own, so it is not gathered)."""
         self.deliveries += other.deliveries
         self.dead_letters += other.dead_letters
         self.reports += other.reports
+        self.messages += other.messages
 
 
 class Backend(Protocol):
@@ -148,16 +180,22 @@ class Pipeline:
         except Exception as exc:  # a bug on some odd input must cost one dead letter, not the stream
             log.exception("normalize failed", extra={"event": "normalize_error", "provider": event.provider})
             return self._dead("normalize", "error", f"{type(exc).__name__}: {exc}", record, event.provider)
+        concat = part.concat if part.concat is not None and part.concat.total > 1 else None
+        group = _group(part.stitch_key if concat is not None else part.dedupe_key)
         if self.dedupe.is_retry(part.dedupe_key, now):
             _events(event.provider, "duplicate").inc()
-            return Outcome()
+            return Outcome(seen=Seen(group, "duplicate"))
         _events(event.provider, "normalized").inc()
+        held = self.stitcher.pending.get(part.stitch_key) if concat is not None else None
         message = self.stitcher.add(part, now)
         if message is None:
-            return Outcome()
+            duplicate = held is not None and concat is not None and concat.index in held.parts
+            return Outcome(seen=Seen(group, "duplicate_part" if duplicate else "part"))
         if message.parts > 1:
             _stitched(message.provider).inc()
-        return self.route(message)
+        outcome = self.route(message, group)
+        outcome.seen = Seen(group, "message")
+        return outcome
 
     def failed(self, record: bytes, exc: Exception) -> Outcome:
         """A raw event whose processing raised past normalization (a bug, or data that nothing
@@ -183,7 +221,7 @@ class Pipeline:
                 "parts_received": message.extra.get("parts_received"),
             },
         )
-        return self.route(message)
+        return self.route(message, _group(key))
 
     def abandon(self, key: str, exc: Exception) -> Outcome:
         """A timed-out message whose release raised: its parts go to dead letters (as JSON), so they
@@ -198,16 +236,20 @@ class Pipeline:
         del self.stitcher.pending[key]
         return self._dead("process", "error", f"{type(exc).__name__}: {exc}", payload, "unknown")
 
-    def route(self, message: InboundMessage) -> Outcome:
-        """One delivery per action of every matching route; no match is a dead letter, never a drop."""
+    def route(self, message: InboundMessage, group: str) -> Outcome:
+        """One delivery per action of every matching route; no match is a dead letter, never a drop.
+        ``group``: the :attr:`Seen.group` of the message's events."""
         rules = self.rules()
         match = rules.match(message)
+        fields = message.to_json() | {"keyword": match.keyword, "rules_version": rules.version}
+        names = tuple(route.name for route in match.routes)
         if not match.routes:
             metrics.MESSAGES_UNROUTED.inc()
-            unrouted = replace(message, keyword=match.keyword, rules_version=rules.version)
-            payload = json.dumps(unrouted.to_json(), ensure_ascii=False).encode("utf-8", "backslashreplace")
-            return self._dead("route", "unrouted", "no route matched", payload, message.provider, message.id)
-        fields = message.to_json() | {"keyword": match.keyword, "rules_version": rules.version}
+            body = json.dumps(fields, ensure_ascii=False)
+            payload = body.encode("utf-8", "backslashreplace")
+            outcome = self._dead("route", "unrouted", "no route matched", payload, message.provider, message.id)
+            outcome.messages.append(Routed(message, names, group, body))
+            return outcome
         bodies: dict[str, str] = {}
         for route in match.routes:
             _routed(route.name).inc()
@@ -215,6 +257,7 @@ class Pipeline:
             if route.compliance is not None and message.sender:
                 self.opt_outs.apply(route.compliance, message.sender, message.id, message.received_at.timestamp())
         return Outcome(
+            messages=[Routed(message, names, group, bodies[names[0]])],
             deliveries=[
                 Delivery.of(
                     message,
@@ -225,7 +268,7 @@ class Pipeline:
                     bodies[routed.route.name],
                 )
                 for routed in match.actions
-            ]
+            ],
         )
 
     def _settings(self, rules: RuleSet, sink: ActionSettings, compliance: str | None) -> dict[str, Any]:
@@ -257,6 +300,11 @@ class Pipeline:
         if stage == "normalize":
             _events(provider, "dead_letter").inc()
         return Outcome(dead_letters=[DeadLetter(stage, f"{code}: {reason}", payload)])
+
+
+def _group(key: str) -> str:
+    """A :attr:`Seen.group`: short, and with no number in clear (a stitch key holds two)."""
+    return hashlib.sha256(key.encode("utf-8", "backslashreplace")).hexdigest()[:32]
 
 
 def settings(sink: ActionSettings, compliance: str | None = None) -> dict[str, Any]:

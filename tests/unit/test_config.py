@@ -284,3 +284,9 @@ def test_ingress_command_needs_kafka(tmp_path: Path) -> None:
     result = run_cli(tmp_path, "ingress")
     assert result.returncode == 2
     assert "kafka: not configured: `smsroute ingress` (it publishes to Kafka" in result.stderr
+
+
+def test_retention_keeps_replies_at_least_as_long_as_the_rate_limit_counts_them() -> None:
+    with pytest.raises(ConfigError, match="retention.replies must be at least sms_reply.rate_window"):
+        load_settings(retention={"replies": 60}, sms_reply={"rate_window": 3600})
+    assert load_settings(retention={"replies": 3600}).retention.replies == 3600

@@ -45,6 +45,8 @@ class StateBackend:
         self.opt_outs = state.opt_outs
         self.delivering = False
         """Whether what was recorded since the flag was last cleared holds deliveries."""
+        self.offset = 0
+        """The log offset of the raw event being handled (what its :class:`Seen` is kept under)."""
 
     def savepoint(self) -> AbstractContextManager[None]:
         return self.state.savepoint()
@@ -52,6 +54,11 @@ class StateBackend:
     def record(self, outcome: Outcome, now: float) -> None:
         self.state.deliveries.add(outcome.deliveries, now)
         self.state.dead_letters.add(outcome.dead_letters, now)
+        seen = outcome.seen
+        if outcome.messages:
+            self.state.messages.add(outcome.messages, self.offset if seen is not None else None)
+        if seen is not None and seen.decision != "message":
+            self.state.messages.seen(self.offset, seen, now)
         for report in outcome.reports:
             self._report(report, now)
         self.delivering = self.delivering or bool(outcome.deliveries)
@@ -125,6 +132,7 @@ class LogConsumer:
         self.backend.delivering = False
         with self.state.transaction():
             for row_offset, _, record in rows:
+                self.backend.offset = row_offset
                 self.pipeline.handle(record, now)
                 offset = row_offset
             if housekeeping:

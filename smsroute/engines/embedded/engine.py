@@ -17,7 +17,7 @@ from ...ingress.smpp import Binds
 from ...ingress.smtp import MailReceiver
 from ...providers.base import Receiver
 from ...rules.watch import RulesWatcher
-from . import backlog
+from . import backlog, console
 from .child import ChildProcess
 from .log import SQLiteLog
 from .processing import InProcess, ProcessingHalf
@@ -48,7 +48,7 @@ class Engine:
             else None
         )
         self._tasks: list[asyncio.Task[None]] = []
-        self.ingress = IngressServer(settings, receivers, self.log, processing.metrics)
+        self.ingress = IngressServer(settings, receivers, self.log, processing.metrics, console.mount(settings))
         self.smpp = Binds(settings.smpp, self.log, settings.log_timeout)
         self.port = settings.port
 

@@ -41,11 +41,20 @@ _PROBE_INTERVAL = 1.0
 def connect(path: Path, busy_timeout: float) -> sqlite3.Connection:
     """A connection with the log's durability settings (WAL, fsync on every commit)."""
     conn = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None, check_same_thread=False)
+    incremental_vacuum(conn)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")
     conn.execute(f"PRAGMA wal_autocheckpoint={WAL_RESTART_PAGES}")
     conn.execute(_SCHEMA)
     return conn
+
+
+def incremental_vacuum(conn: sqlite3.Connection) -> None:
+    """A new database file is made with incremental vacuum, so that retention can give its pages
+    back. Only a new one: on an existing file the setting would change nothing without a VACUUM, and
+    setting it waits for the write lock."""
+    if conn.execute("PRAGMA page_count").fetchone()[0] == 0:
+        conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
 
 
 class SQLiteLog:

@@ -1,5 +1,5 @@
-"""The processing half of the embedded engine: the log consumer, the dispatcher and the rules over
-``state.db``.
+"""The processing half of the embedded engine: the log consumer, the dispatcher, the rules and the
+retention thread over ``state.db``.
 
 It only reads the raw log, so it can run beside the ingress in the same event loop
 (:class:`InProcess`) or in a process of its own (:class:`~.child.ChildProcess`); either way the
@@ -17,6 +17,7 @@ from ...streams.build import build_pipeline
 from .consumer import LogConsumer, StateBackend
 from .dispatcher import Dispatcher
 from .log import SQLiteLog
+from .retention import Pruner
 from .state import State
 
 
@@ -56,6 +57,8 @@ class InProcess:
         backend = StateBackend(state)
         pipeline = build_pipeline(settings, self.rules, backend)
         self.consumer = LogConsumer(self.log, state, pipeline, backend, self.dispatcher.wake)
+        self.pruner = Pruner(settings.data_dir, settings.retention)
+        self.pruner.start()
 
     def appended(self) -> None:
         self.consumer.appended()
@@ -68,6 +71,7 @@ class InProcess:
         return []
 
     async def close(self) -> None:
+        self.pruner.stop()
         await self.sinks.close()
         self.log.stop()
         self.state.close()

@@ -40,7 +40,7 @@ def run(settings: Settings, rules: RulesWatcher) -> None:
     assert settings.kafka is not None
     names = topic_names(settings)
     compacted = [names.pop("dead_letters"), *worker.changelogs()]  # letters stay until replayed, then their last state
-    asyncio.run(ensure_topics(settings.kafka, list(names.values()), compacted=compacted))
+    asyncio.run(ensure_topics(settings.kafka, list(names.values()), compacted=compacted, retention=settings.retention))
     try:
         FaustWorker(worker.app, log_level=settings.log_level, quiet=True).execute_from_commandline()
     except SystemExit as exc:

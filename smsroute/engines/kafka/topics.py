@@ -8,15 +8,22 @@ from collections.abc import Sequence
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError, for_code
 
-from ...config import KafkaConfig
+from ...config import KafkaConfig, RetentionConfig
 
 log = logging.getLogger(__name__)
+DEFAULT_RETENTION = RetentionConfig()
 
 
-async def ensure_topics(config: KafkaConfig, names: Sequence[str], compacted: Sequence[str] = ()) -> None:
+async def ensure_topics(
+    config: KafkaConfig,
+    names: Sequence[str],
+    compacted: Sequence[str] = (),
+    retention: RetentionConfig = DEFAULT_RETENTION,
+) -> None:
     """Create the missing topics with the configured partitions and replicas, or raise the
     broker's error (a replication factor the cluster cannot meet, a policy, no broker).
-    ``compacted`` topics (state changelogs) keep the latest record of each key.
+    ``compacted`` topics (state changelogs) keep the latest record of each key; the others are
+    deleted past their ``retention`` window (:func:`retention_ms`).
 
     An existing topic with another partition count is only reported: adding partitions would
     move keys to other partitions, splitting the parts of messages in flight."""
@@ -28,7 +35,15 @@ async def ensure_topics(config: KafkaConfig, names: Sequence[str], compacted: Se
     await admin.start()
     try:
         response = await admin.create_topics(
-            [NewTopic(name, config.partitions, config.replication_factor) for name in names]
+            [
+                NewTopic(
+                    name,
+                    config.partitions,
+                    config.replication_factor,
+                    topic_configs={"cleanup.policy": "delete", "retention.ms": str(retention_ms(name, retention))},
+                )
+                for name in names
+            ]
             + [
                 NewTopic(
                     name, config.partitions, config.replication_factor, topic_configs={"cleanup.policy": "compact"}
@@ -67,3 +82,16 @@ async def ensure_topics(config: KafkaConfig, names: Sequence[str], compacted: Se
                 )
     finally:
         await admin.close()
+
+
+def retention_ms(topic: str, retention: RetentionConfig) -> int:
+    """A topic's ``retention.ms`` from the embedded engine's windows, by what it holds (its name's
+    ``.<what>.v1`` part): raw events, delivery reports as replies, the rest (attempts, the workers'
+    control topic) as messages. Dead letters are compacted: each stays until replayed."""
+    if topic.endswith(".raw.v1"):
+        seconds = retention.raw_events
+    elif topic.endswith(".delivery_reports.v1"):
+        seconds = retention.replies
+    else:
+        seconds = retention.messages
+    return int(seconds * 1000)

@@ -1,6 +1,7 @@
 """The embedded engine's state in SQLite (``<data_dir>/state.db``), one store per concern over one
 connection: progress through the log (:mod:`.offsets`), the core's dedupe keys, pending parts and
-opt-out list (:mod:`.stores`), deliveries with their attempts (:mod:`.deliveries`), dead letters
+opt-out list (:mod:`.stores`), messages as routed and what became of each raw event
+(:mod:`.messages`), deliveries with their attempts (:mod:`.deliveries`), dead letters
 (:mod:`.dead_letters`), SMS replies (:mod:`.replies`) and delivery reports (:mod:`.reports`).
 
 Processing a batch of raw events and recording what it produced is one transaction across them, so
@@ -18,7 +19,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ..checkpoint import WAL_RESTART_PAGES, Checkpointer
-from . import dead_letters, deliveries, offsets, replies, reports, stores
+from ..log import incremental_vacuum
+from . import dead_letters, deliveries, messages, offsets, replies, reports, stores
 
 
 class State:
@@ -27,10 +29,11 @@ class State:
         self.path = path
         self._wal = path.with_name(path.name + "-wal")
         self.conn = conn = sqlite3.connect(path, isolation_level=None, timeout=10.0)
+        incremental_vacuum(conn)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute(f"PRAGMA wal_autocheckpoint={WAL_RESTART_PAGES}")
-        for module in (offsets, stores, deliveries, dead_letters, replies, reports):
+        for module in (offsets, stores, messages, deliveries, dead_letters, replies, reports):
             conn.executescript(module.SCHEMA)
         self._checkpointer = Checkpointer(path)
         self._checkpointer.start()
@@ -38,6 +41,7 @@ class State:
         self.dedupe = stores.DedupeStore(conn)
         self.pending = stores.PendingStore(conn)
         self.opt_outs = stores.OptOutStore(conn)
+        self.messages = messages.Messages(conn)
         self.deliveries = deliveries.Deliveries(conn)
         self.dead_letters = dead_letters.DeadLetters(conn)
         self.replies = replies.Replies(conn, self.sync)

@@ -3,6 +3,7 @@ pending parts and the opt-out list, written inside the processing transaction.""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
 
@@ -15,7 +16,7 @@ CREATE TABLE IF NOT EXISTS dedupe (key TEXT PRIMARY KEY, seen REAL NOT NULL);
 CREATE INDEX IF NOT EXISTS dedupe_seen ON dedupe (seen);
 CREATE TABLE IF NOT EXISTS pending_parts (key TEXT PRIMARY KEY, first_seen REAL NOT NULL, parts TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS pending_first_seen ON pending_parts (first_seen);
-CREATE TABLE IF NOT EXISTS opt_outs (number TEXT PRIMARY KEY, message_id TEXT NOT NULL, at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS opt_out_hashes (hash TEXT PRIMARY KEY, message_id TEXT NOT NULL, at REAL NOT NULL);
 """
 
 
@@ -73,20 +74,33 @@ class PendingStore:
 
 
 class OptOutStore:
-    """A :class:`~smsroute.streams.state.Store` of opted-out numbers."""
+    """A :class:`~smsroute.streams.state.Store` of opted-out numbers, kept as SHA-256 digests only: an
+    erased number (``smsroute erase``) leaves no trace in clear, and its STOP still holds."""
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
+        if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'opt_outs'").fetchone():
+            conn.execute("BEGIN IMMEDIATE")  # a data directory from before the digests: hashed, once
+            for number, message_id, at in conn.execute("SELECT number, message_id, at FROM opt_outs").fetchall():
+                self[number] = OptOut(message_id, at)
+            conn.execute("DROP TABLE opt_outs")
+            conn.execute("COMMIT")
 
     def get(self, number: str) -> OptOut | None:
-        row = self.conn.execute("SELECT message_id, at FROM opt_outs WHERE number = ?", (number,)).fetchone()
+        row = self.conn.execute(
+            "SELECT message_id, at FROM opt_out_hashes WHERE hash = ?", (number_hash(number),)
+        ).fetchone()
         return OptOut(*row) if row else None
 
     def __setitem__(self, number: str, opt_out: OptOut) -> None:
         self.conn.execute(
-            "INSERT OR REPLACE INTO opt_outs (number, message_id, at) VALUES (?, ?, ?)",
-            (number, opt_out.message_id, opt_out.at),
+            "INSERT OR REPLACE INTO opt_out_hashes (hash, message_id, at) VALUES (?, ?, ?)",
+            (number_hash(number), opt_out.message_id, opt_out.at),
         )
 
     def __delitem__(self, number: str) -> None:
-        self.conn.execute("DELETE FROM opt_outs WHERE number = ?", (number,))
+        self.conn.execute("DELETE FROM opt_out_hashes WHERE hash = ?", (number_hash(number),))
+
+
+def number_hash(number: str) -> str:
+    return hashlib.sha256(number.encode("utf-8", "backslashreplace")).hexdigest()
