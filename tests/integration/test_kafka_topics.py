@@ -9,7 +9,9 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
+from helpers import eventually
 from smsroute.config import KafkaConfig, RetentionConfig
+from smsroute.engines.kafka.log import KafkaLog
 from smsroute.engines.kafka.topics import ensure_topics
 
 pytestmark = pytest.mark.kafka
@@ -44,3 +46,16 @@ async def test_topics_are_created_with_the_retention_windows(kafka_bootstrap: st
     }
     assert {configs[name]["cleanup.policy"] for name in names} == {"delete"}
     assert configs[changelog]["cleanup.policy"] == "compact"
+
+
+async def test_the_ingress_creates_the_raw_topic_with_its_retention_window(kafka_bootstrap: str) -> None:
+    """Whichever process starts first creates the raw topic: the ingress honours ``[retention]`` too."""
+    kafka = KafkaConfig(bootstrap_servers=kafka_bootstrap, topic_prefix=f"t{uuid.uuid4().hex[:8]}", partitions=1)
+    log = KafkaLog(kafka, RetentionConfig(raw_events=1800))
+    await log.start()
+    try:
+        await eventually(lambda: log.ready, 30)
+    finally:
+        await log.stop()
+    configs = await topic_configs(kafka_bootstrap, [kafka.raw_topic])
+    assert configs[kafka.raw_topic]["retention.ms"] == "1800000"

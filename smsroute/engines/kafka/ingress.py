@@ -18,7 +18,7 @@ class KafkaIngress:
     requests in, raw events on Kafka out."""
 
     def __init__(self, settings: Settings, receivers: Mapping[str, Receiver], kafka: KafkaConfig) -> None:
-        self.log = KafkaLog(kafka)
+        self.log = KafkaLog(kafka, settings.retention)
         self.server = IngressServer(settings, receivers, self.log)
         self.smpp = Binds(settings.smpp, self.log, settings.log_timeout)
 

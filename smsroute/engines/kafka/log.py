@@ -25,7 +25,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from ... import metrics
-from ...config import KafkaConfig
+from ...config import KafkaConfig, RetentionConfig
 from ...ingress.log import LogUnavailable
 from .topics import ensure_topics
 
@@ -42,8 +42,9 @@ _failed = metrics.KAFKA_RECORDS.labels(outcome="failed")
 class KafkaLog:
     """Raw events on the configured Kafka cluster (topic ``config.raw_topic``)."""
 
-    def __init__(self, config: KafkaConfig) -> None:
+    def __init__(self, config: KafkaConfig, retention: RetentionConfig) -> None:
         self.config = config
+        self.retention = retention  # the raw topic's, when this process is the first to create it
         self.topic = config.raw_topic
         self._producer: AIOKafkaProducer | None = None
         self._healthy = False
@@ -116,7 +117,7 @@ class KafkaLog:
         while True:
             try:
                 if not self._topics_ready:
-                    await ensure_topics(self.config, [self.topic])
+                    await ensure_topics(self.config, [self.topic], retention=self.retention)
                     self._topics_ready = True
                 producer = await self._start_producer()
             except (KafkaError, OSError) as exc:
