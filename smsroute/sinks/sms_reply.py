@@ -31,6 +31,7 @@ from .. import metrics
 from ..config import SmsReplyConfig
 from ..models.attempt import Attempt
 from ..models.delivery import Delivery
+from ..models.report import DeliveryReport
 from ..rules.templates import RenderError, render
 from ..streams.optouts import OptOut
 from .outbound import Provider, Reply
@@ -159,3 +160,22 @@ def metric_code(code: str) -> str:
     if code in ("not_json", "bad_answer"):
         return "bad_answer"
     return "provider_error"
+
+
+def count_report(report: DeliveryReport, delivery_id: str | None, became: str | None) -> None:
+    """Count and log a delivery report, as either engine linked it: to our reply ``delivery_id``
+    (None: not ours, or not found), whose outcome ``became`` final with it (None: no change)."""
+    metrics.DELIVERY_REPORTS.labels(report.provider, report.status, str(delivery_id is not None).lower()).inc()
+    if became is not None:
+        metrics.SMS_REPLIES.labels(report.provider, became).inc()
+    log.info(
+        f"delivery report: {report.status} ({report.description})",
+        extra={
+            "event": "delivery_report",
+            "provider": report.provider,
+            "provider_message_id": report.provider_message_id,
+            "status": report.status,
+            "code": report.code,
+            "delivery_id": delivery_id,
+        },
+    )

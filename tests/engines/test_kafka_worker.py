@@ -463,26 +463,7 @@ async def test_sms_replies_on_the_kafka_engine_honour_opt_outs_and_are_sent_once
     On RocksDB tables."""
     routes = tmp_path / "routes"
     routes.mkdir()
-    (routes / "rules.yaml").write_text(
-        f"""
-routes:
-  - name: opt-out
-    match: {{keyword: STOP}}
-    compliance: stop
-    actions:
-      - sms_reply: {{text: "Bye."}}
-  - name: opt-in
-    match: {{keyword: START}}
-    compliance: start
-    actions:
-      - sms_reply: {{text: "Welcome back."}}
-  - name: info
-    match: {{keyword: INFO}}
-    actions:
-      - webhook: {{url: "{receiver.url}/info"}}
-      - sms_reply: {{text: "Thanks {{{{ keyword }}}}"}}
-"""
-    )
+    (routes / "rules.yaml").write_text(REPLY_RULES.format(url=receiver.url))
     engine = KafkaEngine(
         tmp_path / "kafka",
         kafka_bootstrap,

@@ -18,6 +18,7 @@ from contextlib import AbstractContextManager
 from ... import metrics
 from ...aio import wait_any
 from ...models.report import DeliveryReport
+from ...sinks.sms_reply import count_report
 from ...streams.pipeline import Outcome, Pipeline
 from .log import SQLiteLog
 from .state import State
@@ -68,22 +69,7 @@ class StateBackend:
         linked = self.state.reports.add(report, now)
         if linked is None:
             return  # the provider sent the same report again
-        metrics.DELIVERY_REPORTS.labels(
-            report.provider, report.status, str(linked.delivery_id is not None).lower()
-        ).inc()
-        if linked.became is not None:
-            metrics.SMS_REPLIES.labels(report.provider, linked.became).inc()
-        log.info(
-            f"delivery report: {report.status} ({report.description})",
-            extra={
-                "event": "delivery_report",
-                "provider": report.provider,
-                "provider_message_id": report.provider_message_id,
-                "status": report.status,
-                "code": report.code,
-                "delivery_id": linked.delivery_id,
-            },
-        )
+        count_report(report, linked.delivery_id, linked.became)
 
 
 class LogConsumer:

@@ -53,6 +53,7 @@ from ...rules.model import ActionKind
 from ...rules.watch import RulesWatcher
 from ...sinks.build import Sinks
 from ...sinks.outcome import Verdict
+from ...sinks.sms_reply import count_report
 from ...streams.build import build_pipeline
 from ...streams.optouts import OptOut
 from ...streams.pipeline import Outcome
@@ -363,26 +364,14 @@ class Worker:
         a reply seen before (the provider's repeat, or the event processed again) counts once."""
         key = reply_key(report.provider, report.provider_message_id)
         link = self.shared.get(key)
-        delivery_id = None if link is None else link[0]
-        if link is not None:
-            if report.code in link[2]:
-                return
-            became = report.status if report.status in FINAL and link[1] not in FINAL else None
-            self.shared[key] = [link[0], became or link[1], [*link[2], report.code]]
-            if became is not None:
-                metrics.SMS_REPLIES.labels(report.provider, became).inc()
-        metrics.DELIVERY_REPORTS.labels(report.provider, report.status, str(link is not None).lower()).inc()
-        log.info(
-            f"delivery report: {report.status} ({report.description})",
-            extra={
-                "event": "delivery_report",
-                "provider": report.provider,
-                "provider_message_id": report.provider_message_id,
-                "status": report.status,
-                "code": report.code,
-                "delivery_id": delivery_id,
-            },
-        )
+        if link is None:
+            count_report(report, None, None)
+            return
+        if report.code in link[2]:
+            return
+        became = report.status if report.status in FINAL and link[1] not in FINAL else None
+        self.shared[key] = [link[0], became or link[1], [*link[2], report.code]]
+        count_report(report, link[0], became)
 
     def _send(self, topic: str, key: str, value: bytes, partition: int | None) -> None:
         """Produce without waiting: Faust's commit flushes the producer before it commits offsets."""
