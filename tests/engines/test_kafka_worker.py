@@ -427,7 +427,14 @@ async def test_workers_joining_and_leaving_mid_stream_on_rocksdb_lose_nothing(
             await asyncio.to_thread(first.stop, 30)  # leaves mid-stream: its partitions go back to the second
             await posting
             await post_all(http, [ingress.url], texts[:100])  # provider retries, now all on the second
-            await eventually(lambda: set(texts_at(receiver, "/inbox")) == set(texts), timeout=120)
+            await eventually(
+                lambda: set(texts_at(receiver, "/inbox")) == set(texts),
+                120,
+                lambda: (
+                    f"missing {sorted(set(texts) - set(texts_at(receiver, '/inbox')), key=lambda t: int(t.split()[1]))}"
+                    f" ({engine.prefix} {engine.bootstrap}):\n{second.stderr()[-6000:]}"
+                ),
+            )
 
             async def second_took_the_retries() -> bool:
                 metrics = await scrape_url(http, second.metrics_url)

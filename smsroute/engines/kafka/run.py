@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
-import os
-import sys
 
 import faust
 import uvloop
@@ -14,9 +11,7 @@ from ...config import Settings
 from ...logs import setup_logging
 from ...rules.watch import RulesWatcher
 from .topics import ensure_topics
-from .worker import Worker, prepare_state_dir, topic_names
-
-log = logging.getLogger("smsroute.worker")
+from .worker import Worker, prepare_state_dir, restart, topic_names
 
 
 class FaustWorker(faust.Worker):
@@ -55,8 +50,4 @@ def run(settings: Settings, rules: RulesWatcher) -> None:
         # Faust handed a partition over from past its committed offset (docs/engines.md, Known
         # problems): start afresh, as a supervisor would, and read the partitions again from their
         # committed offsets; the state is rebuilt from the changelog.
-        log.warning(
-            "worker restarting after a hole in a raw partition",
-            extra={"event": "worker_restarting", "error": str(worker.hole)},
-        )
-        os.execv(sys.executable, sys.orig_argv)
+        restart(worker.hole)

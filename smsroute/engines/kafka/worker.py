@@ -18,9 +18,10 @@ records (``on_recover``, before the stream resumes), skips re-read events below 
 processes the rest afresh: the ids they lead to (message, delivery, dead letter) are deterministic,
 so a re-processed event leads to the same deliveries, attempted with the same ``webhook-id``.
 
-The raw topic is written without transactions: its offsets are contiguous. An event that is not
-the next expected offset is a hole in what Faust handed over: the worker crashes rather than skip
-it, and the partition is read again from its committed offset.
+The raw topic is written without transactions: its offsets are contiguous. An event past the next
+expected offset is a hole in what Faust handed over: the worker crashes rather than skip it, and
+starts again (the partition is read again from its committed offset). An event before it, handed
+again, is already in the open batch.
 """
 
 from __future__ import annotations
@@ -31,12 +32,15 @@ import hashlib
 import heapq
 import json
 import logging
+import os
 import shutil
+import sys
+import threading
 import time
 from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Generic, TypeVar, cast, get_args
+from typing import Any, Generic, NoReturn, TypeVar, cast, get_args
 
 import faust
 from faust.streams import Stream
@@ -73,7 +77,31 @@ _dead_letters_waiting = functools.cache(metrics.DEAD_LETTERS_WAITING.labels)
 
 
 class Hole(RuntimeError):
-    """A raw event that is not the next offset of its partition."""
+    """A raw event past the next offset of its partition."""
+
+
+STOP_GRACE = 15.0
+"""Seconds Faust gets to stop after a hole before the worker starts again anyway: its stop after a
+crash can hang (seen: the consumer left the group, then nothing), and a worker that neither serves
+nor leaves stalls its partitions for good."""
+
+
+def restart(hole: Hole) -> NoReturn:
+    """Start again as a new process image (as a supervisor would): the partitions are read again
+    from their committed offsets and the state rebuilt from the changelog, as after a crash."""
+    log.warning(
+        "worker restarting after a hole in a raw partition",
+        extra={"event": "worker_restarting", "error": str(hole)},
+    )
+    os.execv(sys.executable, sys.orig_argv)
+
+
+def restart_unless_stopped(hole: Hole) -> None:
+    """:func:`restart` from a thread if Faust's stop is not over within :data:`STOP_GRACE` (no
+    worse than a crash: nothing unwritten was acknowledged)."""
+    timer = threading.Timer(STOP_GRACE, restart, (hole,))
+    timer.daemon = True
+    timer.start()
 
 
 def topic_names(settings: Settings) -> dict[str, str]:
@@ -299,6 +327,7 @@ class Worker:
                 log.exception("worker stopped: its partitions are read again", extra={"event": "worker_crashed"})
                 if isinstance(exc, Hole):
                     self.hole = exc
+                    restart_unless_stopped(exc)
                 await self.app.crash(exc)
                 return
             if self.dispatcher.queued >= self.config.max_queued:
@@ -311,6 +340,16 @@ class Worker:
             return
         if offset < state.through:  # already in the written state: a re-read
             event.ack()
+            return
+        if state.expected is not None and offset < state.expected:
+            # Handed again (Faust seeks back to the committed offset at some rebalances): between
+            # ``through`` and ``expected``, the open batch holds it already; acknowledged with it.
+            if state.events and state.events[-1].message.offset == state.expected - 1:  # the first again
+                log.info(
+                    f"raw partition {partition}: offset {offset} handed again ({state.expected} is next)",
+                    extra={"event": "handed_again", "partition": partition, "offset": offset},
+                )
+            state.events.append(event)
             return
         if state.expected is not None and offset != state.expected:
             raise Hole(f"raw partition {partition}: offset {offset} where {state.expected} was expected")
