@@ -93,12 +93,16 @@ async def post(
     http: aiohttp.ClientSession, engine: Engine, receiver: Receiver, texts: list[str], kill_after: int | None = None
 ) -> Burst:
     """Post ``texts``, ``IN_FLIGHT`` at a time; SIGKILL the engine once ``kill_after`` are acknowledged
-    and deliveries have begun to reach the receiver."""
+    and deliveries have begun to reach the receiver. Past ``kill_after``, sending waits for the first
+    delivery (on a loaded machine the ingress may otherwise take every text before one is delivered),
+    so the kill always falls mid-stream and mid-delivery."""
     burst = Burst()
     slots = asyncio.Semaphore(IN_FLIGHT)
 
     async def send(text: str) -> None:
         async with slots:
+            if kill_after is not None and len(burst.acked) >= kill_after:
+                await eventually(lambda: bool(receiver.requests), 60, "no delivery began")
             if burst.killed_at:
                 burst.unsent += 1
                 return
