@@ -426,24 +426,22 @@ canonical message it becomes under the default rules of tests/engines.py): every
 end-to-end case on both engines."""
 
 
+FORM = "application/x-www-form-urlencoded"
+
+
+def logged(provider: str, body: bytes, key: str, content_type: str = FORM, received: int | None = None) -> RawEvent:
+    """A POST to ``/inbound/<provider>`` as the ingress logs it, received now (µs) unless ``received``."""
+    at = int(time.time() * 1e6) if received is None else received
+    return RawEvent(
+        provider, provider, "inbound", at, "127.0.0.1", "POST", f"/inbound/{provider}", "", content_type, {}, body, key
+    )
+
+
 def poison_events() -> list[RawEvent]:
     """Events an older version logged: each used to stop the processing process at every start."""
 
     def event(provider: str, content_type: str, body: bytes) -> RawEvent:
-        return RawEvent(
-            provider,
-            provider,
-            "inbound",
-            int(time.time() * 1e6),
-            "127.0.0.1",
-            "POST",
-            f"/inbound/{provider}",
-            "",
-            content_type,
-            {},
-            body,
-            f"{provider}:poison",
-        )
+        return logged(provider, body, f"{provider}:poison", content_type)
 
     return [
         event("smsgateway24", "application/json", b'{"address": "+393331234567", "body": "\\ud800", "sms_id": "p1"}'),

@@ -23,7 +23,7 @@ from engine_process import EngineProcess
 from helpers import eventually
 from ingress_server import Ingress, StartIngress
 from local_server import serving
-from samples import poison_events
+from samples import logged, poison_events
 from smsroute.config import ConfigError, load_settings
 from smsroute.engines.embedded.consumer import LogConsumer, StateBackend
 from smsroute.engines.embedded.log import SQLiteLog
@@ -295,20 +295,7 @@ async def test_poison_events_in_the_log_become_dead_letters_and_the_stream_goes_
         data = tmp_path / "data"
         log = SQLiteLog(data / "log.db")
         log.start()
-        good = RawEvent(
-            "agiletelecom",
-            "agiletelecom",
-            "inbound",
-            int(time.time() * 1e6),
-            "127.0.0.1",
-            "POST",
-            AGILE,
-            "",
-            "application/x-www-form-urlencoded",
-            {},
-            urlencode({**SAMPLE, "text": "after"}).encode(),
-            "agiletelecom:good",
-        )
+        good = logged("agiletelecom", urlencode({**SAMPLE, "text": "after"}).encode(), "agiletelecom:good")
         await log.append([(event.key, event.encode()) for event in [*poison_events(), good]])
         log.stop()
         for restart in range(2):  # a restart meets them again in its dead letters, not in a crash
@@ -363,23 +350,7 @@ async def test_an_event_failing_past_normalization_is_undone_and_dead_lettered(t
     backend = StateBackend(state)
     pipeline = Pipeline({"agiletelecom": Careless()}, backend, lambda: rules)
     texts = ["before", "bad key", "bad text", "after"]
-    records = [
-        RawEvent(
-            "agiletelecom",
-            "agiletelecom",
-            "inbound",
-            int(time.time() * 1e6),
-            "127.0.0.1",
-            "POST",
-            AGILE,
-            "",
-            "application/x-www-form-urlencoded",
-            {},
-            urlencode({**SAMPLE, "text": text}).encode(),
-            "k",
-        ).encode()
-        for text in texts
-    ]
+    records = [logged("agiletelecom", urlencode({**SAMPLE, "text": text}).encode(), "k").encode() for text in texts]
     await log.append([("k", record) for record in records])
     consumer = LogConsumer(log, state, pipeline, backend, lambda: None)
     stop = asyncio.Event()

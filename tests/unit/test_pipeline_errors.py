@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from helpers import MemoryBackend
+from samples import logged
 from smsroute.models.raw import RawEvent
 from smsroute.providers.agiletelecom import Normalizing as AgileTelecom
 from smsroute.rules import load_rules
@@ -25,20 +26,7 @@ def pipeline(normalizer: AgileTelecom) -> Pipeline:
 
 def event(text: str) -> bytes:
     body = f"originator=%2B393331234567&destination=%2B393201234567&date_time=2026-11-21+10%3A00%3A00&text={text}"
-    return RawEvent(
-        "agiletelecom",
-        "agiletelecom",
-        "inbound",
-        0,
-        "127.0.0.1",
-        "POST",
-        "/inbound/agiletelecom",
-        "",
-        "application/x-www-form-urlencoded",
-        {},
-        body.encode(),
-        "k",
-    ).encode()
+    return logged("agiletelecom", body.encode(), "k", received=0).encode()
 
 
 def test_an_adapter_bug_is_a_dead_letter_with_the_raw_event() -> None:
