@@ -258,6 +258,25 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def agile_event(body: bytes, key: str, received: float | None = None) -> RawEvent:
+    """An Agile Telecom form post as the ingress logs it, received now unless ``received`` (epoch s)."""
+    at = time.time() if received is None else received
+    return RawEvent(
+        "agiletelecom",
+        "agiletelecom",
+        "inbound",
+        int(at * 1e6),
+        "127.0.0.1",
+        "POST",
+        "/inbound/agiletelecom",
+        "",
+        "application/x-www-form-urlencoded",
+        {},
+        body,
+        key,
+    )
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

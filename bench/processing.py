@@ -22,11 +22,10 @@ from pathlib import Path
 import aiohttp
 import uvloop
 
-from bench.ingress import free_port
+from bench.ingress import agile_event, free_port
 from smsroute.config import load_settings
 from smsroute.engines.embedded.log import SQLiteLog
 from smsroute.engines.embedded.processing import InProcess
-from smsroute.models.raw import RawEvent
 from smsroute.rules.watch import RulesWatcher
 
 # a new sender each message, as in bench/e2e.py's load (each new number is parsed once)
@@ -97,20 +96,7 @@ async def processing(receiver: str, messages: int, data_dir: Path) -> Figures:
             [
                 (
                     "agile",
-                    RawEvent(
-                        "agiletelecom",
-                        "agiletelecom",
-                        "inbound",
-                        time.time_ns() // 1000,
-                        "127.0.0.1",
-                        "POST",
-                        "/inbound/agiletelecom",
-                        "",
-                        "application/x-www-form-urlencoded",
-                        {},
-                        BODY.format(run="proc", n=n).encode(),
-                        "agile",
-                    ).encode(),
+                    agile_event(BODY.format(run="proc", n=n).encode(), "agile").encode(),
                 )
                 for n in range(start, min(start + 1000, messages))
             ]

@@ -27,10 +27,9 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench.ingress import LUA, ROOT, Server, add_load_options, free_port, measure, wrk, wrk_missing
+from bench.ingress import LUA, ROOT, Server, add_load_options, agile_event, free_port, measure, wrk, wrk_missing
 from smsroute.engines.embedded.log import connect as connect_log
 from smsroute.engines.embedded.state import State
-from smsroute.models.raw import RawEvent
 
 DAY = 86400.0
 IDLE = {f"SMSROUTE_RETENTION__{name.upper()}": str(1000 * DAY) for name in ("raw_events", "messages")}
@@ -42,20 +41,7 @@ def fill(data: Path, rows: int) -> None:
     old = time.time() - 10 * DAY
     log = connect_log(data / "log.db", busy_timeout=10.0)
     body = b"originator=%2B393331234567&destination=%2B393201234567&date_time=2026-11-21+10%3A00%3A00&text=hello"
-    event = RawEvent(
-        "agiletelecom",
-        "agiletelecom",
-        "inbound",
-        int(old * 1e6),
-        "127.0.0.1",
-        "POST",
-        "/inbound/agiletelecom",
-        "",
-        "application/x-www-form-urlencoded",
-        {},
-        body,
-        "k",
-    )
+    event = agile_event(body, "k", received=old)
     record = event.encode()
     log.execute("BEGIN")
     log.executemany("INSERT INTO raw_events (key, record) VALUES (?, ?)", (("k", record) for _ in range(rows)))

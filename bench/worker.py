@@ -38,9 +38,8 @@ import uvloop
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from bench.ingress import Server, free_port
+from bench.ingress import Server, agile_event, free_port
 from bench.kafka import Broker
-from smsroute.models.raw import RawEvent
 
 PARTITIONS = 12
 BODY = "originator=%2B39333{sender:07d}&destination=%2B393201234567&date_time=2026-11-21+10%3A00%3A00&text={text}"
@@ -64,20 +63,7 @@ def raw_event(run: str, n: int) -> tuple[bytes, bytes]:
     receiver counts and times (``<run>-0-<n>-<sent ms>``)."""
     sender = n % 10_000_000
     text = f"{run}-0-{n}-{time.time_ns() // 1_000_000}"
-    event = RawEvent(
-        "agiletelecom",
-        "agiletelecom",
-        "inbound",
-        time.time_ns() // 1000,
-        "127.0.0.1",
-        "POST",
-        "/inbound/agiletelecom",
-        "",
-        "application/x-www-form-urlencoded",
-        {},
-        BODY.format(sender=sender, text=text).encode(),
-        "agile",
-    )
+    event = agile_event(BODY.format(sender=sender, text=text).encode(), "agile")
     return f"agiletelecom:+39333{sender:07d}:+393201234567".encode(), event.encode()
 
 
