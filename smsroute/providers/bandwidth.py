@@ -21,7 +21,15 @@ from ..models.message import Media
 from ..models.part import Part
 from ..models.raw import EventKind, RawEvent
 from ..models.report import DeliveryReport, ReportStatus
-from .base import BasicAuthConfig, Incoming, Message, Normalizer, Receiver, bad_request, require_paths
+from .base import (
+    BasicAuthConfig,
+    BasicAuthReceiver,
+    Incoming,
+    Message,
+    Normalizer,
+    bad_request,
+    require_paths,
+)
 from .kit import Fields, at, fields_of, parse_time, phone
 
 STATUSES: dict[str, ReportStatus] = {
@@ -39,20 +47,12 @@ class BandwidthConfig(BasicAuthConfig):
     """Bandwidth logs in with the user name and password set on the messaging application."""
 
 
-class Receiving(Receiver):
+class Receiving(BasicAuthReceiver):
     provider = "bandwidth"
-    auth_scheme = "Basic (username/password)"
     answer_summary = "200, empty"
     kinds = frozenset({"inbound", "status"})
     config_class = BandwidthConfig
     config: BandwidthConfig
-
-    @property
-    def signed(self) -> bool:
-        return self.config.basic
-
-    def authenticate(self, request: Incoming) -> None:
-        self.config.check_basic(request)
 
     def validate(self, request: Incoming) -> list[Fields]:
         events = request.json_messages()

@@ -340,6 +340,20 @@ class Receiver:
         return mail.labelled(mail.text(message), self.email_labels, self.email_text_label)
 
 
+class BasicAuthReceiver(Receiver):
+    """A provider whose only authentication is HTTP Basic (:class:`BasicAuthConfig`)."""
+
+    auth_scheme = "Basic (username/password)"
+    config: BasicAuthConfig
+
+    @property
+    def signed(self) -> bool:
+        return self.config.basic
+
+    def authenticate(self, request: Incoming) -> None:
+        self.config.check_basic(request)
+
+
 class Normalizer:
     """The log half of a provider: what its logged events mean."""
 

@@ -23,7 +23,15 @@ from aiohttp import web
 from ..models.part import Part
 from ..models.raw import EventKind, RawEvent
 from ..models.report import DeliveryReport, ReportStatus
-from .base import BasicAuthConfig, Incoming, Message, Normalizer, Receiver, bad_request, require_paths
+from .base import (
+    BasicAuthConfig,
+    BasicAuthReceiver,
+    Incoming,
+    Message,
+    Normalizer,
+    bad_request,
+    require_paths,
+)
 from .kit import Fields, at, fields_of, international, parse_time, phone
 
 REQUIRED: dict[EventKind, tuple[str, ...]] = {
@@ -38,20 +46,12 @@ class InfobipConfig(BasicAuthConfig):
     """Infobip logs in with the BASIC security setting of the subscription (HMAC is not supported)."""
 
 
-class Receiving(Receiver):
+class Receiving(BasicAuthReceiver):
     provider = "infobip"
-    auth_scheme = "Basic (username/password)"
     answer_summary = "200, empty"
     kinds = frozenset({"inbound", "status"})
     config_class = InfobipConfig
     config: InfobipConfig
-
-    @property
-    def signed(self) -> bool:
-        return self.config.basic
-
-    def authenticate(self, request: Incoming) -> None:
-        self.config.check_basic(request)
 
     def validate(self, request: Incoming) -> list[Fields]:
         document = request.json()
