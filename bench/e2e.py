@@ -55,6 +55,7 @@ from bench.ingress import (
     free_port,
     measure,
     parse_wrk,
+    serve_command,
     wrk,
     wrk_missing,
 )
@@ -566,20 +567,7 @@ def measure_all(workdir: Path, args: argparse.Namespace) -> tuple[float, list[li
         if "smsroute" in args.engines:
             smsroute = Smsroute(
                 "smsroute",
-                [
-                    sys.executable,
-                    "-m",
-                    "smsroute",
-                    "serve",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(ports["smsroute"]),
-                    "--data-dir",
-                    str(workdir / "data"),
-                    "--routes",
-                    str(workdir / "routes"),
-                ],
+                serve_command(ports["smsroute"], workdir / "data", workdir / "routes"),
                 ports["smsroute"],
                 workdir,
             )

@@ -277,6 +277,17 @@ def agile_event(body: bytes, key: str, received: float | None = None) -> RawEven
     )
 
 
+def serve_command(
+    port: int, data_dir: Path, routes: Path = ROOT / "routing_rules", config: Path | None = None
+) -> list[str]:
+    """``smsroute serve``, the embedded engine, on 127.0.0.1:``port`` as every benchmark runs it."""
+    settings = ["--config", str(config)] if config is not None else []
+    return [
+        *(sys.executable, "-m", "smsroute", "serve", *settings, "--host", "127.0.0.1", "--port", str(port)),
+        *("--data-dir", str(data_dir), "--routes", str(routes)),
+    ]
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -415,20 +426,7 @@ def main(argv: list[str] | None = None) -> int:
             ),
             Server(
                 "engine",
-                [
-                    sys.executable,
-                    "-m",
-                    "smsroute",
-                    "serve",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(engine_port),
-                    "--data-dir",
-                    str(workdir / "data"),
-                    "--routes",
-                    str(ROOT / "routing_rules"),
-                ],
+                serve_command(engine_port, workdir / "data"),
                 engine_port,
                 workdir,
             ),

@@ -27,7 +27,17 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench.ingress import LUA, ROOT, Server, add_load_options, agile_event, free_port, measure, wrk, wrk_missing
+from bench.ingress import (
+    LUA,
+    Server,
+    add_load_options,
+    agile_event,
+    free_port,
+    measure,
+    serve_command,
+    wrk,
+    wrk_missing,
+)
 from smsroute.engines.embedded.log import connect as connect_log
 from smsroute.engines.embedded.state import State
 
@@ -93,18 +103,7 @@ def run_once(
     data = workdir / f"data-{mode}-{n}"
     shutil.copytree(template, data)
     port = free_port()
-    command = [
-        sys.executable,
-        "-m",
-        "smsroute",
-        "serve",
-        "--port",
-        str(port),
-        "--data-dir",
-        str(data),
-        "--routes",
-        str(ROOT / "routing_rules"),
-    ]
+    command = serve_command(port, data)
     extra = IDLE if mode == "idle" else {}
     os.environ.update(extra)  # Server's child process inherits the environment
     try:

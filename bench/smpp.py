@@ -20,7 +20,19 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench.ingress import LUA, ROOT, Server, add_load_options, children, free_port, measure, paused, wrk, wrk_missing
+from bench.ingress import (
+    LUA,
+    ROOT,
+    Server,
+    add_load_options,
+    children,
+    free_port,
+    measure,
+    paused,
+    serve_command,
+    wrk,
+    wrk_missing,
+)
 from smsroute.engines.embedded.log import SQLiteLog
 from smsroute.models.raw import RawEvent
 
@@ -51,22 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         engine = Server(
             "engine",
-            [
-                sys.executable,
-                "-m",
-                "smsroute",
-                "serve",
-                "--config",
-                str(config),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(engine_port),
-                "--data-dir",
-                str(workdir / "data"),
-                "--routes",
-                str(ROOT / "routing_rules"),
-            ],
+            serve_command(engine_port, workdir / "data", config=config),
             engine_port,
             workdir,
         )
